@@ -1,0 +1,19 @@
+//! Gatehouse configuration: the YAML file's types, its parsing with locations, and its validation.
+//!
+//! Invariants: this crate has no I/O beyond reading the given text, no tokio, no hyper. `load` either
+//! returns a `Config` that passed every check (so compiling it cannot fail) or every problem found,
+//! each with its path (`routes[2].upstream`) and, where known, line:column.
+
+pub mod load;
+pub mod net;
+pub mod path;
+pub mod types;
+pub mod units;
+pub mod validate;
+pub mod yaml;
+
+pub use load::{load_file, load_str, load_str_env, ConfigError};
+pub use net::Cidr;
+pub use types::*;
+pub use units::{ByteSize, Dur};
+pub use validate::{validate, validate_with_locations, SourceMap};

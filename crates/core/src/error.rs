@@ -1,0 +1,239 @@
+//! The one error type of the data plane and its one mapping to an HTTP response.
+//!
+//! Invariants: every failure a client can see is a `GatewayError`; `to_response` is the only place
+//! that turns one into a status, a stable `code` and the documented JSON body
+//! `{"error": {"status", "code", "message", "request_id"}}`. Messages never include secrets or
+//! upstream internals beyond the upstream's configured name.
+
+use bytes::Bytes;
+
+use crate::http1::parse::HeadError;
+
+/// Who caused an error: decides logging level, metrics labels and whether a retry could help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("request header fields too large")]
+    HeaderTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("request not received in time")]
+    RequestTimeout,
+    #[error("no route matches the request")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
+    #[error("no healthy target in upstream `{upstream}`")]
+    NoHealthyUpstream { upstream: String },
+    #[error("could not connect to upstream `{upstream}`")]
+    UpstreamConnect { upstream: String },
+    #[error("upstream `{upstream}` did not answer in time")]
+    UpstreamTimeout { upstream: String },
+    #[error("upstream `{upstream}` sent an invalid response")]
+    UpstreamProtocol { upstream: String, detail: &'static str },
+    #[error("upstream `{upstream}` closed the connection")]
+    UpstreamReset { upstream: String },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::HeaderTooLarge => 431,
+            GatewayError::UriTooLong => 414,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::RequestTimeout => 408,
+            GatewayError::RouteNotFound => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::NoHealthyUpstream { .. } | GatewayError::ShuttingDown => 503,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamReset { .. } => 502,
+            GatewayError::UpstreamTimeout { .. } => 504,
+        }
+    }
+
+    /// Stable machine-readable code, documented in docs/configuration.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::HeaderTooLarge => "header_too_large",
+            GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::RequestTimeout => "request_timeout",
+            GatewayError::RouteNotFound => "route_not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::NoHealthyUpstream { .. } => "no_healthy_upstream",
+            GatewayError::UpstreamConnect { .. } => "upstream_connect_failed",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamProtocol { .. } => "upstream_invalid_response",
+            GatewayError::UpstreamReset { .. } => "upstream_reset",
+            GatewayError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            GatewayError::BadRequest(_)
+            | GatewayError::HeaderTooLarge
+            | GatewayError::UriTooLong
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::RequestTimeout
+            | GatewayError::RouteNotFound
+            | GatewayError::MethodNotAllowed { .. } => ErrorSource::Client,
+            GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamReset { .. } => ErrorSource::Upstream,
+            GatewayError::ShuttingDown => ErrorSource::Gateway,
+        }
+    }
+
+    /// Client errors about framing leave the connection in an unknown state: close it.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::BadRequest(_)
+                | GatewayError::HeaderTooLarge
+                | GatewayError::UriTooLong
+                | GatewayError::BodyTooLarge { .. }
+                | GatewayError::RequestTimeout
+                | GatewayError::ShuttingDown
+        )
+    }
+
+    /// Maps this error to the response the client gets.
+    pub fn to_response(&self, request_id: &str) -> LocalResponse {
+        let body = serde_json::json!({
+            "error": {
+                "status": self.status(),
+                "code": self.code(),
+                "message": self.to_string(),
+                "request_id": request_id,
+            }
+        });
+        let mut r = LocalResponse::json(self.status(), body.to_string());
+        if let GatewayError::MethodNotAllowed { allow } = self {
+            r.headers.push((Bytes::from_static(b"allow"), Bytes::from(allow.clone())));
+        }
+        r.close = self.closes_connection();
+        r
+    }
+}
+
+impl From<HeadError> for GatewayError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::HeadTooLarge | HeadError::TooManyHeaders => GatewayError::HeaderTooLarge,
+            HeadError::UriTooLong => GatewayError::UriTooLong,
+            HeadError::Malformed(m) | HeadError::Framing(m) => GatewayError::BadRequest(m.to_string()),
+        }
+    }
+}
+
+/// A response produced by the gateway itself (errors, admin, demo services, policies).
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub headers: Vec<(Bytes, Bytes)>,
+    pub body: Bytes,
+    /// Close the client connection after this response.
+    pub close: bool,
+}
+
+impl LocalResponse {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> LocalResponse {
+        LocalResponse {
+            status,
+            headers: vec![(Bytes::from_static(b"content-type"), Bytes::from_static(content_type.as_bytes()))],
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<Bytes>) -> LocalResponse {
+        LocalResponse::new(status, "application/json", body)
+    }
+
+    pub fn text(status: u16, body: impl Into<Bytes>) -> LocalResponse {
+        LocalResponse::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<Bytes>) -> LocalResponse {
+        self.headers.push((Bytes::from_static(name.as_bytes()), value.into()));
+        self
+    }
+
+    /// Serialises status line, headers, framing and body for an HTTP/1.x client.
+    pub fn write_to(&self, out: &mut Vec<u8>, extra: &[(&str, &[u8])], head_only: bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa_u16(self.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(crate::http1::reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in &self.headers {
+            out.extend_from_slice(n);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        for (n, v) in extra {
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(self.body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if self.close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+fn itoa_u16(n: u16) -> String {
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_shape() {
+        let r = GatewayError::NoHealthyUpstream { upstream: "users".into() }.to_response("abc");
+        assert_eq!(r.status, 503);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], "no_healthy_upstream");
+        assert_eq!(v["error"]["status"], 503);
+        assert_eq!(v["error"]["request_id"], "abc");
+        assert!(v["error"]["message"].as_str().unwrap().contains("users"));
+    }
+
+    #[test]
+    fn allow_header() {
+        let r = GatewayError::MethodNotAllowed { allow: "GET, HEAD".into() }.to_response("x");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"allow" && &v[..] == b"GET, HEAD"));
+        let mut out = Vec::new();
+        r.write_to(&mut out, &[], false);
+        assert!(out.starts_with(b"HTTP/1.1 405 Method Not Allowed\r\n"));
+    }
+}

@@ -1,0 +1,298 @@
+//! Lifecycle: bind listeners, start worker threads, serve admin, reload, drain.
+//!
+//! Threading model: N worker threads, each with its own single-threaded tokio runtime and its own
+//! `SO_REUSEPORT` socket per listener, so the kernel spreads connections and each worker's
+//! upstream pool is lock-free (see `upstream::pool`). The caller's runtime (the "control plane")
+//! runs the admin API and the health checks. Workers share only the `Shared` state: an `ArcSwap`
+//! snapshot (wait-free load per request), the registry, and atomics.
+//!
+//! Invariants: `reload` validates and compiles before swapping, so a bad config never replaces a
+//! good one; in-flight requests keep the snapshot they loaded. Shutdown closes the listening
+//! sockets first (new connections are refused), lets in-flight requests finish (their responses
+//! carry `Connection: close`), closes idle keep-alive connections, and gives up after the drain
+//! timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Config;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::proxy::{serve_connection, Shared};
+use crate::snapshot::{compile, parse_listen_addr, CompileError, Snapshot};
+use crate::upstream::{health, pool, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("config: {0}")]
+    Compile(#[from] CompileError),
+    #[error("cannot start worker: {0}")]
+    Worker(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("listeners changed ({0}); restart the gateway to apply listener changes")]
+    ListenersChanged(String),
+}
+
+/// Start-up options that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Worker threads; 0 = config `server.workers`, then one per CPU.
+    pub workers: usize,
+    /// Serve the admin API if the config has an `admin` section.
+    pub admin: bool,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    health: Mutex<Vec<JoinHandle<()>>>,
+    admin_task: Mutex<Option<JoinHandle<()>>>,
+    /// Bound traffic addresses, in config order (ports resolved).
+    pub listen_addrs: Vec<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    ready: Arc<AtomicBool>,
+    reloads: AtomicUsize,
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_tcp_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn worker_count(opts: &Options, config: &Config) -> usize {
+    if opts.workers > 0 {
+        opts.workers
+    } else if config.server.workers > 0 {
+        config.server.workers
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Gateway {
+    /// Compiles `config`, binds every listener and starts serving. Must be called inside a tokio
+    /// runtime, which then hosts the admin API and health checks.
+    pub async fn start(config: Config, opts: Options) -> Result<Arc<Gateway>, StartError> {
+        let workers = worker_count(&opts, &config);
+        let registry = Registry::new();
+        let admin_cfg = config.admin.clone();
+        let snapshot = compile(config, &registry)?;
+        // Bind every listener once per worker (SO_REUSEPORT); port 0 resolves on the first bind.
+        let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut listen_addrs = Vec::new();
+        for (i, l) in snapshot.listeners.iter().enumerate() {
+            let first =
+                bind_reuseport(l.address).map_err(|e| StartError::Bind { addr: l.address.to_string(), source: e })?;
+            let actual = first.local_addr().map_err(StartError::Worker)?;
+            listen_addrs.push(actual);
+            per_worker[0].push((i, first));
+            for w in per_worker.iter_mut().skip(1) {
+                let s = bind_reuseport(actual).map_err(|e| StartError::Bind { addr: actual.to_string(), source: e })?;
+                w.push((i, s));
+            }
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry,
+            shutdown: shutdown_rx,
+            connections: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
+            epoch: std::time::Instant::now(),
+        });
+        let mut handles = Vec::new();
+        for (w, listeners) in per_worker.into_iter().enumerate() {
+            let shared = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("gatehouse-worker-{w}"))
+                .spawn(move || run_worker(listeners, shared))
+                .map_err(StartError::Worker)?;
+            handles.push(h);
+        }
+        let ready = Arc::new(AtomicBool::new(true));
+        let mut admin_addr = None;
+        let mut admin_task = None;
+        if opts.admin {
+            if let Some(a) = admin_cfg {
+                let addr = parse_listen_addr(&a.address)?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind { addr: a.address.clone(), source: e })?;
+                admin_addr = l.local_addr().ok();
+                let state = crate::admin::AdminState { shared: shared.clone(), ready: ready.clone() };
+                let rx = shared.shutdown.clone();
+                admin_task = Some(tokio::spawn(crate::simple_http::serve(
+                    l,
+                    move |req| {
+                        let state = state.clone();
+                        async move { state.handle(req) }
+                    },
+                    rx,
+                )));
+            }
+        }
+        let gw = Arc::new(Gateway {
+            health: Mutex::new(health::spawn_all(&shared.snapshot.load().upstreams)),
+            shared,
+            shutdown_tx,
+            workers: Mutex::new(handles),
+            admin_task: Mutex::new(admin_task),
+            listen_addrs,
+            admin_addr,
+            ready,
+            reloads: AtomicUsize::new(0),
+        });
+        Ok(gw)
+    }
+
+    /// The running snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Applies an already validated config: compile, check listeners, swap, restart health checks.
+    /// On error the running snapshot stays in place.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let old = self.shared.snapshot.load_full();
+        let old_l: Vec<_> = old.listeners.iter().map(|l| l.address).collect();
+        let new_l: Vec<_> = config
+            .listeners
+            .iter()
+            .map(|l| parse_listen_addr(&l.address))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        if old_l != new_l {
+            let fmt = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            return Err(ReloadError::ListenersChanged(format!("[{}] -> [{}]", fmt(&old_l), fmt(&new_l))));
+        }
+        let snap = compile(config, &self.shared.registry).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.drain(..).for_each(|h| h.abort());
+        *health = health::spawn_all(&snap.upstreams);
+        self.shared.snapshot.store(Arc::new(snap));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn reload_count(&self) -> usize {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, drains in-flight requests (up to the config's drain timeout), stops workers.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.shutdown_tx.send(true);
+        let drain = self.shared.snapshot.load().drain_timeout;
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.shared.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for h in self.health.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            h.abort();
+        }
+        if let Some(t) = self.admin_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+        let workers: Vec<_> = self.workers.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+
+    /// Open client connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
+fn run_worker(listeners: Vec<(usize, std::net::TcpListener)>, shared: Arc<Shared>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut accepts = Vec::new();
+        for (idx, std_l) in listeners {
+            let l = match tokio::net::TcpListener::from_std(std_l) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot register listener");
+                    continue;
+                }
+            };
+            let shared = shared.clone();
+            accepts.push(tokio::spawn(accept_loop(l, idx, shared)));
+        }
+        let sweeper = tokio::spawn(async {
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                pool::sweep();
+            }
+        });
+        for a in accepts {
+            let _ = a.await;
+        }
+        // Listeners are closed now; let in-flight connections finish.
+        let drain = shared.snapshot.load().drain_timeout;
+        let deadline = tokio::time::Instant::now() + drain;
+        while shared.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sweeper.abort();
+    });
+}
+
+async fn accept_loop(l: tokio::net::TcpListener, idx: usize, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(stream, peer, idx, shared.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(l);
+}

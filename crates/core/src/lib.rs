@@ -1,0 +1,19 @@
+//! Gatehouse's data plane: the compiled snapshot, the router, the request pipeline, upstreams and
+//! balancers, the HTTP/1.1 proxy, and the admin API. `docs/architecture.md` walks the request path
+//! through these modules in the order the code runs them.
+
+pub mod admin;
+pub mod error;
+pub mod gateway;
+pub mod http1;
+pub mod normalize;
+pub mod pipeline;
+pub mod proxy;
+pub mod router;
+pub mod simple_http;
+pub mod snapshot;
+pub mod upstream;
+
+pub use error::{GatewayError, LocalResponse};
+pub use gateway::{Gateway, Options, ReloadError, StartError};
+pub use snapshot::Snapshot;

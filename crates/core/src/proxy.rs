@@ -1,0 +1,854 @@
+//! The HTTP/1.1 data plane: one task per client connection runs every request on it through
+//! parse → normalise → route → `on_request` → pick target → forward → `on_response` → `on_log`.
+//!
+//! Invariants:
+//! - Nothing reaches an upstream before the head passed the strict parser, the path was
+//!   normalised, a route matched and the request phase said `Continue`. The path that was matched
+//!   is the path that is forwarded (after the route's explicit rewrite).
+//! - Bodies stream both ways; only the head and at most one read buffer are held in memory.
+//! - Hop-by-hop fields (and those named in `Connection`) never cross the proxy; forwarding headers
+//!   from untrusted peers are replaced, never trusted.
+//! - Once any byte of a response went to the client, a failure closes the connection instead of
+//!   sending a second response, so a truncated body can never look complete.
+//! - A pooled upstream connection is reused only after a fully read, well-framed response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::{GatewayError, LocalResponse};
+use crate::http1::headers::trim;
+use crate::http1::{self, parse_request, parse_response, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
+use crate::normalize::{is_normal_path, normalize_target};
+use crate::pipeline::{on_log, Flow, RequestCtx};
+use crate::router::{Lookup, RequestView};
+use crate::snapshot::{ListenerRt, Rewrite, Route, Snapshot, TplPart};
+use crate::upstream::balancer::rand_u64;
+use crate::upstream::pool::{self, UpConn};
+use crate::upstream::{observe_latency, HashKey, Registry, Target, Upstream};
+
+/// State shared by every worker: the current snapshot, long-lived registries, lifecycle.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub registry: Registry,
+    pub shutdown: watch::Receiver<bool>,
+    /// Open client connections (traffic listeners only).
+    pub connections: AtomicUsize,
+    /// Requests being processed.
+    pub inflight: AtomicUsize,
+    pub epoch: std::time::Instant,
+}
+
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+const FLUSH_AT: usize = 64 * 1024;
+
+struct CountGuard<'a>(&'a AtomicUsize);
+
+impl<'a> CountGuard<'a> {
+    fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        CountGuard(c)
+    }
+}
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct InflightGuard<'a>(&'a Target);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Per-connection buffers and identity.
+struct Conn {
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    timer: Pin<Box<Sleep>>,
+}
+
+enum HeadRead {
+    Head(Box<RequestHead>),
+    Closed,
+    Error(GatewayError),
+}
+
+/// Why forwarding stopped early.
+enum Fail {
+    /// Nothing was written to the client yet: answer with this error.
+    Before(GatewayError),
+    /// The response already started (or the client is gone): close the connection.
+    After,
+}
+
+/// Serves one client connection until it closes, errs, idles out, or the gateway drains.
+pub async fn serve_connection<S>(mut io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _conn = CountGuard::new(&shared.connections);
+    let mut c = Conn {
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: Vec::with_capacity(4096),
+        peer,
+        shutdown: shared.shutdown.clone(),
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+    };
+    loop {
+        let snap = shared.snapshot.load_full();
+        let Some(l) = snap.listeners.get(listener) else { break };
+        match read_head(&mut io, &mut c, l).await {
+            HeadRead::Closed => break,
+            HeadRead::Error(e) => {
+                let resp = e.to_response(&new_request_id());
+                c.wbuf.clear();
+                resp.write_to(&mut c.wbuf, &[], false);
+                let _ = io.write_all(&c.wbuf).await;
+                break;
+            }
+            HeadRead::Head(head) => {
+                let _req = CountGuard::new(&shared.inflight);
+                let keep = handle_request(&mut io, &mut c, *head, &snap, l, &shared).await;
+                if !keep || *c.shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: &ListenerRt) -> HeadRead {
+    if c.rbuf.is_empty() {
+        if *c.shutdown.borrow() {
+            return HeadRead::Closed;
+        }
+        c.timer.as_mut().reset(Instant::now() + l.idle_timeout);
+        reserve(&mut c.rbuf);
+        tokio::select! {
+            biased;
+            r = io.read_buf(&mut c.rbuf) => match r {
+                Ok(0) | Err(_) => return HeadRead::Closed,
+                Ok(_) => {}
+            },
+            _ = &mut c.timer => return HeadRead::Closed,
+            _ = c.shutdown.changed() => return HeadRead::Closed,
+        }
+    }
+    c.timer.as_mut().reset(Instant::now() + l.header_timeout);
+    loop {
+        match parse_request(&mut c.rbuf, l.limits) {
+            Ok(Some(h)) => return HeadRead::Head(Box::new(h)),
+            Ok(None) => {}
+            Err(e) => return HeadRead::Error(e.into()),
+        }
+        reserve(&mut c.rbuf);
+        tokio::select! {
+            biased;
+            r = io.read_buf(&mut c.rbuf) => match r {
+                Ok(0) | Err(_) => return HeadRead::Closed,
+                Ok(_) => {}
+            },
+            _ = &mut c.timer => return HeadRead::Error(GatewayError::RequestTimeout),
+        }
+    }
+}
+
+/// A new random request id: 32 lower-case hex digits.
+pub fn new_request_id() -> String {
+    format!("{:016x}{:016x}", rand_u64(), rand_u64())
+}
+
+fn valid_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// The client address after trusted proxies: walk `X-Forwarded-For` right to left while the hop is
+/// trusted; the first untrusted address is the client.
+pub fn client_ip(peer: IpAddr, headers: &Headers, trusted: &[gatehouse_config::Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        for part in v.split(|&b| b == b',') {
+            match std::str::from_utf8(trim(part)).ok().and_then(|s| s.parse::<IpAddr>().ok()) {
+                Some(ip) => hops.push(ip),
+                None => return peer,
+            }
+        }
+    }
+    let mut ip = peer;
+    for hop in hops.into_iter().rev() {
+        ip = hop;
+        if !is_trusted(hop) {
+            break;
+        }
+    }
+    ip
+}
+
+/// Lower-cased host without port, borrowed when already lower-case.
+fn host_key(authority: &[u8]) -> std::borrow::Cow<'_, str> {
+    let a = std::str::from_utf8(authority).unwrap_or("");
+    let host =
+        if a.starts_with('[') { a.find(']').map_or(a, |e| &a[..=e]) } else { a.rsplit_once(':').map_or(a, |(h, _)| h) };
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
+
+async fn write_local<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    resp: &LocalResponse,
+    request_id: &str,
+    head_only: bool,
+) -> bool {
+    c.wbuf.clear();
+    resp.write_to(&mut c.wbuf, &[("x-request-id", request_id.as_bytes())], head_only);
+    io.write_all(&c.wbuf).await.is_ok()
+}
+
+/// Runs one request to completion. Returns whether the connection may serve another.
+async fn handle_request<S>(
+    io: &mut S,
+    c: &mut Conn,
+    mut head: RequestHead,
+    snap: &Snapshot,
+    l: &ListenerRt,
+    shared: &Shared,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request_id = match head.headers.get("x-request-id") {
+        Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
+        _ => new_request_id(),
+    };
+    let mut ctx = RequestCtx {
+        request_id,
+        client_ip: client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies),
+        route: None,
+        params: Vec::new(),
+        error_kind: None,
+        upstream_status: None,
+        status: 0,
+    };
+    let is_head = &head.method[..] == b"HEAD";
+    let body_pending = head.body != BodyKind::Empty;
+    let method = head.method.clone();
+
+    // Normalise the target; the fast path borrows, the slow path allocates once.
+    let target = head.target.clone();
+    let origin: &[u8] = if target.first() == Some(&b'/') {
+        &target
+    } else if target.as_ref() == b"*" {
+        b"*"
+    } else {
+        // absolute-form: keep path and query
+        let after_scheme = target.iter().position(|&b| b == b':').map_or(0, |p| p + 3);
+        match target[after_scheme.min(target.len())..].iter().position(|&b| b == b'/' || b == b'?') {
+            Some(p) if target[after_scheme + p] == b'/' => &target[after_scheme + p..],
+            _ => b"/",
+        }
+    };
+    let (path_raw, query_raw) = match origin.iter().position(|&b| b == b'?') {
+        Some(q) => (&origin[..q], Some(&origin[q + 1..])),
+        None => (origin, None),
+    };
+    let normal;
+    let (path, query): (&str, Option<&str>) =
+        if is_normal_path(path_raw) && query_raw.is_none_or(|q| q.iter().all(|&b| b.is_ascii_graphic() && b != b'#')) {
+            (std::str::from_utf8(path_raw).unwrap_or("/"), query_raw.map(|q| std::str::from_utf8(q).unwrap_or("")))
+        } else {
+            match normalize_target(origin) {
+                Ok(t) => {
+                    normal = t;
+                    (normal.path.as_str(), normal.query.as_deref())
+                }
+                Err(e) => {
+                    let err = GatewayError::BadRequest(e.0.to_string());
+                    return finish_error(io, c, &mut ctx, err, is_head, &method, "", true).await;
+                }
+            }
+        };
+
+    let authority = head.authority.clone();
+    let host = authority.as_deref().map(host_key).unwrap_or_default();
+    let lookup =
+        snap.router.lookup(&RequestView { host: &host, path, method: &head.method, headers: &head.headers, query });
+    let (route_idx, params) = match lookup {
+        Lookup::Found { route, params } => (route, params),
+        Lookup::NotFound => {
+            return finish_error(io, c, &mut ctx, GatewayError::RouteNotFound, is_head, &method, path, body_pending)
+                .await
+        }
+        Lookup::MethodNotAllowed { allow } => {
+            let err = GatewayError::MethodNotAllowed { allow: allow.join(", ") };
+            return finish_error(io, c, &mut ctx, err, is_head, &method, path, body_pending).await;
+        }
+    };
+    let route = &snap.routes[route_idx];
+    ctx.route = Some(route_idx);
+    ctx.params = params;
+
+    let limit = route.max_body.unwrap_or(l.max_body);
+    if let BodyKind::Length(n) = head.body {
+        if n > limit {
+            let err = GatewayError::BodyTooLarge { limit };
+            return finish_error(io, c, &mut ctx, err, is_head, &method, path, true).await;
+        }
+    }
+
+    // Sanitise: hop-by-hop, expectations, forwarding headers, our request id.
+    http1::strip_hop_by_hop(&mut head.headers);
+    head.headers.remove("expect");
+    head.headers.remove("host");
+    add_forwarding(&mut head, c.peer.ip(), &l.trusted_proxies, &host);
+    head.headers.set(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+
+    if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers) {
+        ctx.status = resp.status;
+        let keep = !resp.close && !body_pending && head.keep_alive;
+        let mut resp = resp;
+        resp.close = !keep;
+        let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+        on_log(&ctx, &method, path);
+        return ok && keep;
+    }
+
+    let out_path = rewrite_path(route, path, &ctx.params);
+    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, shared).await {
+        Ok(keep) => {
+            on_log(&ctx, &method, path);
+            keep
+        }
+        Err(Fail::Before(err)) => finish_error(io, c, &mut ctx, err, is_head, &method, path, true).await,
+        Err(Fail::After) => {
+            ctx.error_kind.get_or_insert("response_aborted");
+            on_log(&ctx, &method, path);
+            false
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_error<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    ctx: &mut RequestCtx,
+    err: GatewayError,
+    is_head: bool,
+    method: &[u8],
+    path: &str,
+    body_pending: bool,
+) -> bool {
+    let mut resp = err.to_response(&ctx.request_id);
+    // An unread request body would be parsed as the next request: close instead.
+    if body_pending {
+        resp.close = true;
+    }
+    ctx.status = resp.status;
+    ctx.error_kind = Some(err.code());
+    let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+    on_log(ctx, method, path);
+    ok && !resp.close
+}
+
+fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> String {
+    match &route.rewrite {
+        Rewrite::None => path.to_string(),
+        Rewrite::StripPrefix(p) => {
+            let rest = &path[p.len().min(path.len())..];
+            if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{rest}")
+            }
+        }
+        Rewrite::Template(parts) => {
+            let mut out = String::with_capacity(path.len());
+            for part in parts {
+                match part {
+                    TplPart::Lit(s) => out.push_str(s),
+                    TplPart::Param(name) => {
+                        if let Some((_, v)) = params.iter().find(|(k, _)| k == name) {
+                            out.push_str(v);
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn add_forwarding(head: &mut RequestHead, peer: IpAddr, trusted: &[gatehouse_config::Cidr], host: &str) {
+    let peer_trusted = trusted.iter().any(|c| c.contains(peer));
+    let peer_s = peer.to_string();
+    let orig_host = head.authority.clone().unwrap_or_default();
+    if peer_trusted {
+        let prior: Vec<u8> = head.headers.get_all("x-forwarded-for").collect::<Vec<_>>().join(&b", "[..]);
+        let xff = if prior.is_empty() {
+            peer_s.clone().into_bytes()
+        } else {
+            [&prior[..], b", ", peer_s.as_bytes()].concat()
+        };
+        head.headers.set(Bytes::from_static(b"x-forwarded-for"), Bytes::from(xff));
+        if !head.headers.contains("x-forwarded-proto") {
+            head.headers.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+        }
+        if !head.headers.contains("x-forwarded-host") && !orig_host.is_empty() {
+            head.headers.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+        }
+    } else {
+        for n in
+            ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "forwarded"]
+        {
+            head.headers.remove(n);
+        }
+        head.headers.append(Bytes::from_static(b"x-forwarded-for"), Bytes::from(peer_s.clone()));
+        head.headers.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+        if !orig_host.is_empty() {
+            head.headers.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+        }
+    }
+    // RFC 7239: quote IPv6 and the host.
+    let for_v = if peer.is_ipv6() { format!("\"[{peer_s}]\"") } else { peer_s };
+    let mut fwd = format!("for={for_v};proto=http");
+    if !host.is_empty() {
+        fwd.push_str(&format!(";host=\"{}\"", String::from_utf8_lossy(&orig_host)));
+    }
+    let prior: Vec<u8> =
+        if peer_trusted { head.headers.get_all("forwarded").collect::<Vec<_>>().join(&b", "[..]) } else { Vec::new() };
+    let value = if prior.is_empty() { fwd.into_bytes() } else { [&prior[..], b", ", fwd.as_bytes()].concat() };
+    head.headers.set(Bytes::from_static(b"forwarded"), Bytes::from(value));
+}
+
+fn hash_key<'a>(key: &HashKey, head: &'a RequestHead, path: &'a str, ip: &'a str) -> Option<&'a [u8]> {
+    match key {
+        HashKey::Header(h) => head.headers.get(h),
+        HashKey::Cookie(name) => head.headers.get_all("cookie").find_map(|v| {
+            v.split(|&b| b == b';').find_map(|kv| {
+                let kv = trim(kv);
+                let eq = kv.iter().position(|&b| b == b'=')?;
+                (kv[..eq] == *name.as_bytes()).then(|| &kv[eq + 1..])
+            })
+        }),
+        HashKey::ClientIp => Some(ip.as_bytes()),
+        HashKey::Path => Some(path.as_bytes()),
+    }
+}
+
+fn idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE")
+}
+
+fn write_request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    path: &str,
+    query: Option<&str>,
+    host: &[u8],
+    framing: BodyKind,
+) {
+    out.clear();
+    out.extend_from_slice(&head.method);
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    for (n, v) in head.headers.iter() {
+        if n.eq_ignore_ascii_case(b"host") {
+            continue;
+        }
+        out.extend_from_slice(n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyKind::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyKind::Empty | BodyKind::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Sends the request upstream and relays the response. `Ok(keep_alive)` on success.
+#[allow(clippy::too_many_arguments)]
+async fn forward<S>(
+    io: &mut S,
+    c: &mut Conn,
+    head: &mut RequestHead,
+    route: &Route,
+    path: &str,
+    query: Option<&str>,
+    ctx: &mut RequestCtx,
+    l: &ListenerRt,
+    limit: u64,
+    shared: &Shared,
+) -> Result<bool, Fail>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let upstream: &Upstream = &route.upstream;
+    let ip_s;
+    let key = match upstream.balancer.hash_key() {
+        Some(HashKey::ClientIp) => {
+            ip_s = ctx.client_ip.to_string();
+            hash_key(&HashKey::ClientIp, head, path, &ip_s)
+        }
+        Some(k) => hash_key(k, head, path, ""),
+        None => None,
+    };
+    let Some(target) = upstream.pick(key) else {
+        return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
+    };
+    target.state.inflight.fetch_add(1, Ordering::Relaxed);
+    let _inflight = InflightGuard(target);
+
+    let host: Bytes = match head.headers.get("host") {
+        Some(h) => Bytes::copy_from_slice(h),
+        None if route.preserve_host => head.authority.clone().unwrap_or_else(|| target.authority.clone()),
+        None => target.authority.clone(),
+    };
+    let mut ubuf = Vec::with_capacity(512);
+    write_request_head(&mut ubuf, head, path, query, &host, head.body);
+    let response_timeout = route.timeout.unwrap_or(upstream.response_timeout);
+    let uname = || upstream.name.clone();
+
+    // Whole small bodies that already arrived go out with the head in one write.
+    let mut body = BodyDecoder::new(head.body);
+    let mut body_sent = 0u64;
+    if let BodyKind::Length(n) = head.body {
+        if c.rbuf.len() as u64 >= n {
+            if let Ok(Decoded::Data(d)) = body.decode(&mut c.rbuf) {
+                body_sent = d.len() as u64;
+                ubuf.extend_from_slice(&d);
+            }
+        }
+    }
+    let retry_safe = head.body == BodyKind::Empty && idempotent(&head.method);
+    let is_head = &head.method[..] == b"HEAD";
+
+    let mut attempt = 0;
+    let (mut conn, resp, sent_at) = loop {
+        attempt += 1;
+        let mut conn = match pool::checkout(target.state.id) {
+            Some(conn) => conn,
+            None => pool::connect(target, upstream.connect_timeout).await.map_err(|e| {
+                ctx.error_kind = Some("upstream_connect_failed");
+                tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "connect failed");
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    Fail::Before(GatewayError::UpstreamTimeout { upstream: uname() })
+                } else {
+                    Fail::Before(GatewayError::UpstreamConnect { upstream: uname() })
+                }
+            })?,
+        };
+        if conn.stream.write_all(&ubuf).await.is_err() {
+            // Nothing was consumed from the client beyond what `ubuf` still holds: safe to resend.
+            if conn.reused && attempt == 1 {
+                continue;
+            }
+            return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() }));
+        }
+        if !body.is_done() {
+            if head.expect_continue {
+                let _ = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+            }
+            stream_request_body(io, c, &mut conn, &mut body, head.body, limit, body_sent, l, upstream).await?;
+        }
+        let sent_at = Instant::now();
+        match read_response_head(&mut conn, is_head, response_timeout, upstream).await {
+            Ok(resp) => break (conn, resp, sent_at),
+            Err(ReadFail::ClosedEarly) if conn.reused && attempt == 1 && retry_safe => continue,
+            Err(ReadFail::ClosedEarly) => return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() })),
+            Err(ReadFail::Err(e)) => return Err(Fail::Before(e)),
+        }
+    };
+    observe_latency(&target.state, sent_at.elapsed(), shared.epoch.elapsed().as_nanos() as u64);
+
+    // Response head to the client.
+    let mut resp = resp;
+    ctx.upstream_status = Some(resp.status);
+    let keep_cl = if resp.body == BodyKind::Empty && (is_head || resp.status == 304) {
+        resp.headers.get("content-length").map(Bytes::copy_from_slice)
+    } else {
+        None
+    };
+    http1::strip_hop_by_hop(&mut resp.headers);
+    let mut status = resp.status;
+    route.stack.on_response(ctx, &mut status, &mut resp.headers);
+    if !resp.headers.contains("x-request-id") {
+        resp.headers.append(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+    }
+    ctx.status = status;
+    let client_11 = head.minor == 1;
+    let rechunk = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && client_11;
+    let close_delimited = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && !client_11;
+    let keep = head.keep_alive && !close_delimited && !*c.shutdown.borrow();
+
+    let w = &mut c.wbuf;
+    w.clear();
+    w.extend_from_slice(if client_11 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
+    w.extend_from_slice(status.to_string().as_bytes());
+    w.push(b' ');
+    if status == resp.status {
+        w.extend_from_slice(&resp.reason);
+    } else {
+        w.extend_from_slice(http1::reason(status).as_bytes());
+    }
+    w.extend_from_slice(b"\r\n");
+    resp.headers.write_to(w);
+    match resp.body {
+        BodyKind::Length(n) => {
+            w.extend_from_slice(b"content-length: ");
+            w.extend_from_slice(n.to_string().as_bytes());
+            w.extend_from_slice(b"\r\n");
+        }
+        BodyKind::Empty => {
+            if let Some(cl) = keep_cl {
+                w.extend_from_slice(b"content-length: ");
+                w.extend_from_slice(&cl);
+                w.extend_from_slice(b"\r\n");
+            } else if status >= 200 && status != 204 && status != 304 {
+                w.extend_from_slice(b"content-length: 0\r\n");
+            }
+        }
+        BodyKind::Chunked | BodyKind::UntilClose => {
+            if rechunk {
+                w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+        }
+    }
+    if !keep {
+        w.extend_from_slice(b"connection: close\r\n");
+    } else if !client_11 {
+        w.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+
+    // Body: decode from upstream, re-frame for the client, flush when we must wait.
+    let mut dec = BodyDecoder::new(resp.body);
+    loop {
+        match dec.decode(&mut conn.rbuf) {
+            Ok(Decoded::Data(d)) => {
+                if rechunk {
+                    push_chunk(&mut c.wbuf, &d);
+                } else {
+                    c.wbuf.extend_from_slice(&d);
+                }
+                if c.wbuf.len() >= FLUSH_AT {
+                    io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
+                    c.wbuf.clear();
+                }
+            }
+            Ok(Decoded::Done) => break,
+            Ok(Decoded::NeedMore) => {
+                if !c.wbuf.is_empty() {
+                    io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
+                    c.wbuf.clear();
+                }
+                reserve(&mut conn.rbuf);
+                match tokio::time::timeout(response_timeout, conn.stream.read_buf(&mut conn.rbuf)).await {
+                    Ok(Ok(0)) => {
+                        if dec.on_eof() {
+                            break;
+                        }
+                        ctx.error_kind = Some("upstream_truncated");
+                        return Err(Fail::After);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) | Err(_) => {
+                        ctx.error_kind = Some("upstream_truncated");
+                        return Err(Fail::After);
+                    }
+                }
+            }
+            Err(_) => {
+                ctx.error_kind = Some("upstream_invalid_response");
+                return Err(Fail::After);
+            }
+        }
+    }
+    if rechunk {
+        c.wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !c.wbuf.is_empty() {
+        io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
+        c.wbuf.clear();
+    }
+    if resp.keep_alive && resp.body != BodyKind::UntilClose {
+        pool::checkin(target.state.id, conn, upstream.max_idle_per_target, upstream.pool_idle_timeout);
+    }
+    Ok(keep)
+}
+
+/// Streams the rest of the client's body upstream within the listener's body deadline.
+#[allow(clippy::too_many_arguments)]
+async fn stream_request_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    conn: &mut UpConn,
+    body: &mut BodyDecoder,
+    kind: BodyKind,
+    limit: u64,
+    mut sent: u64,
+    l: &ListenerRt,
+    upstream: &Upstream,
+) -> Result<(), Fail> {
+    let deadline = Instant::now() + l.body_timeout;
+    let chunked = kind == BodyKind::Chunked;
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        match body.decode(&mut c.rbuf) {
+            Ok(Decoded::Data(d)) => {
+                sent += d.len() as u64;
+                if sent > limit {
+                    return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
+                }
+                out.clear();
+                if chunked {
+                    push_chunk(&mut out, &d);
+                } else {
+                    out.extend_from_slice(&d);
+                }
+                conn.stream
+                    .write_all(&out)
+                    .await
+                    .map_err(|_| Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }))?;
+            }
+            Ok(Decoded::Done) => break,
+            Ok(Decoded::NeedMore) => {
+                reserve(&mut c.rbuf);
+                match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Err(Fail::After),
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Err(Fail::Before(GatewayError::RequestTimeout)),
+                }
+            }
+            Err(e) => return Err(Fail::Before(GatewayError::BadRequest(e.to_string()))),
+        }
+    }
+    if chunked {
+        conn.stream
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(|_| Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }))?;
+    }
+    Ok(())
+}
+
+enum ReadFail {
+    /// The connection closed before any response byte (stale keep-alive connection).
+    ClosedEarly,
+    Err(GatewayError),
+}
+
+async fn read_response_head(
+    conn: &mut UpConn,
+    is_head: bool,
+    timeout: Duration,
+    upstream: &Upstream,
+) -> Result<http1::ResponseHead, ReadFail> {
+    let deadline = Instant::now() + timeout;
+    let mut got_any = !conn.rbuf.is_empty();
+    loop {
+        match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
+            Ok(Some(h)) if h.status == 101 => {
+                return Err(ReadFail::Err(GatewayError::UpstreamProtocol {
+                    upstream: upstream.name.clone(),
+                    detail: "unsolicited 101",
+                }))
+            }
+            // Interim responses (100, 102, 103) are consumed; the final one follows.
+            Ok(Some(h)) if h.status < 200 => continue,
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {}
+            Err(_) => {
+                return Err(ReadFail::Err(GatewayError::UpstreamProtocol {
+                    upstream: upstream.name.clone(),
+                    detail: "malformed response head",
+                }))
+            }
+        }
+        reserve(&mut conn.rbuf);
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut conn.rbuf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Err(if got_any {
+                    ReadFail::Err(GatewayError::UpstreamProtocol {
+                        upstream: upstream.name.clone(),
+                        detail: "connection closed inside the response head",
+                    })
+                } else {
+                    ReadFail::ClosedEarly
+                })
+            }
+            Ok(Ok(_)) => got_any = true,
+            Err(_) => return Err(ReadFail::Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_key(b"Api.Example.com:8080"), "api.example.com");
+        assert_eq!(host_key(b"[::1]:80"), "[::1]");
+        assert_eq!(host_key(b"x"), "x");
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(b"abc-123"));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id(&[b'a'; 200]));
+        assert_eq!(new_request_id().len(), 32);
+    }
+}

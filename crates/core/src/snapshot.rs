@@ -1,0 +1,270 @@
+//! Compiling a validated `Config` into the immutable `Snapshot` the data plane runs on.
+//!
+//! Invariants: everything a request needs is resolved here (route table, header names/values as
+//! bytes, regexes, durations, upstream references as `Arc`s), so the hot path never parses config
+//! or looks anything up by name. Long-lived state comes from the `Registry` by stable names.
+//! Compilation only fails on what validation should already have refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_config::{self as cfg, Cidr, Config};
+
+use crate::http1::parse::MAX_HEADER_SLOTS;
+use crate::http1::HeadLimits;
+use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
+use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
+use crate::upstream::{parse_target_url, Balancer, HashKey, Registry, Target, Upstream};
+
+/// A listener's compiled settings (the socket itself is bound once at start).
+#[derive(Debug, Clone)]
+pub struct ListenerRt {
+    pub name: String,
+    pub address: SocketAddr,
+    pub trusted_proxies: Vec<Cidr>,
+    pub limits: HeadLimits,
+    pub max_body: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// How the forwarded path is rewritten.
+#[derive(Debug, Clone)]
+pub enum Rewrite {
+    None,
+    StripPrefix(String),
+    Template(Vec<TplPart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TplPart {
+    Lit(String),
+    Param(String),
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub upstream: Arc<Upstream>,
+    pub rewrite: Rewrite,
+    pub preserve_host: bool,
+    pub max_body: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub stack: Stack,
+}
+
+/// The immutable runtime configuration, swapped atomically on reload.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub router: RouteTable,
+    pub routes: Vec<Route>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub listeners: Vec<ListenerRt>,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(pub String);
+
+/// Resolves `host:port` (with `localhost` allowed) to a socket address.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, CompileError> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        if let Ok(p) = port.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+    }
+    Err(CompileError(format!("invalid listen address `{s}`")))
+}
+
+fn edits(ops: &cfg::HeaderOps) -> HeaderEdits {
+    let b = |s: &String| Bytes::from(s.clone());
+    HeaderEdits {
+        remove: ops.remove.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        set: ops.set.iter().map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), b(v))).collect(),
+        add: ops.add.iter().map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), b(v))).collect(),
+    }
+}
+
+fn pred(v: &cfg::ValueMatch, lower_name: bool) -> Result<ValuePred, CompileError> {
+    let kind = if let Some(e) = &v.exact {
+        PredKind::Exact(e.clone())
+    } else if let Some(r) = &v.regex {
+        PredKind::Regex(regex::Regex::new(&format!("^(?:{r})$")).map_err(|e| CompileError(e.to_string()))?)
+    } else {
+        PredKind::Present(v.present.unwrap_or(true))
+    };
+    let name = if lower_name { v.name.to_ascii_lowercase() } else { v.name.clone() };
+    Ok(ValuePred { name, kind, invert: v.invert })
+}
+
+/// Splits `/v2/users/{id}/{*rest}` into literal and parameter parts.
+pub fn parse_template(t: &str) -> Vec<TplPart> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TplPart::Lit(rest[..open].to_string()));
+        }
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = rest[open + 1..open + close].trim_start_matches('*');
+        parts.push(TplPart::Param(name.to_string()));
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TplPart::Lit(rest.to_string()));
+    }
+    parts
+}
+
+/// Compiles a validated config. State for upstream targets comes from (and goes back to) `registry`.
+pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileError> {
+    let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+    let mut live = Vec::new();
+    for u in &config.upstreams {
+        let mut targets = Vec::new();
+        for t in &u.targets {
+            let (addr, authority) =
+                parse_target_url(&t.url).ok_or_else(|| CompileError(format!("invalid target url `{}`", t.url)))?;
+            live.push((u.name.clone(), t.url.clone()));
+            targets.push(Target {
+                url: t.url.clone(),
+                addr,
+                authority: Bytes::from(authority),
+                weight: t.weight.max(1),
+                state: registry.target(&u.name, &t.url),
+            });
+        }
+        let balancer = match &u.balancer {
+            cfg::Balancer::RoundRobin => Balancer::round_robin(&targets.iter().map(|t| t.weight).collect::<Vec<_>>()),
+            cfg::Balancer::LeastRequest => Balancer::LeastRequest,
+            cfg::Balancer::PeakEwma => Balancer::PeakEwma,
+            cfg::Balancer::ConsistentHash(on) => {
+                let key = match on {
+                    cfg::HashOn::Header(h) => HashKey::Header(h.to_ascii_lowercase()),
+                    cfg::HashOn::Cookie(c) => HashKey::Cookie(c.clone()),
+                    cfg::HashOn::ClientIp => HashKey::ClientIp,
+                    cfg::HashOn::Path => HashKey::Path,
+                };
+                Balancer::consistent_hash(key, &targets.iter().map(|t| (t.url.clone(), t.weight)).collect::<Vec<_>>())
+            }
+        };
+        upstreams.push(Arc::new(Upstream {
+            name: u.name.clone(),
+            targets,
+            balancer,
+            max_idle_per_target: u.pool.max_idle_per_target,
+            pool_idle_timeout: u.pool.idle_timeout.0,
+            connect_timeout: u.timeouts.connect.0,
+            response_timeout: u.timeouts.response_header.0,
+            health_check: u.health_check.clone(),
+        }));
+    }
+    registry.retain(&live);
+
+    let mut specs = Vec::new();
+    let mut routes = Vec::new();
+    for r in &config.routes {
+        let upstream = upstreams
+            .iter()
+            .find(|u| u.name == r.upstream)
+            .cloned()
+            .ok_or_else(|| CompileError(format!("route `{}`: unknown upstream `{}`", r.name, r.upstream)))?;
+        let path = match &r.matches.path {
+            None => PathSpec::Prefix("/".into()),
+            Some(cfg::PathMatch::Exact(p)) => PathSpec::Exact(p.clone()),
+            Some(cfg::PathMatch::Prefix(p)) => PathSpec::Prefix(p.clone()),
+            Some(cfg::PathMatch::Template(p)) => PathSpec::Template(p.clone()),
+            Some(cfg::PathMatch::Regex(p)) => PathSpec::Regex(p.clone()),
+        };
+        let rewrite = match &r.rewrite {
+            Some(rw) if rw.strip_prefix => match &path {
+                PathSpec::Prefix(p) => Rewrite::StripPrefix(p.trim_end_matches('/').to_string()),
+                _ => Rewrite::None,
+            },
+            Some(cfg::Rewrite { path: Some(t), .. }) => Rewrite::Template(parse_template(t)),
+            _ => Rewrite::None,
+        };
+        specs.push(RouteSpec {
+            hosts: r.matches.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            path,
+            methods: r.matches.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            headers: r.matches.headers.iter().map(|v| pred(v, true)).collect::<Result<_, _>>()?,
+            query: r.matches.query.iter().map(|v| pred(v, false)).collect::<Result<_, _>>()?,
+        });
+        let mut stack = Stack::default();
+        let req = edits(&r.request_headers);
+        if !req.is_empty() {
+            stack.request.push(RequestPolicy::Headers(req));
+        }
+        let resp = edits(&r.response_headers);
+        if !resp.is_empty() {
+            stack.response.push(ResponsePolicy::Headers(resp));
+        }
+        routes.push(Route {
+            name: r.name.clone(),
+            upstream,
+            rewrite,
+            preserve_host: r.preserve_host,
+            max_body: r.max_body_bytes.map(|b| b.0),
+            timeout: r.timeout.map(|d| d.0),
+            stack,
+        });
+    }
+    let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
+
+    let mut listeners = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        listeners.push(ListenerRt {
+            name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
+            address: parse_listen_addr(&l.address)?,
+            trusted_proxies: l
+                .trusted_proxies
+                .iter()
+                .map(|c| Cidr::parse(c).map_err(CompileError))
+                .collect::<Result<_, _>>()?,
+            limits: HeadLimits {
+                max_head: l.limits.max_header_bytes.0 as usize,
+                max_headers: l.limits.max_headers.min(MAX_HEADER_SLOTS),
+                max_uri: l.limits.max_uri_bytes.0 as usize,
+            },
+            max_body: l.limits.max_body_bytes.0,
+            header_timeout: l.timeouts.header_read.0,
+            body_timeout: l.timeouts.body_read.0,
+            idle_timeout: l.timeouts.idle.0,
+        });
+    }
+    Ok(Snapshot {
+        drain_timeout: config.server.drain_timeout.0,
+        config: Arc::new(config),
+        router,
+        routes,
+        upstreams,
+        listeners,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            parse_template("/v2/users/{id}/x{*rest}"),
+            vec![
+                TplPart::Lit("/v2/users/".into()),
+                TplPart::Param("id".into()),
+                TplPart::Lit("/x".into()),
+                TplPart::Param("rest".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Upstreams: compiled target lists, their long-lived state, and the registry that keeps that
+//! state across reloads.
+//!
+//! Invariants: a `TargetState` (health, in-flight count, latency estimate) is keyed by
+//! (upstream name, target URL) in the `Registry`; a reload that keeps a target keeps its state,
+//! so health and load do not reset. Per-request work touches only atomics; the registry's mutex
+//! is taken at compile time only.
+
+pub mod balancer;
+pub mod health;
+pub mod pool;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use balancer::{Balancer, HashKey};
+
+/// State of one target that outlives config snapshots.
+#[derive(Debug)]
+pub struct TargetState {
+    /// Stable id, used to key connection pools.
+    pub id: u64,
+    healthy: AtomicBool,
+    pub inflight: AtomicU32,
+    /// Peak-EWMA latency estimate in nanoseconds.
+    pub ewma_ns: AtomicU64,
+    /// When the estimate was last updated (ns since the registry's epoch).
+    pub ewma_stamp_ns: AtomicU64,
+    /// Consecutive active-check successes / failures.
+    pub hc_ok: AtomicU32,
+    pub hc_fail: AtomicU32,
+    /// Last health-check outcome text, for the admin API.
+    pub last_check: Mutex<Option<String>>,
+}
+
+impl TargetState {
+    fn new(id: u64) -> TargetState {
+        TargetState {
+            id,
+            healthy: AtomicBool::new(true),
+            inflight: AtomicU32::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_stamp_ns: AtomicU64::new(0),
+            hc_ok: AtomicU32::new(0),
+            hc_fail: AtomicU32::new(0),
+            last_check: Mutex::new(None),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, v: bool) {
+        self.healthy.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Where to connect.
+#[derive(Debug, Clone)]
+pub enum Addr {
+    Ip(std::net::SocketAddr),
+    /// A DNS name, resolved when a new connection is opened.
+    Dns(String),
+}
+
+/// One compiled target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub addr: Addr,
+    /// `host:port` as sent in `Host` when the route does not preserve the client's host.
+    pub authority: Bytes,
+    pub weight: u32,
+    pub state: Arc<TargetState>,
+}
+
+/// One compiled upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub targets: Vec<Target>,
+    pub balancer: Balancer,
+    pub max_idle_per_target: usize,
+    pub pool_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub health_check: Option<gatehouse_config::HealthCheck>,
+}
+
+impl Upstream {
+    /// Chooses a healthy target for a request, or `None` when none is healthy.
+    pub fn pick(&self, key: Option<&[u8]>) -> Option<&Target> {
+        self.balancer.pick(&self.targets, key).map(|i| &self.targets[i])
+    }
+}
+
+/// Long-lived per-target state keyed by stable names.
+#[derive(Debug, Default)]
+pub struct Registry {
+    targets: Mutex<HashMap<(String, String), Arc<TargetState>>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The state for (upstream, url), created on first use and kept across reloads.
+    pub fn target(&self, upstream: &str, url: &str) -> Arc<TargetState> {
+        let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((upstream.to_string(), url.to_string()))
+            .or_insert_with(|| Arc::new(TargetState::new(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)))
+            .clone()
+    }
+
+    /// Drops state of targets no longer in any upstream (after a reload).
+    pub fn retain(&self, live: &[(String, String)]) {
+        let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, _| live.contains(k));
+    }
+}
+
+/// Parses `http://host:port[/]` (validated already) into an address and authority.
+pub fn parse_target_url(url: &str) -> Option<(Addr, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Addr::Ip(std::net::SocketAddr::new(ip, port)),
+        Err(_) if bare.eq_ignore_ascii_case("localhost") => {
+            Addr::Ip(std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port))
+        }
+        Err(_) => Addr::Dns(format!("{bare}:{port}")),
+    };
+    Some((addr, format!("{host}:{port}")))
+}
+
+/// Records a completed exchange's latency into the peak-EWMA estimate.
+pub fn observe_latency(state: &TargetState, rtt: Duration, now_ns: u64) {
+    const TAU_NS: f64 = 10e9;
+    let rtt_ns = rtt.as_nanos().min(u64::MAX as u128) as u64;
+    let prev = state.ewma_ns.load(Ordering::Relaxed);
+    let stamp = state.ewma_stamp_ns.swap(now_ns, Ordering::Relaxed);
+    let next = if prev == 0 || rtt_ns > prev {
+        // Peak sensitivity: a slower observation takes over at once.
+        rtt_ns
+    } else {
+        let elapsed = now_ns.saturating_sub(stamp) as f64;
+        let w = (-elapsed / TAU_NS).exp();
+        (prev as f64 * w + rtt_ns as f64 * (1.0 - w)) as u64
+    };
+    state.ewma_ns.store(next.max(1), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (a, auth) = parse_target_url("http://127.0.0.1:8080").unwrap();
+        assert!(matches!(a, Addr::Ip(s) if s.port() == 8080));
+        assert_eq!(auth, "127.0.0.1:8080");
+        let (a, _) = parse_target_url("http://svc.local:80/").unwrap();
+        assert!(matches!(a, Addr::Dns(ref s) if s == "svc.local:80"));
+        let (a, auth) = parse_target_url("http://[::1]:9000").unwrap();
+        assert!(matches!(a, Addr::Ip(s) if s.is_ipv6()));
+        assert_eq!(auth, "[::1]:9000");
+    }
+
+    #[test]
+    fn registry_keeps_state() {
+        let r = Registry::new();
+        let a = r.target("u", "http://a:1");
+        a.set_healthy(false);
+        let b = r.target("u", "http://a:1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!b.is_healthy());
+        assert_ne!(r.target("u", "http://b:1").id, a.id);
+    }
+
+    #[test]
+    fn ewma_is_peak_sensitive() {
+        let s = TargetState::new(1);
+        observe_latency(&s, Duration::from_millis(10), 0);
+        observe_latency(&s, Duration::from_millis(100), 1_000);
+        assert_eq!(s.ewma_ns.load(Ordering::Relaxed), 100_000_000);
+        observe_latency(&s, Duration::from_millis(10), 20_000_000_000);
+        let v = s.ewma_ns.load(Ordering::Relaxed);
+        assert!(v < 100_000_000 && v > 10_000_000, "{v}");
+    }
+}

@@ -1,0 +1,158 @@
+//! The `gatehouse` binary: CLI, logging, signals, reload, and the built-in quickstart.
+//!
+//! `gatehouse run --config FILE` serves; `gatehouse validate FILE` checks a config without binding
+//! or contacting anything; `gatehouse` alone runs the quickstart. SIGTERM/SIGINT drain then exit;
+//! SIGHUP re-reads the config file through the same validate → compile → swap path.
+
+mod quickstart;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse_core::{Gateway, Options};
+
+#[derive(Parser, Debug)]
+#[command(name = "gatehouse", version, about = "Gatehouse API gateway. Run without a command for the quickstart.")]
+struct Cli {
+    /// Log level or filter (e.g. `info`, `debug`, `gatehouse_core=trace`).
+    #[arg(long, global = true, env = "GATEHOUSE_LOG", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve traffic with a config file.
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+        /// Worker threads (overrides `server.workers`; default one per CPU).
+        #[arg(long, env = "GATEHOUSE_WORKERS", default_value_t = 0)]
+        workers: usize,
+    },
+    /// Check a config file: prints `OK`, or every problem with its path and line:column (exit 1).
+    Validate {
+        /// The YAML config file.
+        file: PathBuf,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { file }) => validate(&file),
+        other => {
+            init_logging(&cli.log_level, cli.log_format);
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = rt.block_on(async move {
+                match other {
+                    Some(Command::Run { config, workers }) => run(config, workers).await,
+                    _ => quickstart::run().await,
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(file: &Path) -> ExitCode {
+    match gatehouse_config::load_file(file) {
+        Ok(_) => {
+            println!("OK");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{}: {e}", file.display());
+            }
+            eprintln!("{} problem(s) found", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(file: &Path) -> anyhow::Result<gatehouse_config::Config> {
+    gatehouse_config::load_file(file).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid config {}:\n{}", file.display(), lines.join("\n"))
+    })
+}
+
+async fn run(config_path: PathBuf, workers: usize) -> anyhow::Result<()> {
+    let config = load(&config_path)?;
+    let gw = Gateway::start(config, Options { workers, admin: true }).await.context("cannot start")?;
+    for a in &gw.listen_addrs {
+        tracing::info!(address = %a, "listening");
+    }
+    if let Some(a) = gw.admin_addr {
+        tracing::info!(address = %a, "admin listening");
+    }
+    serve_until_signal(gw, Some(config_path)).await
+}
+
+/// Waits for signals: SIGHUP reloads `config_path`, SIGTERM/SIGINT drain and return.
+pub(crate) async fn serve_until_signal(gw: Arc<Gateway>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let Some(path) = &config_path else {
+                    tracing::info!("SIGHUP ignored: no config file (quickstart)");
+                    continue;
+                };
+                match load(path) {
+                    Ok(cfg) => match gw.reload(cfg) {
+                        Ok(()) => tracing::info!(file = %path.display(), "config reloaded"),
+                        Err(e) => tracing::error!(error = %e, "reload refused; keeping the running config"),
+                    },
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "reload refused; keeping the running config"),
+                }
+            }
+        }
+    }
+    tracing::info!(open_connections = gw.open_connections(), "draining");
+    gw.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients, and
+//! launchers for the gateway (in-process through the real pipeline, or the real binary).
+//!
+//! Invariants: backends are independent implementations (hyper's server), so a test checks the
+//! gateway against another parser, never against itself; every wait is bounded in time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use gatehouse_core::Gateway;
+
+/// What a backend received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query as sent on the request line.
+    pub uri: String,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// What a backend answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: Option<Duration>,
+}
+
+impl Reply {
+    pub fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: body.as_bytes().to_vec(),
+            delay: None,
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = Some(d);
+        self
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+/// A real HTTP/1.1 backend (hyper) that records every request.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    /// Starts a backend that answers with `handler`.
+    pub async fn start(name: &str, handler: Handler) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve(l, name, handler)
+    }
+
+    /// Starts a backend on a specific address (to bring a killed backend back).
+    pub async fn start_at(addr: SocketAddr, name: &str, handler: Handler) -> Backend {
+        let l = TcpListener::bind(addr).await.expect("bind backend");
+        Backend::serve(l, name, handler)
+    }
+
+    fn serve(l: TcpListener, name: &str, handler: Handler) -> Backend {
+        let addr = l.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (rec, conns) = (received.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = l.accept().await else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (rec, handler) = (rec.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                        let (rec, handler) = (rec.clone(), handler.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let r = Received {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                    })
+                                    .collect(),
+                                body,
+                            };
+                            let reply = handler(&r);
+                            rec.lock().expect("lock").push(r);
+                            if let Some(d) = reply.delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            let mut resp = hyper::Response::builder().status(reply.status);
+                            for (k, v) in &reply.headers {
+                                resp = resp.header(k.as_str(), v.as_str());
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                resp.body(Full::new(Bytes::from(reply.body))).expect("response"),
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Backend { addr, name: name.to_string(), received, connections, task }
+    }
+
+    /// A backend that answers 200 with `{"backend": name, "path": uri}`.
+    pub async fn named(name: &str) -> Backend {
+        let n = name.to_string();
+        Backend::start(
+            name,
+            Arc::new(move |r: &Received| {
+                let body = serde_json::json!({"backend": n, "path": r.uri}).to_string();
+                Reply::text(200, &body).header("content-type", "application/json")
+            }),
+        )
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+
+    pub fn last(&self) -> Option<Received> {
+        self.received.lock().expect("lock").last().cloned()
+    }
+
+    /// TCP connections accepted so far (to check upstream keep-alive).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting (existing connections are dropped with the runtime's tasks).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A backend that answers every request head with fixed raw bytes (for misbehaving upstreams).
+pub struct RawBackend {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawBackend {
+    /// For each request head received, writes `response`; closes after it when `close` is set.
+    pub async fn start(response: &'static [u8], close: bool) -> RawBackend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else { continue };
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                        if let Some(p) = find(&buf, b"\r\n\r\n") {
+                            buf.drain(..p + 4);
+                            if s.write_all(response).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// Sends raw bytes and reads until the peer closes or 2 s pass without data.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    raw_timeout(addr, request, Duration::from_secs(2)).await
+}
+
+pub async fn raw_timeout(addr: SocketAddr, request: &[u8], idle: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(idle, s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&tmp[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the gateway closed the connection after answering `request` (reads to EOF within 2 s).
+pub async fn raw_closes(addr: SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Ok(Ok(n)) => out.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// The status code of the first response in a raw reply (0 if none).
+pub fn status_of(raw: &str) -> u16 {
+    raw.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// A response as seen by a real HTTP client (hyper).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One request on a fresh connection with hyper's client.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut b = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        b = b.header("host", "gatehouse.test");
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    Resp { status, headers, body }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, &[], b"").await
+}
+
+/// An in-process gateway running the real pipeline (worker threads, snapshot, admin).
+pub struct TestGateway {
+    pub gw: Arc<Gateway>,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+/// Parses `yaml` through the real loader (panics listing every problem) and starts it.
+pub async fn gateway(yaml: &str) -> TestGateway {
+    let config = load(yaml);
+    let gw = Gateway::start(config, gatehouse_core::Options { workers: 1, admin: true }).await.expect("gateway starts");
+    TestGateway { addr: gw.listen_addrs[0], admin: gw.admin_addr, gw }
+}
+
+/// Loads a YAML config or panics with every error.
+pub fn load(yaml: &str) -> gatehouse_config::Config {
+    match gatehouse_config::load_str(yaml, &|_| None) {
+        Ok(c) => c,
+        Err(errs) => {
+            panic!("invalid test config:\n{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        }
+    }
+}
+
+/// A minimal config: one listener on an ephemeral port, admin on an ephemeral port, one upstream
+/// `backend` with the given target URLs, and the given routes YAML (indented list items) or a
+/// catch-all route when `routes` is empty.
+pub fn simple_config(targets: &[String], routes: &str) -> String {
+    let t: String = targets.iter().map(|u| format!("      - url: {u}\n")).collect();
+    let routes =
+        if routes.is_empty() { "  - name: all\n    upstream: backend\n".to_string() } else { routes.to_string() };
+    format!(
+        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{t}routes:\n{routes}"
+    )
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; for the binary launcher).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The real `gatehouse` binary running a config file.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Writes `yaml` to a temp dir and runs `bin run --config FILE`; waits until `ready` (an
+    /// admin address) answers /readyz, up to 10 s.
+    pub fn spawn(bin: &str, yaml: &str, ready: SocketAddr) -> GatewayProcess {
+        let dir = std::env::temp_dir().join(format!("gatehouse-test-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("gatehouse.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let p = GatewayProcess { child, dir, config };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(ready) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if out.starts_with("HTTP/1.1 200") {
+                    return p;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gatehouse did not become ready");
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Waits for exit up to `timeout`; returns the exit status if it exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -302,7 +302,11 @@ mod tests {
     fn root_must_be_a_map() {
         let e = load_str("- a\n- b\n", &no_env).unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().starts_with("<root> (line 1, column 1): expected a map with the sections"), "{}", e[0]);
+        assert!(
+            e[0].to_string().starts_with("<root> (line 1, column 1): expected a map with the sections"),
+            "{}",
+            e[0]
+        );
         let e = load_str("listeners: 5\n", &no_env).unwrap_err();
         assert!(e[0].to_string().starts_with("listeners (line 1, column 12): expected a list"), "{}", e[0]);
     }

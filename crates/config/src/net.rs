@@ -12,11 +12,9 @@ use std::str::FromStr;
 /// Parses a listen address: `IP:port`, `[IPv6]:port` or `localhost:port` (→ `127.0.0.1`).
 /// Port `0` (an ephemeral port) is allowed.
 pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
     if let Some(port) = s.strip_prefix("localhost:") {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid port `{port}` in `{s}`: expected a number from 0 to 65535"))?;
+        let port: u16 =
+            port.parse().map_err(|_| format!("invalid port `{port}` in `{s}`: expected a number from 0 to 65535"))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     if let Ok(addr) = s.parse::<SocketAddr>() {
@@ -181,7 +179,8 @@ pub fn parse_target_url(s: &str) -> Result<TargetUrl, String> {
         return Err(format!("`{s}` is not a target URL: expected `http://host:port`"));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "http" => {}
+        "http" if scheme == "http" => {}
+        "http" => return Err(format!("write the scheme in lower case: `http://`, not `{scheme}://`")),
         "https" => return Err("scheme `https` is not supported yet (comes with TLS upstreams)".into()),
         "h2c" => return Err("scheme `h2c` is not supported yet (comes with HTTP/2 upstreams)".into()),
         other => return Err(format!("unsupported scheme `{other}`: expected `http://host:port`")),
@@ -253,7 +252,23 @@ pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric()
-                || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
         })
 }
 
@@ -319,6 +334,7 @@ mod tests {
             ("https://a:443", "scheme `https` is not supported yet (comes with TLS upstreams)"),
             ("h2c://a:80", "scheme `h2c` is not supported yet"),
             ("ftp://a:21", "unsupported scheme"),
+            ("HTTP://a:21", "lower case"),
             ("127.0.0.1:80", "expected `http://host:port`"),
             ("http://a", "no port"),
             ("http://a:0", "1 to 65535"),

@@ -28,8 +28,7 @@ impl std::fmt::Display for PathError {
             PathError::Backslash => f.write_str("contains `\\`, which requests are refused for"),
             PathError::InvalidChar(c) => {
                 let mut buf = [0u8; 4];
-                let enc: String =
-                    c.encode_utf8(&mut buf).bytes().map(|b| format!("%{b:02X}")).collect();
+                let enc: String = c.encode_utf8(&mut buf).bytes().map(|b| format!("%{b:02X}")).collect();
                 write!(f, "contains `{}`, which must be percent-encoded (`{enc}`)", c.escape_debug())
             }
         }
@@ -43,10 +42,7 @@ fn unreserved(b: u8) -> bool {
 /// Characters allowed raw in a path: RFC 3986 `pchar` and `/` (besides `%` escapes).
 fn path_char(b: u8) -> bool {
     unreserved(b)
-        || matches!(
-            b,
-            b'/' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-        )
+        || matches!(b, b'/' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -69,8 +65,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(h), Some(l)) =
-                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+            let (Some(h), Some(l)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
             else {
                 return Err(PathError::MalformedEscape);
             };
@@ -253,9 +248,7 @@ pub fn parse_template(t: &str) -> Result<Template, String> {
             Piece::Param { name, .. } => {
                 in_segment += 1;
                 if in_segment > 1 {
-                    return Err(format!(
-                        "only one parameter per path segment is allowed (at `{{{name}}}`)"
-                    ));
+                    return Err(format!("only one parameter per path segment is allowed (at `{{{name}}}`)"));
                 }
             }
         }
@@ -263,11 +256,9 @@ pub fn parse_template(t: &str) -> Result<Template, String> {
     match normalize_path(&skeleton) {
         Err(e) => return Err(format!("template {e}")),
         Ok(n) if n != skeleton => {
-            return Err(
-                "template is not in normal form: remove `//`, `.` and `..` segments and decode escaped \
+            return Err("template is not in normal form: remove `//`, `.` and `..` segments and decode escaped \
                  letters, digits and `-._~`"
-                    .to_string(),
-            )
+                .to_string())
         }
         Ok(_) => {}
     }
@@ -300,7 +291,9 @@ pub fn check_rewrite(rewrite: &str, template: &Template) -> Result<(), String> {
                     return Err(format!("rewrite uses `{name}`, which the template does not capture ({known})"));
                 }
                 if catch_all && template.catch_all.as_deref() != Some(name) {
-                    return Err(format!("`{{*{name}}}` names a catch-all, but `{name}` is a plain parameter: write `{{{name}}}`"));
+                    return Err(format!(
+                        "`{{*{name}}}` names a catch-all, but `{name}` is a plain parameter: write `{{{name}}}`"
+                    ));
                 }
                 skeleton.push('p');
             }

@@ -204,10 +204,7 @@ pub struct Pool {
 
 impl Default for Pool {
     fn default() -> Self {
-        Pool {
-            max_idle_per_target: defaults::max_idle_per_target(),
-            idle_timeout: defaults::pool_idle_timeout(),
-        }
+        Pool { max_idle_per_target: defaults::max_idle_per_target(), idle_timeout: defaults::pool_idle_timeout() }
     }
 }
 

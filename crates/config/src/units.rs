@@ -20,19 +20,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: expected e.g. `250ms`, `30s`, `5m`, `1h`"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("invalid duration `{s}`: expected e.g. `250ms`, `30s`, `5m`, `1h`"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "invalid duration `{s}`: unit must be one of ms, s, m, h (e.g. `250ms`, `30s`)"
-            ))
-        }
+        _ => return Err(format!("invalid duration `{s}`: unit must be one of ms, s, m, h (e.g. `250ms`, `30s`)")),
     };
     Ok(d)
 }
@@ -41,9 +36,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected e.g. `512`, `64KiB`, `1MiB`"))?;
+    let n: u64 = num.parse().map_err(|_| format!("invalid size `{s}`: expected e.g. `512`, `64KiB`, `1MiB`"))?;
     let mult: u64 = match unit {
         "" | "B" => 1,
         "KB" | "kB" => 1000,
@@ -52,22 +45,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KiB" => 1024,
         "MiB" => 1024 * 1024,
         "GiB" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "invalid size `{s}`: unit must be one of B, KB, MB, GB, KiB, MiB, GiB"
-            ))
-        }
+        _ => return Err(format!("invalid size `{s}`: unit must be one of B, KB, MB, GB, KiB, MiB, GiB")),
     };
     n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -83,11 +72,11 @@ impl fmt::Display for Dur {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n >= 1 << 30 && n % (1 << 30) == 0 {
+        if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
             write!(f, "{}GiB", n >> 30)
-        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", n >> 20)
-        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", n >> 10)
         } else {
             write!(f, "{n}")
@@ -115,19 +104,13 @@ impl<'de, T, F: Fn(&str) -> Result<T, String>> de::Visitor<'de> for UnitVisitor<
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UnitVisitor(
-            |s: &str| parse_duration(s).map(Dur),
-            "a duration such as `250ms`, `30s`, `5m`",
-        ))
+        d.deserialize_any(UnitVisitor(|s: &str| parse_duration(s).map(Dur), "a duration such as `250ms`, `30s`, `5m`"))
     }
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UnitVisitor(
-            |s: &str| parse_size(s).map(ByteSize),
-            "a size such as `512`, `64KiB`, `1MiB`",
-        ))
+        d.deserialize_any(UnitVisitor(|s: &str| parse_size(s).map(ByteSize), "a size such as `512`, `64KiB`, `1MiB`"))
     }
 }
 

@@ -16,14 +16,21 @@ use crate::load::ConfigError;
 use crate::net::{is_dns_name, is_token, parse_socket_addr, parse_target_url, Cidr};
 use crate::path::{check_config_path, check_rewrite, parse_template, Template};
 use crate::types::{
-    Balancer, Config, HashOn, HeaderOps, HealthCheck, Listener, PathMatch, Route, RouteMatch, Upstream,
-    ValueMatch,
+    Balancer, Config, HashOn, HeaderOps, HealthCheck, Listener, PathMatch, Route, RouteMatch, Upstream, ValueMatch,
 };
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
 /// Headers the gateway manages itself; routes may not set, add or remove them.
-pub const HOP_BY_HOP_HEADERS: &[&str] =
-    &["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "proxy-connection"];
+pub const HOP_BY_HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "proxy-connection",
+];
 
 /// Largest allowed target weight.
 pub const MAX_WEIGHT: u32 = 10_000;
@@ -152,10 +159,7 @@ impl Validator<'_> {
         if name.is_empty() {
             self.err(path, format!("{kind} name must not be empty"));
         } else if !is_valid_name(name) {
-            self.err(
-                path,
-                format!("invalid {kind} name {name:?}: use letters, digits, `_`, `.` and `-` only"),
-            );
+            self.err(path, format!("invalid {kind} name {name:?}: use letters, digits, `_`, `.` and `-` only"));
         }
     }
 
@@ -292,7 +296,9 @@ impl Validator<'_> {
                     if let Some(first) = seen.get(&authority) {
                         self.err(
                             join_key(&jp, "url"),
-                            format!("duplicate target `{authority}` (same as targets[{first}]); raise its `weight` instead"),
+                            format!(
+                                "duplicate target `{authority}` (same as targets[{first}]); raise its `weight` instead"
+                            ),
                         );
                     } else {
                         seen.insert(authority, j);
@@ -300,7 +306,10 @@ impl Validator<'_> {
                 }
             }
             if !(1..=MAX_WEIGHT).contains(&t.weight) {
-                self.err(join_key(&jp, "weight"), format!("weight must be between 1 and {MAX_WEIGHT}, got {}", t.weight));
+                self.err(
+                    join_key(&jp, "weight"),
+                    format!("weight must be between 1 and {MAX_WEIGHT}, got {}", t.weight),
+                );
             }
         }
         if let Balancer::ConsistentHash(on) = &u.balancer {
@@ -386,7 +395,11 @@ impl Validator<'_> {
                 names.insert(&r.name, p.clone());
             }
             if !known.contains(&r.upstream.as_str()) {
-                let list = if known.is_empty() { "none are defined".to_string() } else { format!("known: {}", known.join(", ")) };
+                let list = if known.is_empty() {
+                    "none are defined".to_string()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
                 self.err(join_key(&p, "upstream"), format!("unknown upstream {:?} ({list})", r.upstream));
             }
             let template = self.route_match(&r.matches, &join_key(&p, "match"));
@@ -500,7 +513,10 @@ impl Validator<'_> {
         {
             self.err(
                 join_key(p, "name"),
-                format!("invalid query parameter name {:?}: it must be non-empty without spaces, `&`, `=` or `#`", vm.name),
+                format!(
+                    "invalid query parameter name {:?}: it must be non-empty without spaces, `&`, `=` or `#`",
+                    vm.name
+                ),
             );
         }
         let set = usize::from(vm.exact.is_some()) + usize::from(vm.regex.is_some()) + usize::from(vm.present.is_some());
@@ -512,12 +528,6 @@ impl Validator<'_> {
             if let Err(e) = compile_regex(re) {
                 self.err(join_key(p, "regex"), e);
             }
-        }
-        if vm.present == Some(false) {
-            self.err(
-                join_key(p, "present"),
-                "`present: false` is not supported: write `present: true` with `invert: true` to require absence",
-            );
         }
     }
 
@@ -578,7 +588,10 @@ impl Validator<'_> {
                         '\0' => "NUL".to_string(),
                         c => format!("U+{:04X}", u32::from(c)),
                     };
-                    self.err(path, format!("header value contains a control character ({which}), which is not allowed"));
+                    self.err(
+                        path,
+                        format!("header value contains a control character ({which}), which is not allowed"),
+                    );
                 }
             }
         }
@@ -694,9 +707,7 @@ pub fn check_host(h: &str) -> Result<(), String> {
         None => (false, h),
     };
     if rest.contains('*') {
-        return Err(format!(
-            "`{h}`: a wildcard is only allowed as the whole first label, as in `*.example.com`"
-        ));
+        return Err(format!("`{h}`: a wildcard is only allowed as the whole first label, as in `*.example.com`"));
     }
     if !wild && rest.parse::<std::net::Ipv4Addr>().is_ok() {
         return Ok(());
@@ -722,7 +733,9 @@ fn clash(used: &[(SocketAddr, String)], addr: SocketAddr) -> Option<String> {
         }
         let same_family = other.is_ipv4() == addr.is_ipv4();
         if same_family && (other.ip().is_unspecified() || addr.ip().is_unspecified()) {
-            return Some(format!("address `{addr}` overlaps with `{other}` of {path} (same port, one binds every address)"));
+            return Some(format!(
+                "address `{addr}` overlaps with `{other}` of {path} (same port, one binds every address)"
+            ));
         }
     }
     None
@@ -740,9 +753,580 @@ fn match_key(m: &RouteMatch) -> String {
         v.iter()
             .map(|p| {
                 let name = if fold { p.name.to_ascii_lowercase() } else { p.name.clone() };
-                format!("{name:?} {:?} {:?} {:?} {}", p.exact, p.regex, p.present, p.invert)
+                // `present: false` is `present: true` inverted.
+                let (present, invert) = match p.present {
+                    Some(want) => (Some(want != p.invert), false),
+                    None => (None, p.invert),
+                };
+                format!("{name:?} {:?} {:?} {present:?} {invert}", p.exact, p.regex)
             })
             .collect()
     };
     format!("{hosts:?}|{path:?}|{methods:?}|{:?}|{:?}", preds(&m.headers, true), preds(&m.query, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_str;
+
+    const HEAD: &str = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  - name: users
+    targets: [{url: \"http://127.0.0.1:9001\"}]
+  - name: orders
+    targets: [{url: \"http://127.0.0.1:9002\"}]
+";
+
+    fn problems(text: &str) -> Vec<ConfigError> {
+        match load_str(text, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    /// Asserts that loading `text` fails with exactly one error, at `path`, containing `needle`.
+    #[track_caller]
+    fn expect_one(text: &str, path: &str, needle: &str) -> ConfigError {
+        let errors = problems(text);
+        assert_eq!(errors.len(), 1, "expected one error at {path}, got {errors:#?}");
+        let e = errors.into_iter().next().unwrap();
+        assert_eq!(e.path, path, "{e}");
+        assert!(e.message.contains(needle), "expected {needle:?} in: {e}");
+        e
+    }
+
+    #[track_caller]
+    fn expect_ok(text: &str) {
+        let errors = problems(text);
+        assert!(errors.is_empty(), "expected no errors, got {errors:#?}");
+    }
+
+    fn routes(r: &str) -> String {
+        format!("{HEAD}routes:\n{r}")
+    }
+
+    fn listeners(l: &str) -> String {
+        format!("listeners:\n{l}")
+    }
+
+    fn upstream(u: &str) -> String {
+        format!("listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n{u}")
+    }
+
+    #[test]
+    fn head_is_valid() {
+        expect_ok(HEAD);
+    }
+
+    #[test]
+    fn version() {
+        expect_ok(&format!("version: 1\n{HEAD}"));
+        let e = expect_one(&format!("version: 2\n{HEAD}"), "version", "unsupported version 2");
+        assert_eq!((e.line, e.column), (Some(1), Some(10)));
+    }
+
+    #[test]
+    fn listener_addresses() {
+        expect_ok(&listeners(
+            "  - address: localhost:80\n  - address: \"[::1]:80\"\n  - address: 0.0.0.0:0\n  - address: 0.0.0.0:0\n",
+        ));
+        let e = expect_one(&listeners("  - address: example.com:80\n"), "listeners[0].address", "not an IP address");
+        assert_eq!((e.line, e.column), (Some(2), Some(14)));
+        expect_one(&listeners("  - address: 127.0.0.1\n"), "listeners[0].address", "no port");
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n  - address: 127.0.0.1:80\n"),
+            "listeners[1].address",
+            "already used by listeners[0]",
+        );
+        expect_one(
+            &listeners("  - address: 0.0.0.0:80\n  - address: 127.0.0.1:80\n"),
+            "listeners[1].address",
+            "overlaps",
+        );
+        expect_ok(&listeners("  - address: 0.0.0.0:80\n  - address: \"[::1]:80\"\n"));
+    }
+
+    #[test]
+    fn listener_names() {
+        expect_one(
+            &listeners("  - {name: web, address: 127.0.0.1:80}\n  - {name: web, address: 127.0.0.1:81}\n"),
+            "listeners[1].name",
+            "duplicate listener name `web` (also listeners[0])",
+        );
+        expect_one(
+            &listeners("  - {name: listener-1, address: 127.0.0.1:80}\n  - {address: 127.0.0.1:81}\n"),
+            "listeners[1].name",
+            "defaults to `listener-N`",
+        );
+        expect_one(
+            &listeners("  - {name: \"my web\", address: 127.0.0.1:80}\n"),
+            "listeners[0].name",
+            "invalid listener name",
+        );
+        assert_eq!(listener_name(&load_str(HEAD, &|_| None).unwrap().listeners[0], 0), "listener-0");
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        expect_ok(&listeners(
+            "  - address: 127.0.0.1:80\n    trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\n",
+        ));
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n    trusted_proxies: [10.0.0.0/8, 10.0.0.1/8]\n"),
+            "listeners[0].trusted_proxies[1]",
+            "write `10.0.0.0/8`",
+        );
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n    trusted_proxies: [proxy.local]\n"),
+            "listeners[0].trusted_proxies[0]",
+            "not a CIDR block",
+        );
+    }
+
+    #[test]
+    fn listener_limits_and_timeouts() {
+        for field in ["max_header_bytes", "max_headers", "max_uri_bytes", "max_body_bytes"] {
+            let errors = problems(&listeners(&format!("  - address: 127.0.0.1:80\n    limits: {{{field}: 0}}\n")));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.path == format!("listeners[0].limits.{field}") && e.message.contains("greater than 0")),
+                "{field}: {errors:#?}"
+            );
+        }
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n    limits: {max_header_bytes: 4KiB, max_uri_bytes: 8KiB}\n"),
+            "listeners[0].limits.max_uri_bytes",
+            "cannot exceed max_header_bytes",
+        );
+        for field in ["header_read", "body_read", "idle"] {
+            expect_one(
+                &listeners(&format!("  - address: 127.0.0.1:80\n    timeouts: {{{field}: 0s}}\n")),
+                &format!("listeners[0].timeouts.{field}"),
+                "greater than 0",
+            );
+        }
+    }
+
+    #[test]
+    fn admin() {
+        expect_ok(&format!("{HEAD}admin: {{address: 127.0.0.1:9901}}\n"));
+        expect_ok(&format!("{HEAD}admin:\n"));
+        expect_one(&format!("{HEAD}admin: {{address: nowhere}}\n"), "admin.address", "not an address");
+        expect_one(
+            &format!("{HEAD}admin: {{address: 127.0.0.1:8080}}\n"),
+            "admin.address",
+            "already used by listeners[0]",
+        );
+    }
+
+    #[test]
+    fn reserved_sections() {
+        expect_ok(&format!("{HEAD}consumers: {{}}\npolicies: []\ncluster:\n"));
+        for key in ["consumers", "policies", "cluster"] {
+            expect_one(&format!("{HEAD}{key}:\n  a: 1\n"), key, "reserved for a later release");
+        }
+    }
+
+    #[test]
+    fn upstream_names() {
+        expect_one(
+            &upstream("  - {name: \"\", targets: [{url: \"http://a:1\"}]}\n"),
+            "upstreams[0].name",
+            "must not be empty",
+        );
+        expect_one(
+            &upstream("  - {name: \"u/1\", targets: [{url: \"http://a:1\"}]}\n"),
+            "upstreams[0].name",
+            "invalid upstream name",
+        );
+        expect_one(
+            &upstream(
+                "  - {name: u, targets: [{url: \"http://a:1\"}]}\n  - {name: u, targets: [{url: \"http://a:1\"}]}\n",
+            ),
+            "upstreams[1].name",
+            "duplicate upstream name `u` (also upstreams[0])",
+        );
+    }
+
+    #[test]
+    fn upstream_targets() {
+        expect_one(&upstream("  - {name: u, targets: []}\n"), "upstreams[0].targets", "at least one target");
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"https://a:443\"}]}\n"),
+            "upstreams[0].targets[0].url",
+            "scheme `https` is not supported yet (comes with TLS upstreams)",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"http://a\"}]}\n"),
+            "upstreams[0].targets[0].url",
+            "no port",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"http://a:1/v1\"}]}\n"),
+            "upstreams[0].targets[0].url",
+            "has a path",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"http://a:1\"}, {url: \"http://A:1/\"}]}\n"),
+            "upstreams[0].targets[1].url",
+            "duplicate target `a:1`",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"http://a:1\", weight: 0}]}\n"),
+            "upstreams[0].targets[0].weight",
+            "between 1 and 10000",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"http://a:1\", weight: 10001}]}\n"),
+            "upstreams[0].targets[0].weight",
+            "between 1 and 10000",
+        );
+        expect_ok(&upstream(
+            "  - {name: u, targets: [{url: \"http://a:1\", weight: 10000}, {url: \"http://[::1]:2\"}]}\n",
+        ));
+    }
+
+    #[test]
+    fn upstream_balancer_and_pool() {
+        let u = |extra: &str| upstream(&format!("  - name: u\n    targets: [{{url: \"http://a:1\"}}]\n{extra}"));
+        for b in [
+            "round_robin",
+            "least_request",
+            "peak_ewma",
+            "{consistent_hash: client_ip}",
+            "{consistent_hash: path}",
+            "{consistent_hash: {header: x-user}}",
+            "{consistent_hash: {cookie: session}}",
+        ] {
+            expect_ok(&u(&format!("    balancer: {b}\n")));
+        }
+        expect_one(
+            &u("    balancer: {consistent_hash: {header: \"x user\"}}\n"),
+            "upstreams[0].balancer.consistent_hash.header",
+            "invalid header name",
+        );
+        expect_one(
+            &u("    balancer: {consistent_hash: {cookie: \"a;b\"}}\n"),
+            "upstreams[0].balancer.consistent_hash.cookie",
+            "invalid cookie name",
+        );
+        expect_one(
+            &u("    pool: {max_idle_per_target: 100001}\n"),
+            "upstreams[0].pool.max_idle_per_target",
+            "at most 100000",
+        );
+        expect_ok(&u("    pool: {max_idle_per_target: 0}\n"));
+        expect_one(&u("    pool: {idle_timeout: 0ms}\n"), "upstreams[0].pool.idle_timeout", "greater than 0");
+        expect_one(&u("    timeouts: {connect: 0s}\n"), "upstreams[0].timeouts.connect", "greater than 0");
+        expect_one(
+            &u("    timeouts: {response_header: 0s}\n"),
+            "upstreams[0].timeouts.response_header",
+            "greater than 0",
+        );
+    }
+
+    #[test]
+    fn health_checks() {
+        let u = |hc: &str| {
+            upstream(&format!("  - name: u\n    targets: [{{url: \"http://a:1\"}}]\n    health_check: {hc}\n"))
+        };
+        expect_ok(&u("{}"));
+        expect_ok(&u("{path: /healthz, interval: 2s, timeout: 2s, expected_status: {min: 200, max: 200}}"));
+        expect_one(&u("{path: healthz}"), "upstreams[0].health_check.path", "must start with `/`");
+        expect_one(&u("{interval: 0s}"), "upstreams[0].health_check.interval", "greater than 0");
+        expect_one(&u("{timeout: 0s}"), "upstreams[0].health_check.timeout", "greater than 0");
+        expect_one(&u("{interval: 1s, timeout: 2s}"), "upstreams[0].health_check.timeout", "must not exceed interval");
+        expect_one(&u("{healthy_threshold: 0}"), "upstreams[0].health_check.healthy_threshold", "at least 1");
+        expect_one(&u("{unhealthy_threshold: 0}"), "upstreams[0].health_check.unhealthy_threshold", "at least 1");
+        expect_one(
+            &u("{expected_status: {min: 99, max: 200}}"),
+            "upstreams[0].health_check.expected_status.min",
+            "between 100 and 599",
+        );
+        expect_one(
+            &u("{expected_status: {min: 200, max: 600}}"),
+            "upstreams[0].health_check.expected_status.max",
+            "between 100 and 599",
+        );
+        expect_one(
+            &u("{expected_status: {min: 300, max: 200}}"),
+            "upstreams[0].health_check.expected_status",
+            "must not be greater than max",
+        );
+    }
+
+    #[test]
+    fn route_names_and_upstreams() {
+        expect_ok(&routes(
+            "  - {name: a, upstream: users}\n  - {name: b.v2, upstream: orders, match: {hosts: [x.com]}}\n",
+        ));
+        expect_one(
+            &routes("  - {name: a, upstream: users}\n  - {name: a, upstream: users, match: {methods: [GET]}}\n"),
+            "routes[1].name",
+            "duplicate route name `a` (also routes[0])",
+        );
+        expect_one(&routes("  - {name: \"a b\", upstream: users}\n"), "routes[0].name", "invalid route name");
+        let e = expect_one(&routes("  - name: a\n    upstream: userz\n"), "routes[0].upstream", "");
+        assert_eq!(e.message, "unknown upstream \"userz\" (known: users, orders)");
+        assert_eq!((e.line, e.column), (Some(10), Some(15)));
+    }
+
+    #[test]
+    fn hosts() {
+        let r = |h: &str| routes(&format!("  - {{name: a, upstream: users, match: {{hosts: [{h}]}}}}\n"));
+        for ok in [
+            "api.example.com",
+            "API.Example.COM",
+            "\"*.example.com\"",
+            "127.0.0.1",
+            "\"[::1]\"",
+            "localhost",
+            "a_b.internal",
+        ] {
+            expect_ok(&r(ok));
+        }
+        expect_one(
+            &r("\"api.example.com:8080\""),
+            "routes[0].match.hosts[0]",
+            "ports are not part of host matching: write `api.example.com`",
+        );
+        expect_one(&r("\"[::1]:80\""), "routes[0].match.hosts[0]", "ports are not part of host matching");
+        expect_one(&r("\"::1\""), "routes[0].match.hosts[0]", "brackets");
+        expect_one(&r("\"*\""), "routes[0].match.hosts[0]", "leave `hosts` out");
+        expect_one(&r("\"a.*.com\""), "routes[0].match.hosts[0]", "whole first label");
+        expect_one(&r("\"*.*.com\""), "routes[0].match.hosts[0]", "whole first label");
+        expect_one(&r("\"*example.com\""), "routes[0].match.hosts[0]", "whole first label");
+        expect_one(&r("example.com."), "routes[0].match.hosts[0]", "trailing dot");
+        expect_one(&r("\"exa mple.com\""), "routes[0].match.hosts[0]", "not a valid host");
+        expect_one(&r("a.com, A.com"), "routes[0].match.hosts[1]", "duplicate host");
+    }
+
+    #[test]
+    fn path_matchers() {
+        let r = |p: &str| routes(&format!("  - {{name: a, upstream: users, match: {{path: {p}}}}}\n"));
+        for ok in [
+            "{exact: /}",
+            "{prefix: /api}",
+            "{prefix: /api/}",
+            "{exact: \"/a%2Fb\"}",
+            "{template: \"/u/{id}\"}",
+            "{template: \"/f/{*rest}\"}",
+            "{regex: \"^/v[0-9]+/.*\"}",
+        ] {
+            expect_ok(&r(ok));
+        }
+        expect_one(&r("{exact: /a//b}"), "routes[0].match.path.exact", "write `/a/b`");
+        expect_one(&r("{prefix: /a/./b}"), "routes[0].match.path.prefix", "write `/a/b`");
+        expect_one(&r("{prefix: /a/../b}"), "routes[0].match.path.prefix", "write `/b`");
+        expect_one(&r("{prefix: \"/%7Euser\"}"), "routes[0].match.path.prefix", "write `/~user`");
+        expect_one(&r("{prefix: \"/a?x=1\"}"), "routes[0].match.path.prefix", "match.query");
+        expect_one(&r("{exact: \"/a#b\"}"), "routes[0].match.path.exact", "fragments");
+        expect_one(&r("{exact: api}"), "routes[0].match.path.exact", "must start with `/`");
+        expect_one(&r("{template: \"/u/{id}/{id}\"}"), "routes[0].match.path.template", "twice");
+        expect_one(&r("{template: \"/f/{*rest}/x\"}"), "routes[0].match.path.template", "whole last segment");
+        expect_one(&r("{template: \"/u/{user-id}\"}"), "routes[0].match.path.template", "invalid parameter name");
+        expect_one(&r("{regex: \"/v(1\"}"), "routes[0].match.path.regex", "invalid regex: unclosed group");
+    }
+
+    #[test]
+    fn methods() {
+        let r = |m: &str| routes(&format!("  - {{name: a, upstream: users, match: {{methods: [{m}]}}}}\n"));
+        expect_ok(&r("GET, POST, PURGE"));
+        expect_one(&r("GET, get"), "routes[0].match.methods[1]", "write `GET`");
+        expect_one(&r("GET, GET"), "routes[0].match.methods[1]", "duplicate method `GET`");
+        expect_one(&r("\"GE T\""), "routes[0].match.methods[0]", "invalid method");
+    }
+
+    #[test]
+    fn header_and_query_predicates() {
+        let h = |p: &str| routes(&format!("  - {{name: a, upstream: users, match: {{headers: [{p}]}}}}\n"));
+        let q = |p: &str| routes(&format!("  - {{name: a, upstream: users, match: {{query: [{p}]}}}}\n"));
+        expect_ok(&h("{name: X-Version, exact: \"2\"}, {name: x-debug, present: true, invert: true}, {name: accept, regex: json}"));
+        expect_ok(&q("{name: v, exact: \"2\"}, {name: \"page[size]\", present: true}"));
+        expect_one(&h("{name: x}"), "routes[0].match.headers[0]", "set one of `exact`, `regex` or `present`");
+        expect_one(&h("{name: x, exact: a, regex: b}"), "routes[0].match.headers[0]", "set only one of");
+        expect_one(&h("{name: \"x y\", exact: a}"), "routes[0].match.headers[0].name", "invalid header name");
+        expect_one(&h("{name: x, regex: \"(\"}"), "routes[0].match.headers[0].regex", "invalid regex");
+        expect_ok(&h("{name: x-internal, present: false}"));
+        expect_one(&q("{name: \"a=b\", exact: c}"), "routes[0].match.query[0].name", "invalid query parameter name");
+        expect_one(&q("{name: \"\", exact: c}"), "routes[0].match.query[0].name", "invalid query parameter name");
+    }
+
+    #[test]
+    fn rewrites() {
+        let r = |m: &str, rw: &str| {
+            routes(&format!("  - {{name: a, upstream: users, match: {{path: {m}}}, rewrite: {rw}}}\n"))
+        };
+        expect_ok(&r("{prefix: /api}", "{strip_prefix: true}"));
+        expect_ok(&r("{template: \"/u/{id}/{*rest}\"}", "{path: \"/v2/users/{id}/{*rest}\"}"));
+        expect_one(
+            &r("{exact: /api}", "{strip_prefix: true}"),
+            "routes[0].rewrite.strip_prefix",
+            "needs a `prefix` path matcher",
+        );
+        expect_one(
+            &routes("  - {name: a, upstream: users, rewrite: {strip_prefix: true}}\n"),
+            "routes[0].rewrite.strip_prefix",
+            "needs a `prefix`",
+        );
+        expect_one(&r("{prefix: /api}", "{path: /x}"), "routes[0].rewrite.path", "needs a `template` path matcher");
+        expect_one(
+            &r("{template: \"/u/{id}\"}", "{path: \"/v2/{user}\"}"),
+            "routes[0].rewrite.path",
+            "does not capture (captured: `id`)",
+        );
+        expect_one(
+            &r("{template: \"/u/{id}\"}", "{path: \"v2/{id}\"}"),
+            "routes[0].rewrite.path",
+            "must start with `/`",
+        );
+        let errors = problems(&r("{prefix: /api}", "{strip_prefix: true, path: /x}"));
+        assert!(errors.iter().any(|e| e.path == "routes[0].rewrite" && e.message.contains("not both")), "{errors:#?}");
+    }
+
+    #[test]
+    fn header_operations() {
+        let r = |ops: &str| routes(&format!("  - {{name: a, upstream: users, request_headers: {ops}}}\n"));
+        let resp = |ops: &str| routes(&format!("  - {{name: a, upstream: users, response_headers: {ops}}}\n"));
+        expect_ok(&r("{set: {host: api.internal, X-Gateway: gatehouse}, add: {x-tag: a}, remove: [cookie]}"));
+        expect_ok(&resp("{set: {cache-control: no-store}, remove: [server]}"));
+        for h in HOP_BY_HOP_HEADERS {
+            expect_one(
+                &r(&format!("{{set: {{{h}: x}}}}")),
+                &format!("routes[0].request_headers.set.{h}"),
+                "hop-by-hop or framing header",
+            );
+            expect_one(
+                &resp(&format!("{{remove: [{h}]}}")),
+                "routes[0].response_headers.remove[0]",
+                "hop-by-hop or framing header",
+            );
+        }
+        expect_one(
+            &r("{add: {Transfer-Encoding: chunked}}"),
+            "routes[0].request_headers.add.Transfer-Encoding",
+            "`transfer-encoding`",
+        );
+        expect_one(&r("{add: {host: x}}"), "routes[0].request_headers.add.host", "use `set`");
+        expect_one(&r("{remove: [Host]}"), "routes[0].request_headers.remove[0]", "`host` cannot be removed");
+        expect_one(&r("{set: {\"x y\": a}}"), "routes[0].request_headers.set.x y", "invalid header name");
+        expect_one(&r("{set: {x-a: \"a\\r\\nInjected: 1\"}}"), "routes[0].request_headers.set.x-a", "(CR)");
+        expect_one(&r("{set: {x-a: \"a\\nb\"}}"), "routes[0].request_headers.set.x-a", "(LF)");
+        expect_one(&r("{set: {x-a: \"a\\0b\"}}"), "routes[0].request_headers.set.x-a", "(NUL)");
+        expect_one(&r("{set: {X-A: a}, add: {x-a: b}}"), "routes[0].request_headers.add.x-a", "also changed at");
+        expect_one(&r("{set: {X-A: a}, remove: [x-a]}"), "routes[0].request_headers.remove[0]", "also changed at");
+    }
+
+    #[test]
+    fn route_limits_and_policies() {
+        expect_one(
+            &routes("  - {name: a, upstream: users, max_body_bytes: 0}\n"),
+            "routes[0].max_body_bytes",
+            "greater than 0",
+        );
+        expect_one(&routes("  - {name: a, upstream: users, timeout: 0s}\n"), "routes[0].timeout", "greater than 0");
+        expect_ok(&routes("  - {name: a, upstream: users, timeout: 2s, max_body_bytes: 1MiB, policies: []}\n"));
+        expect_one(
+            &routes("  - {name: a, upstream: users, policies: [{rate_limit: {}}]}\n"),
+            "routes[0].policies",
+            "route policies arrive with the identity/rate-limit issues; none are supported yet",
+        );
+    }
+
+    #[test]
+    fn shadowed_routes() {
+        let e = expect_one(
+            &routes("  - {name: x, upstream: users, match: {path: {prefix: /a}}}\n  - {name: users, upstream: users, match: {path: {prefix: /b}}}\n  - {name: z, upstream: orders, match: {path: {prefix: /b}}}\n"),
+            "routes[2].match",
+            "shadowed by routes[1] (\"users\")",
+        );
+        assert_eq!(e.line, Some(11));
+        // No match at all is the same as a prefix of `/`.
+        expect_one(
+            &routes("  - {name: a, upstream: users}\n  - {name: b, upstream: users, match: {path: {prefix: /}}}\n"),
+            "routes[1].match",
+            "shadowed by routes[0]",
+        );
+        // Sets compare as sets; header names are case-insensitive; hosts too.
+        expect_one(
+            &routes("  - {name: a, upstream: users, match: {hosts: [a.com, b.com], methods: [GET, POST], headers: [{name: X-A, exact: \"1\"}, {name: x-b, present: true}]}}\n  - {name: b, upstream: users, match: {hosts: [B.com, a.com], methods: [POST, GET], headers: [{name: x-b, present: true}, {name: x-a, exact: \"1\"}]}}\n"),
+            "routes[1].match",
+            "shadowed by routes[0]",
+        );
+        expect_one(
+            &routes("  - {name: a, upstream: users, match: {headers: [{name: x, present: false}]}}\n  - {name: b, upstream: users, match: {headers: [{name: X, present: true, invert: true}]}}\n"),
+            "routes[1].match",
+            "shadowed by routes[0]",
+        );
+        // Any difference in a predicate keeps them apart.
+        expect_ok(&routes("  - {name: a, upstream: users, match: {methods: [GET]}}\n  - {name: b, upstream: users, match: {methods: [POST]}}\n"));
+        expect_ok(&routes("  - {name: a, upstream: users, match: {query: [{name: v, exact: \"1\"}]}}\n  - {name: b, upstream: users}\n"));
+        expect_ok(&routes("  - {name: a, upstream: users, match: {headers: [{name: v, exact: \"1\"}]}}\n  - {name: b, upstream: users, match: {headers: [{name: v, exact: \"1\", invert: true}]}}\n"));
+    }
+
+    #[test]
+    fn template_conflicts() {
+        let t = |host: &str, tpl: &str, name: &str| {
+            let hosts = if host.is_empty() { String::new() } else { format!("hosts: [{host}], ") };
+            format!("  - {{name: {name}, upstream: users, match: {{{hosts}path: {{template: \"{tpl}\"}}}}}}\n")
+        };
+        let e = expect_one(
+            &routes(&(t("", "/u/{id}", "by-id") + &t("", "/u/{name}", "by-name"))),
+            "routes[1].match.path.template",
+            "conflicts with `/u/{id}` of routes[0] (\"by-id\") for routes without hosts",
+        );
+        assert_eq!(e.line, Some(10));
+        // Reported on the later route even when it sorts first.
+        expect_one(
+            &routes(&(t("", "/u/{name}", "by-name") + &t("", "/u/{id}", "by-id"))),
+            "routes[1].match.path.template",
+            "conflicts with `/u/{name}` of routes[0]",
+        );
+        expect_one(
+            &routes(&(t("a.com", "/f/{*rest}", "files") + &t("a.com", "/f/{id}", "file"))),
+            "routes[1].match.path.template",
+            "for host `a.com`",
+        );
+        // Different host buckets never conflict; identical templates are told apart by predicates.
+        expect_ok(&routes(&(t("a.com", "/u/{id}", "a") + &t("b.com", "/u/{name}", "b") + &t("", "/u/{other}", "c"))));
+        expect_ok(&routes(
+            &(t("", "/u/{id}", "a")
+                + "  - {name: b, upstream: users, match: {path: {template: \"/u/{id}\"}, methods: [POST]}}\n"),
+        ));
+        expect_ok(&routes(&(t("", "/u/{id}", "a") + &t("", "/u/new", "b"))));
+    }
+
+    #[test]
+    fn validate_without_locations() {
+        let mut cfg = load_str(HEAD, &|_| None).unwrap();
+        cfg.routes.push(crate::types::Route {
+            name: "r".into(),
+            matches: RouteMatch::default(),
+            upstream: "nope".into(),
+            rewrite: None,
+            preserve_host: false,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+            max_body_bytes: None,
+            timeout: None,
+            policies: Vec::new(),
+        });
+        let errors = validate(&cfg);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].to_string(), "routes[0].upstream: unknown upstream \"nope\" (known: users, orders)");
+    }
+
+    #[test]
+    fn source_map_falls_back_to_ancestors() {
+        let root = crate::yaml::parse("routes:\n  - name: a\n    match: {}\n").unwrap();
+        let map = SourceMap::from_tree(&root);
+        assert_eq!(map.locate("routes[0].name"), (Some(2), Some(11)));
+        assert_eq!(map.locate("routes[0].match.path.exact"), map.locate("routes[0].match"));
+        assert_eq!(map.locate("routes[0].upstream"), (Some(2), Some(5)));
+        assert_eq!(map.locate("listeners"), (None, None));
+    }
 }

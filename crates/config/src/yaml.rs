@@ -102,14 +102,10 @@ impl<'de> Deserialize<'de> for YValue {
                 Ok(YValue::UInt(v))
             }
             fn visit_i128<E: de::Error>(self, v: i128) -> Result<YValue, E> {
-                i64::try_from(v)
-                    .map(YValue::Int)
-                    .map_err(|_| E::custom(format!("integer {v} is too large")))
+                i64::try_from(v).map(YValue::Int).map_err(|_| E::custom(format!("integer {v} is too large")))
             }
             fn visit_u128<E: de::Error>(self, v: u128) -> Result<YValue, E> {
-                u64::try_from(v)
-                    .map(YValue::UInt)
-                    .map_err(|_| E::custom(format!("integer {v} is too large")))
+                u64::try_from(v).map(YValue::UInt).map_err(|_| E::custom(format!("integer {v} is too large")))
             }
             fn visit_f64<E>(self, v: f64) -> Result<YValue, E> {
                 Ok(YValue::Float(v))
@@ -124,9 +120,7 @@ impl<'de> Deserialize<'de> for YValue {
                 Ok(YValue::Str(v))
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<YValue, E> {
-                String::from_utf8(v.to_vec())
-                    .map(YValue::Str)
-                    .map_err(|_| E::custom("binary values are not supported"))
+                String::from_utf8(v.to_vec()).map(YValue::Str).map_err(|_| E::custom("binary values are not supported"))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<YValue, A::Error> {
                 let mut items = Vec::new();
@@ -204,22 +198,13 @@ pub fn substitute_env(node: &mut Node, env: &dyn Fn(&str) -> Option<String>) -> 
     errors
 }
 
-fn substitute_walk(
-    node: &mut Node,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<ConfigError>,
-) {
+fn substitute_walk(node: &mut Node, path: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<ConfigError>) {
     let loc = node.referenced;
     match &mut node.value {
-        YValue::Str(s) => {
-            if s.contains('$') {
-                match substitute_str(s, env) {
-                    Ok(new) => *s = new,
-                    Err(msg) => errors.push(error_at(path, &loc, msg)),
-                }
-            }
-        }
+        YValue::Str(s) if s.contains('$') => match substitute_str(s, env) {
+            Ok(new) => *s = new,
+            Err(msg) => errors.push(error_at(path, &loc, msg)),
+        },
         YValue::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 substitute_walk(item, &join_index(path, i), env, errors);
@@ -247,9 +232,7 @@ pub fn substitute_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
             let Some(end) = tail.find('}') else {
-                return Err(format!(
-                    "unterminated `${{` in {s:?}: write `${{NAME}}`, or `$${{` for a literal `${{`"
-                ));
+                return Err(format!("unterminated `${{` in {s:?}: write `${{NAME}}`, or `$${{` for a literal `${{`"));
             };
             let name = &tail[..end];
             if !valid_env_name(name) {
@@ -368,7 +351,7 @@ impl Ctx {
 /// The deserializer's error. `Reported` means "already recorded; `node` is the value that
 /// could not be produced".
 #[derive(Debug)]
-pub enum DeError {
+pub(crate) enum DeError {
     Reported { node: usize },
     Message(String),
     MissingField(&'static str),
@@ -422,10 +405,7 @@ pub fn one_of(names: &[&str]) -> String {
     match names {
         [] => "nothing".to_string(),
         [one] => format!("`{one}`"),
-        many => format!(
-            "one of {}",
-            many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-        ),
+        many => format!("one of {}", many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -544,9 +524,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
             YValue::Float(f) => visitor.visit_f64(*f),
             YValue::Str(s) => visitor.visit_str(s),
             YValue::Seq(items) => visitor.visit_seq(SeqDe::new(items, &self.path, self.ctx)),
-            YValue::Map(entries) => {
-                visitor.visit_map(MapDe::new(entries, &self.path, self.ctx, None))
-            }
+            YValue::Map(entries) => visitor.visit_map(MapDe::new(entries, &self.path, self.ctx, None)),
         };
         self.locate(r)
     }
@@ -643,19 +621,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         let node = self.node;
         let path = self.path.clone();
         let ctx = self.ctx;
@@ -687,9 +657,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let r = match &self.node.value {
-            YValue::Map(entries) => {
-                visitor.visit_map(MapDe::new(entries, &self.path, self.ctx, None))
-            }
+            YValue::Map(entries) => visitor.visit_map(MapDe::new(entries, &self.path, self.ctx, None)),
             YValue::Null => visitor.visit_map(MapDe::new(&[], &self.path, self.ctx, None)),
             other => return Err(self.fail(format!("expected a map, found {}", other.describe()))),
         };
@@ -762,9 +730,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                     entries.len()
                 )))
             }
-            other => {
-                return Err(self.fail(format!("expected {}, found {}", one_of(variants), other.describe())))
-            }
+            other => return Err(self.fail(format!("expected {}, found {}", one_of(variants), other.describe()))),
         };
         self.locate(r)
     }
@@ -853,16 +819,13 @@ impl<'de> de::MapAccess<'de> for MapDe<'de> {
             }
             self.pending = Some(entry);
             let key_path = join_key(&self.path, &k.value);
-            return seed
-                .deserialize(KeyDe { key: &k.value })
-                .map(Some)
-                .map_err(|e| match e {
-                    DeError::Reported { .. } => e,
-                    other => {
-                        self.ctx.record(error_at(&key_path, &k.referenced, other.message()));
-                        DeError::Reported { node: node_id(v) }
-                    }
-                });
+            return seed.deserialize(KeyDe { key: &k.value }).map(Some).map_err(|e| match e {
+                DeError::Reported { .. } => e,
+                other => {
+                    self.ctx.record(error_at(&key_path, &k.referenced, other.message()));
+                    DeError::Reported { node: node_id(v) }
+                }
+            });
         }
         Ok(None)
     }
@@ -933,11 +896,7 @@ impl<'de> de::VariantAccess<'de> for EnumDe<'de> {
             Some(c) if c.value == YValue::Null => Ok(()),
             Some(c) => {
                 let p = join_key(&self.path, self.variant);
-                Err(self.fail(
-                    &p,
-                    &c.referenced,
-                    format!("`{v}` takes no value: write just `{v}`", v = self.variant),
-                ))
+                Err(self.fail(&p, &c.referenced, format!("`{v}` takes no value: write just `{v}`", v = self.variant)))
             }
         }
     }
@@ -954,11 +913,7 @@ impl<'de> de::VariantAccess<'de> for EnumDe<'de> {
         self.lift(content, r)
     }
 
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
         let content = self.content_or_fail("{...}")?;
         let r = de::Deserializer::deserialize_struct(self.content_de(content), "", fields, visitor);
         self.lift(content, r)
@@ -1021,7 +976,8 @@ mod tests {
 
     #[test]
     fn tree_keeps_nested_locations() {
-        let text = "routes:\n  - name: a\n    match:\n      path: {prefix: /api}\n      methods: [GET, POST]\n  - name: b\n";
+        let text =
+            "routes:\n  - name: a\n    match:\n      path: {prefix: /api}\n      methods: [GET, POST]\n  - name: b\n";
         let root = tree(text);
         let routes = root.value.get("routes").unwrap();
         assert_eq!(at(routes), (2, 3));
@@ -1038,7 +994,10 @@ mod tests {
         assert_eq!(at(&methods[1]), (5, 22));
         // Keys carry their own locations.
         let YValue::Map(entries) = &m.value else { panic!() };
-        assert_eq!((entries[1].0.value.as_str(), entries[1].0.referenced.line(), entries[1].0.referenced.column()), ("methods", 5, 7));
+        assert_eq!(
+            (entries[1].0.value.as_str(), entries[1].0.referenced.line(), entries[1].0.referenced.column()),
+            ("methods", 5, 7)
+        );
         assert_eq!(at(items[1].value.get("name").unwrap()), (6, 11));
     }
 
@@ -1090,7 +1049,9 @@ mod tests {
 
     #[test]
     fn nested_unknown_field_has_full_path() {
-        let e = errs::<Upstream>("name: u\ntargets:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n    port: 3\n");
+        let e = errs::<Upstream>(
+            "name: u\ntargets:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n    port: 3\n",
+        );
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("x.targets[1].port (line 5, column 5): unknown field `port`"), "{e:?}");
     }
@@ -1114,7 +1075,10 @@ mod tests {
     fn integer_ranges() {
         let e = errs::<crate::types::StatusRange>("min: 70000\nmax: -1\n");
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].starts_with("x.min (line 1, column 6): 70000 is out of range for this field (u16: 0 to 65535)"), "{e:?}");
+        assert!(
+            e[0].starts_with("x.min (line 1, column 6): 70000 is out of range for this field (u16: 0 to 65535)"),
+            "{e:?}"
+        );
         assert!(e[1].starts_with("x.max (line 2, column 6): -1 is out of range"), "{e:?}");
         let e = errs::<Target>("url: http://a:1\nweight: 5000000000\n");
         assert!(e[0].contains("u32"), "{e:?}");
@@ -1177,7 +1141,10 @@ mod tests {
         assert_eq!(p, PathMatch::Prefix("/api".into()));
 
         let e = errs::<Balancer>("random\n");
-        assert!(e[0].starts_with("x (line 1, column 1): unknown variant `random`, expected one of `round_robin`"), "{e:?}");
+        assert!(
+            e[0].starts_with("x (line 1, column 1): unknown variant `random`, expected one of `round_robin`"),
+            "{e:?}"
+        );
         let e = errs::<Balancer>("consistent_hsah: client_ip\n");
         assert!(e[0].contains("did you mean `consistent_hash`?"), "{e:?}");
         let e = errs::<Balancer>("consistent_hash\n");

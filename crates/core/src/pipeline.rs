@@ -76,7 +76,8 @@ pub struct Stack {
 /// What every phase may read and annotate about the current request.
 #[derive(Debug)]
 pub struct RequestCtx {
-    pub request_id: String,
+    /// ASCII (validated when taken from the client, hex when generated).
+    pub request_id: Bytes,
     pub client_ip: IpAddr,
     pub route: Option<usize>,
     pub params: Vec<(String, String)>,
@@ -84,6 +85,12 @@ pub struct RequestCtx {
     pub error_kind: Option<&'static str>,
     pub upstream_status: Option<u16>,
     pub status: u16,
+}
+
+impl RequestCtx {
+    pub fn request_id_str(&self) -> &str {
+        std::str::from_utf8(&self.request_id).unwrap_or("-")
+    }
 }
 
 impl Stack {
@@ -109,7 +116,7 @@ impl Stack {
 /// metrics here.
 pub fn on_log(ctx: &RequestCtx, method: &[u8], path: &str) {
     tracing::debug!(
-        request_id = %ctx.request_id,
+        request_id = %ctx.request_id_str(),
         client_ip = %ctx.client_ip,
         method = %String::from_utf8_lossy(method),
         path,

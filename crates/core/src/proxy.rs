@@ -78,9 +78,34 @@ impl Drop for InflightGuard<'_> {
 struct Conn {
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// The upstream request head being built (reused across requests).
+    ubuf: Vec<u8>,
     peer: SocketAddr,
+    /// The peer's IP as text, and `for=...;proto=http`, computed once per connection.
+    peer_ip: Bytes,
+    forwarded_for: Bytes,
+    /// Whether the peer is a trusted proxy, cached per listener config generation.
+    trusted_cache: Option<(usize, bool)>,
     shutdown: watch::Receiver<bool>,
     timer: Pin<Box<Sleep>>,
+}
+
+impl Conn {
+    /// Whether the peer is in `trusted` (cached by the list's address: stable for a snapshot).
+    fn peer_trusted(&mut self, trusted: &[gatehouse_config::Cidr]) -> bool {
+        if trusted.is_empty() {
+            return false;
+        }
+        let key = trusted.as_ptr() as usize;
+        match self.trusted_cache {
+            Some((k, v)) if k == key => v,
+            _ => {
+                let v = trusted.iter().any(|c| c.contains(self.peer.ip()));
+                self.trusted_cache = Some((key, v));
+                v
+            }
+        }
+    }
 }
 
 enum HeadRead {
@@ -106,7 +131,14 @@ where
     let mut c = Conn {
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(4096),
+        ubuf: Vec::with_capacity(512),
         peer,
+        peer_ip: Bytes::from(peer.ip().to_string()),
+        forwarded_for: Bytes::from(match peer.ip() {
+            IpAddr::V4(ip) => format!("for={ip};proto=http"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
+        }),
+        trusted_cache: None,
         shutdown: shared.shutdown.clone(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
     };
@@ -116,7 +148,8 @@ where
         match read_head(&mut io, &mut c, l).await {
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
-                let resp = e.to_response(&new_request_id());
+                let id = new_request_id();
+                let resp = e.to_response(std::str::from_utf8(&id).unwrap_or("-"));
                 c.wbuf.clear();
                 resp.write_to(&mut c.wbuf, &[], false);
                 let _ = io.write_all(&c.wbuf).await;
@@ -177,8 +210,31 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: &ListenerR
 }
 
 /// A new random request id: 32 lower-case hex digits.
-pub fn new_request_id() -> String {
-    format!("{:016x}{:016x}", rand_u64(), rand_u64())
+pub fn new_request_id() -> Bytes {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (a, b) = (rand_u64(), rand_u64());
+    let mut v = Vec::with_capacity(32);
+    for x in [a, b] {
+        for i in (0..16).rev() {
+            v.push(HEX[((x >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+    Bytes::from(v)
+}
+
+/// Appends the decimal form of `n` without allocating.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
 }
 
 fn valid_request_id(v: &[u8]) -> bool {
@@ -227,11 +283,11 @@ async fn write_local<S: AsyncWrite + Unpin>(
     io: &mut S,
     c: &mut Conn,
     resp: &LocalResponse,
-    request_id: &str,
+    request_id: &[u8],
     head_only: bool,
 ) -> bool {
     c.wbuf.clear();
-    resp.write_to(&mut c.wbuf, &[("x-request-id", request_id.as_bytes())], head_only);
+    resp.write_to(&mut c.wbuf, &[("x-request-id", request_id)], head_only);
     io.write_all(&c.wbuf).await.is_ok()
 }
 
@@ -248,7 +304,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let request_id = match head.headers.get("x-request-id") {
-        Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
+        Some(v) if valid_request_id(v) => head.headers.slice_of(v),
         _ => new_request_id(),
     };
     let mut ctx = RequestCtx {
@@ -326,12 +382,13 @@ where
         }
     }
 
-    // Sanitise: hop-by-hop, expectations, forwarding headers, our request id.
-    http1::strip_hop_by_hop(&mut head.headers);
-    head.headers.remove("expect");
-    head.headers.remove("host");
-    add_forwarding(&mut head, c.peer.ip(), &l.trusted_proxies, &host);
-    head.headers.set(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+    // Sanitise in one pass: hop-by-hop (and what `Connection` names), expectations, the client's
+    // Host and request id (we send our own), and forwarding headers from untrusted peers.
+    let peer_trusted = c.peer_trusted(&l.trusted_proxies);
+    let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
+    sanitize_request(&mut head.headers, peer_trusted);
+    add_forwarding(&mut head, c, peer_trusted, fwd_prior);
+    head.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
 
     if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers) {
         ctx.status = resp.status;
@@ -369,7 +426,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     path: &str,
     body_pending: bool,
 ) -> bool {
-    let mut resp = err.to_response(&ctx.request_id);
+    let mut resp = err.to_response(ctx.request_id_str());
     // An unread request body would be parsed as the next request: close instead.
     if body_pending {
         resp.close = true;
@@ -409,46 +466,80 @@ fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> Strin
     }
 }
 
-fn add_forwarding(head: &mut RequestHead, peer: IpAddr, trusted: &[gatehouse_config::Cidr], host: &str) {
-    let peer_trusted = trusted.iter().any(|c| c.contains(peer));
-    let peer_s = peer.to_string();
+/// Is this request header dropped before forwarding? One length-bucketed match per header.
+fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
+    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    match n.len() {
+        2 => eq("te"),
+        4 => eq("host"),
+        6 => eq("expect"),
+        7 => eq("trailer") || eq("upgrade"),
+        9 => !peer_trusted && (eq("forwarded") || eq("x-real-ip")),
+        10 => eq("connection") || eq("keep-alive"),
+        12 => eq("x-request-id"),
+        14 => eq("content-length"),
+        15 => !peer_trusted && eq("x-forwarded-for"),
+        16 => eq("proxy-connection") || (!peer_trusted && (eq("x-forwarded-host") || eq("x-forwarded-port"))),
+        17 => eq("transfer-encoding") || (!peer_trusted && eq("x-forwarded-proto")),
+        18 => eq("proxy-authenticate"),
+        19 => eq("proxy-authorization"),
+        _ => false,
+    }
+}
+
+fn sanitize_request(h: &mut Headers, peer_trusted: bool) {
+    let named: Vec<Vec<u8>> = h
+        .get_all("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| trim(t).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    h.remove_where(|n| drop_on_forward(n, peer_trusted) || named.iter().any(|x| n.eq_ignore_ascii_case(x)));
+}
+
+/// `X-Forwarded-For` and `Forwarded` values sent by a trusted proxy, to extend.
+fn prior_forwarding(h: &Headers) -> (Vec<u8>, Vec<u8>) {
+    let join = |name| h.get_all(name).collect::<Vec<_>>().join(&b", "[..]);
+    (join("x-forwarded-for"), join("forwarded"))
+}
+
+fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (Vec<u8>, Vec<u8>)) {
+    let h = &mut head.headers;
     let orig_host = head.authority.clone().unwrap_or_default();
+    let (prior_xff, prior_fwd) = prior;
     if peer_trusted {
-        let prior: Vec<u8> = head.headers.get_all("x-forwarded-for").collect::<Vec<_>>().join(&b", "[..]);
-        let xff = if prior.is_empty() {
-            peer_s.clone().into_bytes()
-        } else {
-            [&prior[..], b", ", peer_s.as_bytes()].concat()
-        };
-        head.headers.set(Bytes::from_static(b"x-forwarded-for"), Bytes::from(xff));
-        if !head.headers.contains("x-forwarded-proto") {
-            head.headers.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+        let xff = if prior_xff.is_empty() { c.peer_ip.clone() } else { [&prior_xff[..], b", ", &c.peer_ip[..]].concat().into() };
+        h.set(Bytes::from_static(b"x-forwarded-for"), xff);
+        if !h.contains("x-forwarded-proto") {
+            h.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
         }
-        if !head.headers.contains("x-forwarded-host") && !orig_host.is_empty() {
-            head.headers.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+        if !h.contains("x-forwarded-host") && !orig_host.is_empty() {
+            h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
         }
     } else {
-        for n in
-            ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "forwarded"]
-        {
-            head.headers.remove(n);
-        }
-        head.headers.append(Bytes::from_static(b"x-forwarded-for"), Bytes::from(peer_s.clone()));
-        head.headers.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+        h.append(Bytes::from_static(b"x-forwarded-for"), c.peer_ip.clone());
+        h.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
         if !orig_host.is_empty() {
-            head.headers.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+            h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
         }
     }
-    // RFC 7239: quote IPv6 and the host.
-    let for_v = if peer.is_ipv6() { format!("\"[{peer_s}]\"") } else { peer_s };
-    let mut fwd = format!("for={for_v};proto=http");
-    if !host.is_empty() {
-        fwd.push_str(&format!(";host=\"{}\"", String::from_utf8_lossy(&orig_host)));
+    // RFC 7239: `for=` (IPv6 quoted and bracketed), `proto=`, `host=` quoted.
+    let mut fwd = Vec::with_capacity(prior_fwd.len() + c.forwarded_for.len() + orig_host.len() + 12);
+    if !prior_fwd.is_empty() {
+        fwd.extend_from_slice(&prior_fwd);
+        fwd.extend_from_slice(b", ");
     }
-    let prior: Vec<u8> =
-        if peer_trusted { head.headers.get_all("forwarded").collect::<Vec<_>>().join(&b", "[..]) } else { Vec::new() };
-    let value = if prior.is_empty() { fwd.into_bytes() } else { [&prior[..], b", ", fwd.as_bytes()].concat() };
-    head.headers.set(Bytes::from_static(b"forwarded"), Bytes::from(value));
+    fwd.extend_from_slice(&c.forwarded_for);
+    if !orig_host.is_empty() {
+        fwd.extend_from_slice(b";host=\"");
+        fwd.extend_from_slice(&orig_host);
+        fwd.push(b'"');
+    }
+    if peer_trusted {
+        h.set(Bytes::from_static(b"forwarded"), Bytes::from(fwd));
+    } else {
+        h.append(Bytes::from_static(b"forwarded"), Bytes::from(fwd));
+    }
 }
 
 fn hash_key<'a>(key: &HashKey, head: &'a RequestHead, path: &'a str, ip: &'a str) -> Option<&'a [u8]> {
@@ -501,7 +592,7 @@ fn write_request_head(
     match framing {
         BodyKind::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            push_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -554,7 +645,7 @@ where
         None if route.preserve_host => head.authority.clone().unwrap_or_else(|| target.authority.clone()),
         None => target.authority.clone(),
     };
-    let mut ubuf = Vec::with_capacity(512);
+    let mut ubuf = std::mem::take(&mut c.ubuf);
     write_request_head(&mut ubuf, head, path, query, &host, head.body);
     let response_timeout = route.timeout.unwrap_or(upstream.response_timeout);
     let uname = || upstream.name.clone();
@@ -602,13 +693,14 @@ where
             stream_request_body(io, c, &mut conn, &mut body, head.body, limit, body_sent, l, upstream).await?;
         }
         let sent_at = Instant::now();
-        match read_response_head(&mut conn, is_head, response_timeout, upstream).await {
+        match read_response_head(&mut conn, is_head, response_timeout, upstream, &mut c.timer).await {
             Ok(resp) => break (conn, resp, sent_at),
             Err(ReadFail::ClosedEarly) if conn.reused && attempt == 1 && retry_safe => continue,
             Err(ReadFail::ClosedEarly) => return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() })),
             Err(ReadFail::Err(e)) => return Err(Fail::Before(e)),
         }
     };
+    c.ubuf = ubuf;
     observe_latency(&target.state, sent_at.elapsed(), shared.epoch.elapsed().as_nanos() as u64);
 
     // Response head to the client.
@@ -623,7 +715,7 @@ where
     let mut status = resp.status;
     route.stack.on_response(ctx, &mut status, &mut resp.headers);
     if !resp.headers.contains("x-request-id") {
-        resp.headers.append(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+        resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
     }
     ctx.status = status;
     let client_11 = head.minor == 1;
@@ -634,7 +726,7 @@ where
     let w = &mut c.wbuf;
     w.clear();
     w.extend_from_slice(if client_11 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
-    w.extend_from_slice(status.to_string().as_bytes());
+    push_u64(w, status as u64);
     w.push(b' ');
     if status == resp.status {
         w.extend_from_slice(&resp.reason);
@@ -646,7 +738,7 @@ where
     match resp.body {
         BodyKind::Length(n) => {
             w.extend_from_slice(b"content-length: ");
-            w.extend_from_slice(n.to_string().as_bytes());
+            push_u64(w, n);
             w.extend_from_slice(b"\r\n");
         }
         BodyKind::Empty => {
@@ -793,8 +885,9 @@ async fn read_response_head(
     is_head: bool,
     timeout: Duration,
     upstream: &Upstream,
+    timer: &mut Pin<Box<Sleep>>,
 ) -> Result<http1::ResponseHead, ReadFail> {
-    let deadline = Instant::now() + timeout;
+    timer.as_mut().reset(Instant::now() + timeout);
     let mut got_any = !conn.rbuf.is_empty();
     loop {
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
@@ -816,7 +909,12 @@ async fn read_response_head(
             }
         }
         reserve(&mut conn.rbuf);
-        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut conn.rbuf)).await {
+        let read = tokio::select! {
+            biased;
+            r = conn.stream.read_buf(&mut conn.rbuf) => Ok(r),
+            _ = timer.as_mut() => Err(()),
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 return Err(if got_any {
                     ReadFail::Err(GatewayError::UpstreamProtocol {
@@ -850,5 +948,9 @@ mod tests {
         assert!(!valid_request_id(b"a b"));
         assert!(!valid_request_id(&[b'a'; 200]));
         assert_eq!(new_request_id().len(), 32);
+        let mut v = Vec::new();
+        push_u64(&mut v, 0);
+        push_u64(&mut v, 1234567);
+        assert_eq!(v, b"01234567");
     }
 }

@@ -14,10 +14,16 @@ pub(crate) struct Span {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct RawField {
+pub(crate) struct RawField {
     name: Span,
     value: Span,
     removed: bool,
+}
+
+impl RawField {
+    pub(crate) fn new(name: Span, value: Span) -> RawField {
+        RawField { name, value, removed: false }
+    }
 }
 
 /// Header fields of one message.
@@ -29,9 +35,18 @@ pub struct Headers {
 }
 
 impl Headers {
-    pub(crate) fn from_raw(buf: Bytes, spans: impl Iterator<Item = (Span, Span)>) -> Headers {
-        let raw = spans.map(|(name, value)| RawField { name, value, removed: false }).collect();
+    pub(crate) fn from_raw(buf: Bytes, raw: Vec<RawField>) -> Headers {
         Headers { buf, raw, added: Vec::new() }
+    }
+
+    /// A zero-copy `Bytes` for a value slice borrowed from this header list's buffer (copies if
+    /// the slice is not from the buffer, e.g. an added field).
+    pub fn slice_of(&self, v: &[u8]) -> Bytes {
+        if self.buf.as_ptr_range().contains(&v.as_ptr()) {
+            self.buf.slice_ref(v)
+        } else {
+            Bytes::copy_from_slice(v)
+        }
     }
 
     pub fn new() -> Headers {
@@ -149,7 +164,10 @@ mod tests {
         let spans = [((0, 4), (6, 7)), ((9, 12), (14, 15)), ((17, 20), (22, 23))];
         Headers::from_raw(
             buf,
-            spans.iter().map(|&((a, b), (c, d))| (Span { start: a, end: b }, Span { start: c, end: d })),
+            spans
+                .iter()
+                .map(|&((a, b), (c, d))| RawField::new(Span { start: a, end: b }, Span { start: c, end: d }))
+                .collect(),
         )
     }
 

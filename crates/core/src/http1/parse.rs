@@ -8,7 +8,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::headers::{has_token, trim, Headers, Span};
+use std::mem::MaybeUninit;
+
+use super::headers::{has_token, trim, Headers, RawField, Span};
 
 /// How a message body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,26 +87,27 @@ pub const MAX_HEADER_SLOTS: usize = 256;
 /// Tries to parse a request head from the front of `buf`. `Ok(None)` means more bytes are needed.
 /// On success the head bytes are split off `buf`; what remains is body or the next request.
 pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
+    // Uninitialised slots: zeroing 256 headers per request would cost more than parsing.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADER_SLOTS];
     let slots = &mut slots[..limits.max_headers.clamp(1, MAX_HEADER_SLOTS)];
     let status = {
         let data: &[u8] = &buf[..];
-        let mut parsed = httparse::Request::new(slots);
-        match parsed.parse(data) {
+        let mut parsed = httparse::Request::new(&mut []);
+        match parsed.parse_with_uninit_headers(data, slots) {
             Ok(httparse::Status::Complete(n)) => {
                 let base = data.as_ptr();
                 let method = span_of(base, parsed.method.unwrap_or("").as_bytes());
                 let path = span_of(base, parsed.path.unwrap_or("").as_bytes());
                 let minor = parsed.version.unwrap_or(1);
-                let spans: Vec<(Span, Span)> =
-                    parsed.headers.iter().map(|h| (span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
+                let spans: Vec<RawField> =
+                    parsed.headers.iter().map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
                 Ok((n, method, path, minor, spans))
             }
             Ok(httparse::Status::Partial) => Err(None),
             Err(e) => Err(Some(e)),
         }
     };
-    let (n, method, target, minor, spans) = match status {
+    let (n, method, target, minor, spans): (usize, Span, Span, u8, Vec<RawField>) = match status {
         Ok(v) => v,
         Err(None) => {
             let in_request_line = !buf.contains(&b'\n');
@@ -127,7 +130,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Re
     let head = buf.split_to(n).freeze();
     let method_b = head.slice(method.start as usize..method.end as usize);
     let target_b = head.slice(target.start as usize..target.end as usize);
-    let headers = Headers::from_raw(head, spans.into_iter());
+    let headers = Headers::from_raw(head, spans);
     finish_request(method_b, target_b, minor, headers)
 }
 
@@ -250,7 +253,7 @@ fn finish_request(method: Bytes, target: Bytes, minor: u8, headers: Headers) -> 
         }
     }
     // Absolute-form: the authority of the target wins over Host.
-    let mut authority = host.map(Bytes::copy_from_slice);
+    let mut authority = host.map(|h| headers.slice_of(h));
     if target.first() != Some(&b'/') && target.as_ref() != b"*" {
         let lower = target.to_ascii_lowercase();
         let rest = if lower.starts_with(b"http://") {
@@ -292,8 +295,8 @@ pub fn parse_response(
         match res.parse(data) {
             Ok(httparse::Status::Complete(n)) => {
                 let base = data.as_ptr();
-                let spans: Vec<(Span, Span)> =
-                    res.headers.iter().map(|h| (span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
+                let spans: Vec<RawField> =
+                    res.headers.iter().map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
                 let reason = span_of(base, res.reason.unwrap_or("").as_bytes());
                 Some((n, res.code.unwrap_or(0), reason, res.version.unwrap_or(1), spans))
             }
@@ -315,7 +318,7 @@ pub fn parse_response(
     }
     let head = buf.split_to(n).freeze();
     let reason = head.slice(reason.start as usize..reason.end as usize);
-    let headers = Headers::from_raw(head, spans.into_iter());
+    let headers = Headers::from_raw(head, spans);
     let (cl, chunked) = framing(&headers, minor).map_err(HeadError::Framing)?;
     let mut keep_alive = minor == 1;
     for v in headers.get_all("connection") {

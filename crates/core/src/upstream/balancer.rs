@@ -195,7 +195,7 @@ pub fn rand_u64() -> u64 {
 }
 
 fn rand_below(n: usize) -> usize {
-    ((rand_u64() >> 32) * n as u64 >> 32) as usize
+    (((rand_u64() >> 32) * n as u64) >> 32) as usize
 }
 
 #[cfg(test)]

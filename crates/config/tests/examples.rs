@@ -1,0 +1,85 @@
+//! Every file in `examples/` must load without a single error: they are what users copy.
+
+use std::path::{Path, PathBuf};
+
+fn example_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The variables the examples use, with values that make a valid config.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LISTEN_PORT" => Some("8080".to_string()),
+        "BACKEND_PORT" => Some("9001".to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_example_is_valid() {
+    let files = example_files();
+    assert!(files.len() >= 3, "expected at least 3 example files, found {files:?}");
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        if let Err(errors) = gatehouse_config::load_str(&text, &env) {
+            for e in errors {
+                failures.push(format!("{}: {e}", file.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "invalid examples:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn bench_config_is_minimal() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench.yaml");
+    let text = std::fs::read_to_string(file).unwrap();
+    let cfg = gatehouse_config::load_str(&text, &env).unwrap();
+    assert_eq!(cfg.listeners.len(), 1);
+    assert_eq!(cfg.listeners[0].address, "127.0.0.1:8080");
+    assert_eq!(cfg.upstreams.len(), 1);
+    assert_eq!(cfg.upstreams[0].name, "backend");
+    assert_eq!(cfg.upstreams[0].targets.len(), 1);
+    assert_eq!(cfg.upstreams[0].targets[0].url, "http://127.0.0.1:9001");
+    assert_eq!(cfg.routes.len(), 1);
+    assert_eq!(cfg.routes[0].name, "all");
+    assert_eq!(cfg.routes[0].matches, gatehouse_config::RouteMatch::default());
+}
+
+#[test]
+fn bench_config_needs_its_variables() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench.yaml");
+    let text = std::fs::read_to_string(file).unwrap();
+    let errors = gatehouse_config::load_str(&text, &|_| None).unwrap_err();
+    let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "environment variable `LISTEN_PORT` is not set".to_string(),
+            "environment variable `BACKEND_PORT` is not set".to_string()
+        ]
+    );
+}
+
+#[test]
+fn complete_example_in_the_docs_is_valid() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    let start = text.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = text[start..].find("```").expect("the block ends");
+    let yaml = &text[start..start + len];
+    assert!(yaml.contains("routes:"), "the first yaml block should be the complete example");
+    let env = |name: &str| (name == "ORDERS_PORT").then(|| "8080".to_string());
+    if let Err(errors) = gatehouse_config::load_str(yaml, &env) {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        panic!("the complete example in docs/configuration.md is invalid:\n{}", lines.join("\n"));
+    }
+}

@@ -60,6 +60,7 @@ pub struct Gateway {
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     health: Mutex<Vec<JoinHandle<()>>>,
     admin_task: Mutex<Option<JoinHandle<()>>>,
+    admin_stop: watch::Sender<bool>,
     /// Bound traffic addresses, in config order (ports resolved).
     pub listen_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
@@ -133,6 +134,7 @@ impl Gateway {
             handles.push(h);
         }
         let ready = Arc::new(AtomicBool::new(true));
+        let (admin_stop, _) = watch::channel(false);
         let mut admin_addr = None;
         let mut admin_task = None;
         if opts.admin {
@@ -143,7 +145,9 @@ impl Gateway {
                     .map_err(|e| StartError::Bind { addr: a.address.clone(), source: e })?;
                 admin_addr = l.local_addr().ok();
                 let state = crate::admin::AdminState { shared: shared.clone(), ready: ready.clone() };
-                let rx = shared.shutdown.clone();
+                // The admin API has its own stop signal: it keeps answering (readiness 503) while
+                // traffic drains, and stops when the drain is over.
+                let rx = admin_stop.subscribe();
                 admin_task = Some(tokio::spawn(crate::simple_http::serve(
                     l,
                     move |req| {
@@ -160,6 +164,7 @@ impl Gateway {
             shutdown_tx,
             workers: Mutex::new(handles),
             admin_task: Mutex::new(admin_task),
+            admin_stop,
             listen_addrs,
             admin_addr,
             ready,
@@ -217,6 +222,7 @@ impl Gateway {
         for h in self.health.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             h.abort();
         }
+        let _ = self.admin_stop.send(true);
         if let Some(t) = self.admin_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }

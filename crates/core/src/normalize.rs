@@ -4,8 +4,10 @@
 //! decoded (`%41` → `A`), other escapes are kept with upper-case hex; `%2F` and `%5C` stay encoded
 //! (they are data, not separators); `%00`, malformed escapes, raw `\`, control characters,
 //! spaces, `#` and raw non-ASCII bytes are refused (400); repeated slashes are merged; `.` and
-//! `..` segments (also when written as `%2E`) are resolved, never above the root. The query string
-//! is kept byte-for-byte. Anything we cannot normalise unambiguously is refused, never guessed.
+//! `..` segments (also when written as `%2E`) are resolved, never above the root; a dot segment
+//! carrying path parameters (`..;x`, `.;x`) is refused, since origins disagree on it (Tomcat and
+//! Spring resolve `/public/..;/admin` to `/admin`). The query string is kept byte-for-byte.
+//! Anything we cannot normalise unambiguously is refused, never guessed.
 
 /// A normalised origin-form target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +40,11 @@ fn path_char(b: u8) -> bool {
         || matches!(b, b'/' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
+/// Characters allowed in a query string: every visible ASCII byte but `#`. The query is forwarded
+/// byte-for-byte and is not a path (a `\` in it is no separator), and this must agree with the
+/// proxy's fast path, which skips normalisation for such queries.
 fn query_char(b: u8) -> bool {
-    path_char(b) || matches!(b, b'?' | b'%' | b'[' | b']' | b'|' | b'{' | b'}' | b'^' | b'`' | b'"' | b'<' | b'>')
+    b.is_ascii_graphic() && b != b'#'
 }
 
 /// Normalises an origin-form target (`/a/b?x=1`). Absolute-form targets must be reduced to their
@@ -102,6 +107,9 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
                 out.pop();
                 last_was_dot = true;
             }
+            s if s.starts_with(b".;") || s.starts_with(b"..;") => {
+                return Err(TargetError("dot segment with path parameters"));
+            }
             s => out.push(s),
         }
     }
@@ -133,10 +141,10 @@ pub fn is_normal_path(p: &[u8]) -> bool {
                 return false;
             }
             prev_slash = true;
-            // `/.` followed by `/`, `.`, or end is a dot segment.
+            // `/.` followed by `/`, `.`, `;` or end is (or may be) a dot segment.
             if p.get(i + 1) == Some(&b'.') {
                 match p.get(i + 2) {
-                    None | Some(b'/') | Some(b'.') => return false,
+                    None | Some(b'/') | Some(b'.') | Some(b';') => return false,
                     _ => {}
                 }
             }
@@ -179,15 +187,41 @@ mod tests {
             ("/a/b/..", "/a/"),
             ("/a?x=1&y=%2F", "/a?x=1&y=%2F"),
             ("/admin;x", "/admin;x"),
+            ("/a..;b/c", "/a..;b/c"),
+            ("/x/...;/y", "/x/...;/y"),
             ("/%7Euser", "/~user"),
             ("/a%c0%afb", "/a%C0%AFb"),
         ];
         for (i, o) in ok {
             assert_eq!(n(i).as_deref(), Ok(o), "input {i}");
         }
-        for bad in ["/admin%00", "/%zz", "/%4", "/\\admin", "/a b", "/a#frag", "x", "/\u{e9}"] {
+        for bad in [
+            "/admin%00",
+            "/%zz",
+            "/%4",
+            "/\\admin",
+            "/a b",
+            "/a#frag",
+            "x",
+            "/\u{e9}",
+            "/public/..;/admin",
+            "/.;/admin",
+            "/x/%2e%2e;jsessionid=1/admin",
+            "/admin/..;",
+        ] {
             assert!(n(bad).is_err(), "accepted {bad}");
         }
+    }
+
+    #[test]
+    fn query_accepts_every_visible_byte_but_hash() {
+        // Same verdict as the proxy's fast path (`is_ascii_graphic() && != '#'`), whatever the path.
+        for b in 0u8..=255 {
+            let raw = [&b"/x/../a?q="[..], &[b]].concat();
+            let expected = b.is_ascii_graphic() && b != b'#';
+            assert_eq!(normalize_target(&raw).is_ok(), expected, "query byte {b:#04x}");
+        }
+        assert_eq!(n("/x/../a?q=a\\b").as_deref(), Ok("/a?q=a\\b"));
     }
 
     #[test]
@@ -196,7 +230,7 @@ mod tests {
             assert!(is_normal_path(p.as_bytes()), "{p}");
             assert_eq!(n(p).unwrap(), p);
         }
-        for p in ["//a", "/./a", "/a/..", "/a/.", "/%41", "/a\\b"] {
+        for p in ["//a", "/./a", "/a/..", "/a/.", "/%41", "/a\\b", "/.;/a", "/..;/a"] {
             assert!(!is_normal_path(p.as_bytes()), "{p}");
         }
     }

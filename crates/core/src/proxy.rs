@@ -143,9 +143,11 @@ where
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
     };
     loop {
-        let snap = shared.snapshot.load_full();
-        let Some(l) = snap.listeners.get(listener) else { break };
-        match read_head(&mut io, &mut c, l).await {
+        // Only the listener's read settings are needed to wait for a head; the snapshot used for
+        // the request is loaded once the head is complete, so a reload applies to the very next
+        // request even on a connection that was idle across it.
+        let Some(rs) = shared.snapshot.load().listeners.get(listener).map(ReadSettings::of) else { break };
+        match read_head(&mut io, &mut c, rs).await {
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
                 let id = new_request_id();
@@ -157,6 +159,8 @@ where
             }
             HeadRead::Head(head) => {
                 let _req = CountGuard::new(&shared.inflight);
+                let snap = shared.snapshot.load_full();
+                let Some(l) = snap.listeners.get(listener) else { break };
                 let keep = handle_request(&mut io, &mut c, *head, &snap, l, &shared).await;
                 if !keep || *c.shutdown.borrow() {
                     break;
@@ -173,7 +177,21 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
-async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: &ListenerRt) -> HeadRead {
+/// What waiting for a request head needs from the listener (copied out of the snapshot).
+#[derive(Clone, Copy)]
+struct ReadSettings {
+    limits: http1::HeadLimits,
+    idle_timeout: Duration,
+    header_timeout: Duration,
+}
+
+impl ReadSettings {
+    fn of(l: &ListenerRt) -> ReadSettings {
+        ReadSettings { limits: l.limits, idle_timeout: l.idle_timeout, header_timeout: l.header_timeout }
+    }
+}
+
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettings) -> HeadRead {
     if c.rbuf.is_empty() {
         if *c.shutdown.borrow() {
             return HeadRead::Closed;
@@ -318,7 +336,10 @@ where
     };
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;
+    let keep_alive = head.keep_alive;
     let method = head.method.clone();
+    // Set by `forward` once the client's body was read completely (keep-alive stays possible).
+    let mut body_done = !body_pending;
 
     // Normalise the target; the fast path borrows, the slow path allocates once.
     let target = head.target.clone();
@@ -350,7 +371,7 @@ where
                 }
                 Err(e) => {
                     let err = GatewayError::BadRequest(e.0.to_string());
-                    return finish_error(io, c, &mut ctx, err, is_head, &method, "", true).await;
+                    return finish_error(io, c, &mut ctx, err, is_head, &method, "", true, keep_alive).await;
                 }
             }
         };
@@ -362,12 +383,22 @@ where
     let (route_idx, params) = match lookup {
         Lookup::Found { route, params } => (route, params),
         Lookup::NotFound => {
-            return finish_error(io, c, &mut ctx, GatewayError::RouteNotFound, is_head, &method, path, body_pending)
-                .await
+            return finish_error(
+                io,
+                c,
+                &mut ctx,
+                GatewayError::RouteNotFound,
+                is_head,
+                &method,
+                path,
+                body_pending,
+                keep_alive,
+            )
+            .await
         }
         Lookup::MethodNotAllowed { allow } => {
             let err = GatewayError::MethodNotAllowed { allow: allow.join(", ") };
-            return finish_error(io, c, &mut ctx, err, is_head, &method, path, body_pending).await;
+            return finish_error(io, c, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
         }
     };
     let route = &snap.routes[route_idx];
@@ -378,16 +409,21 @@ where
     if let BodyKind::Length(n) = head.body {
         if n > limit {
             let err = GatewayError::BodyTooLarge { limit };
-            return finish_error(io, c, &mut ctx, err, is_head, &method, path, true).await;
+            return finish_error(io, c, &mut ctx, err, is_head, &method, path, true, keep_alive).await;
         }
     }
 
     // Sanitise in one pass: hop-by-hop (and what `Connection` names), expectations, the client's
     // Host and request id (we send our own), and forwarding headers from untrusted peers.
+    let zero_length = head.body == BodyKind::Empty && head.headers.contains("content-length");
     let peer_trusted = c.peer_trusted(&l.trusted_proxies);
     let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
     sanitize_request(&mut head.headers, peer_trusted);
     add_forwarding(&mut head, c, peer_trusted, fwd_prior);
+    if zero_length {
+        // An explicit empty body stays explicit (origins may answer 411 to a bodiless POST).
+        head.headers.append(Bytes::from_static(b"content-length"), Bytes::from_static(b"0"));
+    }
     head.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
 
     if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers) {
@@ -401,12 +437,15 @@ where
     }
 
     let out_path = rewrite_path(route, path, &ctx.params);
-    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, shared).await {
+    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, shared, &mut body_done).await {
         Ok(keep) => {
             on_log(&ctx, &method, path);
             keep
         }
-        Err(Fail::Before(err)) => finish_error(io, c, &mut ctx, err, is_head, &method, path, true).await,
+        Err(Fail::Before(err)) => {
+            let pending = !body_done;
+            finish_error(io, c, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
+        }
         Err(Fail::After) => {
             ctx.error_kind.get_or_insert("response_aborted");
             on_log(&ctx, &method, path);
@@ -425,10 +464,12 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     method: &[u8],
     path: &str,
     body_pending: bool,
+    client_keep_alive: bool,
 ) -> bool {
     let mut resp = err.to_response(ctx.request_id_str());
-    // An unread request body would be parsed as the next request: close instead.
-    if body_pending {
+    // An unread request body would be parsed as the next request: close instead. And honour a
+    // client that asked to close (or an HTTP/1.0 client without keep-alive).
+    if body_pending || !client_keep_alive || *c.shutdown.borrow() {
         resp.close = true;
     }
     ctx.status = resp.status;
@@ -508,7 +549,11 @@ fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (
     let orig_host = head.authority.clone().unwrap_or_default();
     let (prior_xff, prior_fwd) = prior;
     if peer_trusted {
-        let xff = if prior_xff.is_empty() { c.peer_ip.clone() } else { [&prior_xff[..], b", ", &c.peer_ip[..]].concat().into() };
+        let xff = if prior_xff.is_empty() {
+            c.peer_ip.clone()
+        } else {
+            [&prior_xff[..], b", ", &c.peer_ip[..]].concat().into()
+        };
         h.set(Bytes::from_static(b"x-forwarded-for"), xff);
         if !h.contains("x-forwarded-proto") {
             h.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
@@ -620,6 +665,7 @@ async fn forward<S>(
     l: &ListenerRt,
     limit: u64,
     shared: &Shared,
+    body_done: &mut bool,
 ) -> Result<bool, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -645,23 +691,47 @@ where
         None if route.preserve_host => head.authority.clone().unwrap_or_else(|| target.authority.clone()),
         None => target.authority.clone(),
     };
-    let mut ubuf = std::mem::take(&mut c.ubuf);
-    write_request_head(&mut ubuf, head, path, query, &host, head.body);
     let response_timeout = route.timeout.unwrap_or(upstream.response_timeout);
     let uname = || upstream.name.clone();
 
-    // Whole small bodies that already arrived go out with the head in one write.
+    // Small request bodies (up to PREBUFFER bytes, and the start of every chunked body) are read
+    // before anything goes upstream: a malformed or oversized body is then refused before a
+    // backend sees the request, a fully buffered body can be re-sent on a fresh connection, and a
+    // small chunked body goes upstream with a Content-Length. Larger bodies stream.
     let mut body = BodyDecoder::new(head.body);
-    let mut body_sent = 0u64;
-    if let BodyKind::Length(n) = head.body {
-        if c.rbuf.len() as u64 >= n {
-            if let Ok(Decoded::Data(d)) = body.decode(&mut c.rbuf) {
-                body_sent = d.len() as u64;
-                ubuf.extend_from_slice(&d);
+    let mut pre: Vec<u8> = Vec::new();
+    let mut framing = head.body;
+    if !body.is_done() {
+        if head.expect_continue {
+            // We decided to forward: ask the client for the body (RFC 9110 §10.1.1).
+            io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Fail::After)?;
+        }
+        let buffer_it = match head.body {
+            BodyKind::Length(n) => n <= PREBUFFER,
+            BodyKind::Chunked => true,
+            _ => false,
+        };
+        if buffer_it {
+            prebuffer(io, c, &mut body, &mut pre, limit, l).await?;
+            if body.is_done() {
+                *body_done = true;
+                framing = BodyKind::Length(pre.len() as u64);
             }
         }
     }
-    let retry_safe = head.body == BodyKind::Empty && idempotent(&head.method);
+    let mut ubuf = std::mem::take(&mut c.ubuf);
+    write_request_head(&mut ubuf, head, path, query, &host, framing);
+    if framing == BodyKind::Chunked {
+        if !pre.is_empty() {
+            push_chunk(&mut ubuf, &pre);
+        }
+    } else {
+        ubuf.extend_from_slice(&pre);
+    }
+    let body_sent = pre.len() as u64;
+    drop(pre);
+    // Re-sending is safe when the whole request is in `ubuf` and the method is idempotent.
+    let retry_safe = body.is_done() && idempotent(&head.method);
     let is_head = &head.method[..] == b"HEAD";
 
     let mut attempt = 0;
@@ -687,10 +757,8 @@ where
             return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() }));
         }
         if !body.is_done() {
-            if head.expect_continue {
-                let _ = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-            }
-            stream_request_body(io, c, &mut conn, &mut body, head.body, limit, body_sent, l, upstream).await?;
+            stream_request_body(io, c, &mut conn, &mut body, framing, limit, body_sent, l, upstream).await?;
+            *body_done = true;
         }
         let sent_at = Instant::now();
         match read_response_head(&mut conn, is_head, response_timeout, upstream, &mut c.timer).await {
@@ -763,8 +831,17 @@ where
     }
     w.extend_from_slice(b"\r\n");
 
-    // Body: decode from upstream, re-frame for the client, flush when we must wait.
+    // Body: decode from upstream, re-frame for the client, flush when we must wait. Until the
+    // first flush nothing reached the client, so a broken upstream body is still a clean 502.
     let mut dec = BodyDecoder::new(resp.body);
+    let mut flushed = false;
+    let broken = |flushed: bool, detail: &'static str| {
+        if flushed {
+            Fail::After
+        } else {
+            Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.name.clone(), detail })
+        }
+    };
     loop {
         match dec.decode(&mut conn.rbuf) {
             Ok(Decoded::Data(d)) => {
@@ -776,6 +853,7 @@ where
                 if c.wbuf.len() >= FLUSH_AT {
                     io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
                     c.wbuf.clear();
+                    flushed = true;
                 }
             }
             Ok(Decoded::Done) => break,
@@ -783,6 +861,7 @@ where
                 if !c.wbuf.is_empty() {
                     io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
                     c.wbuf.clear();
+                    flushed = true;
                 }
                 reserve(&mut conn.rbuf);
                 match tokio::time::timeout(response_timeout, conn.stream.read_buf(&mut conn.rbuf)).await {
@@ -791,18 +870,18 @@ where
                             break;
                         }
                         ctx.error_kind = Some("upstream_truncated");
-                        return Err(Fail::After);
+                        return Err(broken(flushed, "response body truncated"));
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) | Err(_) => {
                         ctx.error_kind = Some("upstream_truncated");
-                        return Err(Fail::After);
+                        return Err(broken(flushed, "response body truncated"));
                     }
                 }
             }
             Err(_) => {
                 ctx.error_kind = Some("upstream_invalid_response");
-                return Err(Fail::After);
+                return Err(broken(flushed, "malformed response body"));
             }
         }
     }
@@ -817,6 +896,47 @@ where
         pool::checkin(target.state.id, conn, upstream.max_idle_per_target, upstream.pool_idle_timeout);
     }
     Ok(keep)
+}
+
+/// Request bodies up to this size are read completely before anything goes upstream.
+pub const PREBUFFER: u64 = 64 * 1024;
+
+/// Reads the client's body into `pre` until it is complete or `PREBUFFER` bytes are held.
+async fn prebuffer<S: AsyncRead + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    body: &mut BodyDecoder,
+    pre: &mut Vec<u8>,
+    limit: u64,
+    l: &ListenerRt,
+) -> Result<(), Fail> {
+    let deadline = Instant::now() + l.body_timeout;
+    loop {
+        match body.decode(&mut c.rbuf) {
+            Ok(Decoded::Data(d)) => {
+                pre.extend_from_slice(&d);
+                if (pre.len() as u64).saturating_add(body.declared_remaining()) > limit {
+                    return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
+                }
+                if pre.len() as u64 >= PREBUFFER {
+                    return Ok(());
+                }
+            }
+            Ok(Decoded::Done) => return Ok(()),
+            Ok(Decoded::NeedMore) => {
+                if (pre.len() as u64).saturating_add(body.declared_remaining()) > limit {
+                    return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
+                }
+                reserve(&mut c.rbuf);
+                match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Err(Fail::After),
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Err(Fail::Before(GatewayError::RequestTimeout)),
+                }
+            }
+            Err(e) => return Err(Fail::Before(GatewayError::BadRequest(e.to_string()))),
+        }
+    }
 }
 
 /// Streams the rest of the client's body upstream within the listener's body deadline.

@@ -16,7 +16,7 @@ use crate::http1::parse::MAX_HEADER_SLOTS;
 use crate::http1::HeadLimits;
 use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
 use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
-use crate::upstream::{parse_target_url, Balancer, HashKey, Registry, Target, Upstream};
+use crate::upstream::{target_addr, Balancer, HashKey, Registry, Target, Upstream};
 
 /// A listener's compiled settings (the socket itself is bound once at start).
 #[derive(Debug, Clone)]
@@ -71,17 +71,10 @@ pub struct Snapshot {
 #[error("{0}")]
 pub struct CompileError(pub String);
 
-/// Resolves `host:port` (with `localhost` allowed) to a socket address.
+/// Resolves a listen address (`IP:port` or `localhost:port`); the config crate's parser, so
+/// validation and compilation can never disagree.
 pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, CompileError> {
-    if let Ok(a) = s.parse() {
-        return Ok(a);
-    }
-    if let Some(port) = s.strip_prefix("localhost:") {
-        if let Ok(p) = port.parse::<u16>() {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-        }
-    }
-    Err(CompileError(format!("invalid listen address `{s}`")))
+    gatehouse_config::net::parse_socket_addr(s).map_err(CompileError)
 }
 
 fn edits(ops: &cfg::HeaderOps) -> HeaderEdits {
@@ -131,8 +124,7 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
     for u in &config.upstreams {
         let mut targets = Vec::new();
         for t in &u.targets {
-            let (addr, authority) =
-                parse_target_url(&t.url).ok_or_else(|| CompileError(format!("invalid target url `{}`", t.url)))?;
+            let (addr, authority) = target_addr(&t.url).map_err(CompileError)?;
             live.push((u.name.clone(), t.url.clone()));
             targets.push(Target {
                 url: t.url.clone(),

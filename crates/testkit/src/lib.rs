@@ -439,3 +439,247 @@ impl Drop for GatewayProcess {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers added for the end-to-end proxy, balancer and lifecycle tests.
+// ---------------------------------------------------------------------------------------------
+
+/// Builds a hyper request, adding `host: gatehouse.test` unless the caller sent a Host.
+fn build_request<B>(method: &str, path: &str, headers: &[(&str, &str)], body: B) -> hyper::Request<B> {
+    let mut b = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        b = b.header("host", "gatehouse.test");
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body).expect("request")
+}
+
+/// Sends one request on `sender` and reads the whole response (bounded: 10 s each for the head
+/// and the body).
+async fn send_on<B>(sender: &mut hyper::client::conn::http1::SendRequest<B>, req: hyper::Request<B>) -> Resp
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Resp { status, headers, body }
+}
+
+/// A request body hyper sends with `Transfer-Encoding: chunked`, one chunk per frame.
+pub struct ChunkedBody {
+    chunks: std::collections::VecDeque<Bytes>,
+}
+
+impl ChunkedBody {
+    pub fn new(chunks: &[&[u8]]) -> ChunkedBody {
+        ChunkedBody { chunks: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect() }
+    }
+}
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.chunks.pop_front().map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+}
+
+/// One request on a fresh connection whose body goes out chunked (no Content-Length).
+pub async fn request_chunked(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    send_on(&mut sender, build_request(method, path, headers, ChunkedBody::new(chunks))).await
+}
+
+/// A hyper client bound to ONE keep-alive connection: every `send` reuses it.
+pub struct KeepAliveClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl KeepAliveClient {
+    pub async fn connect(addr: SocketAddr) -> KeepAliveClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(conn);
+        KeepAliveClient { sender }
+    }
+
+    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        tokio::time::timeout(Duration::from_secs(5), self.sender.ready())
+            .await
+            .expect("connection ready in time")
+            .expect("connection still open");
+        let req = build_request(method, path, headers, Full::new(Bytes::copy_from_slice(body)));
+        send_on(&mut self.sender, req).await
+    }
+
+    pub async fn get(&mut self, path: &str) -> Resp {
+        self.send("GET", path, &[], b"").await
+    }
+
+    /// Whether the server has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// FNV-1a 64 over `data`: a cheap checksum to compare large bodies in assertion messages.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// `len` bytes of a deterministic, non-repeating-looking pattern (for large-body tests).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl GatewayProcess {
+    /// Like [`GatewayProcess::spawn`], with extra arguments before `run` (e.g. `--log-format json`).
+    pub fn spawn_with_args(bin: &str, global_args: &[&str], yaml: &str, ready: SocketAddr) -> GatewayProcess {
+        let dir = std::env::temp_dir().join(format!("gatehouse-test-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("gatehouse.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let child = Command::new(bin)
+            .args(global_args)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let mut p = GatewayProcess { child, dir, config };
+        if !p.wait_ready(ready, Duration::from_secs(10)) {
+            panic!("gatehouse did not become ready");
+        }
+        p
+    }
+
+    /// Waits until `admin` answers /readyz with 200 (false on timeout or if the process exited).
+    pub fn wait_ready(&mut self, admin: SocketAddr, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(admin) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if out.starts_with("HTTP/1.1 200") {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Collects the child's stderr on a thread; the returned buffer fills as lines arrive.
+    pub fn capture_stderr(&mut self) -> Arc<Mutex<String>> {
+        let buf = Arc::new(Mutex::new(String::new()));
+        if let Some(mut err) = self.child.stderr.take() {
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut tmp = [0u8; 4096];
+                loop {
+                    match err.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => b.lock().expect("lock").push_str(&String::from_utf8_lossy(&tmp[..n])),
+                    }
+                }
+            });
+        }
+        buf
+    }
+}
+
+/// A blocking HTTP/1.1 GET with `connection: close` and a 5 s read timeout, for tests that drive
+/// the real binary from plain threads. Reads until the peer closes or, when the response has a
+/// `Content-Length`, until that many body bytes arrived (so it does not depend on the close).
+/// Returns the raw response text ("" if it could not connect).
+pub fn blocking_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: gatehouse.test\r\nconnection: close\r\n\r\n").as_bytes());
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&tmp[..n]),
+        }
+        if let Some(end) = find(&out, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let cl = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if cl.is_some_and(|cl| out.len() >= end + 4 + cl) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -54,6 +54,15 @@ impl BodyDecoder {
         BodyDecoder { state }
     }
 
+    /// Bytes the peer has already committed to send: the rest of the current chunk (chunked) or
+    /// of the body (length). Lets a limit refuse a body as soon as a chunk size line overshoots.
+    pub fn declared_remaining(&self) -> u64 {
+        match self.state {
+            State::Data(n) | State::Length(n) => n,
+            _ => 0,
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }

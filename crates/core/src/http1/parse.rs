@@ -99,8 +99,11 @@ pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Re
                 let method = span_of(base, parsed.method.unwrap_or("").as_bytes());
                 let path = span_of(base, parsed.path.unwrap_or("").as_bytes());
                 let minor = parsed.version.unwrap_or(1);
-                let spans: Vec<RawField> =
-                    parsed.headers.iter().map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
+                let spans: Vec<RawField> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value)))
+                    .collect();
                 Ok((n, method, path, minor, spans))
             }
             Ok(httparse::Status::Partial) => Err(None),
@@ -189,6 +192,8 @@ fn framing(headers: &Headers, minor: u8) -> Result<(Option<u64>, bool), &'static
     Ok((cl, chunked))
 }
 
+/// RFC 3986 `host [ ":" port ]` characters (reg-name, IP-literal), except `,`: the authority is
+/// forwarded in `X-Forwarded-Host`, a comma-separated list, where `a,evil` would read as two hosts.
 fn valid_host(v: &[u8]) -> bool {
     !v.is_empty()
         && v.iter().all(|&b| {
@@ -210,7 +215,6 @@ fn valid_host(v: &[u8]) -> bool {
                         | b')'
                         | b'*'
                         | b'+'
-                        | b','
                         | b';'
                         | b'='
                 )
@@ -235,7 +239,9 @@ fn finish_request(method: Bytes, target: Bytes, minor: u8, headers: Headers) -> 
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
+                // RFC 9110 §10.1.1: an HTTP/1.0 request's 100-continue MUST be ignored (a 1.0
+                // client does not expect an interim response and could take it as the final one).
+                expect_continue = minor == 1;
             } else {
                 return Err(HeadError::Malformed("unsupported Expect value"));
             }
@@ -295,8 +301,11 @@ pub fn parse_response(
         match res.parse(data) {
             Ok(httparse::Status::Complete(n)) => {
                 let base = data.as_ptr();
-                let spans: Vec<RawField> =
-                    res.headers.iter().map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value))).collect();
+                let spans: Vec<RawField> = res
+                    .headers
+                    .iter()
+                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value)))
+                    .collect();
                 let reason = span_of(base, res.reason.unwrap_or("").as_bytes());
                 Some((n, res.code.unwrap_or(0), reason, res.version.unwrap_or(1), spans))
             }
@@ -392,6 +401,8 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: gw@evil\r\n\r\n",
             b"GET / HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: gw,evil\r\n\r\n",
+            b"GET http://gw,evil/ HTTP/1.1\r\nHost: x\r\n\r\n",
         ];
         for b in bad {
             assert!(req(b).is_err(), "accepted: {:?}", String::from_utf8_lossy(b));
@@ -413,6 +424,15 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(req(&many).unwrap_err(), HeadError::TooManyHeaders);
+    }
+
+    #[test]
+    fn expect_continue_only_in_http11() {
+        let h =
+            req(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
+        assert!(h.expect_continue);
+        let h = req(b"POST / HTTP/1.0\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
+        assert!(!h.expect_continue);
     }
 
     #[test]

@@ -126,21 +126,18 @@ impl Registry {
     }
 }
 
-/// Parses `http://host:port[/]` (validated already) into an address and authority.
-pub fn parse_target_url(url: &str) -> Option<(Addr, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = rest.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addr = match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => Addr::Ip(std::net::SocketAddr::new(ip, port)),
-        Err(_) if bare.eq_ignore_ascii_case("localhost") => {
-            Addr::Ip(std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port))
+/// Parses a target URL with the config crate's parser into where to connect and the authority
+/// sent as `Host`. IP literals and `localhost` connect directly; other names resolve per connect.
+pub fn target_addr(url: &str) -> Result<(Addr, String), String> {
+    let t = gatehouse_config::net::parse_target_url(url)?;
+    let addr = match t.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Addr::Ip(std::net::SocketAddr::new(ip, t.port)),
+        Err(_) if t.host == "localhost" => {
+            Addr::Ip(std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), t.port))
         }
-        Err(_) => Addr::Dns(format!("{bare}:{port}")),
+        Err(_) => Addr::Dns(format!("{}:{}", t.host, t.port)),
     };
-    Some((addr, format!("{host}:{port}")))
+    Ok((addr, t.authority()))
 }
 
 /// Records a completed exchange's latency into the peak-EWMA estimate.
@@ -166,12 +163,12 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (a, auth) = parse_target_url("http://127.0.0.1:8080").unwrap();
+        let (a, auth) = target_addr("http://127.0.0.1:8080").unwrap();
         assert!(matches!(a, Addr::Ip(s) if s.port() == 8080));
         assert_eq!(auth, "127.0.0.1:8080");
-        let (a, _) = parse_target_url("http://svc.local:80/").unwrap();
+        let (a, _) = target_addr("http://svc.local:80/").unwrap();
         assert!(matches!(a, Addr::Dns(ref s) if s == "svc.local:80"));
-        let (a, auth) = parse_target_url("http://[::1]:9000").unwrap();
+        let (a, auth) = target_addr("http://[::1]:9000").unwrap();
         assert!(matches!(a, Addr::Ip(s) if s.is_ipv6()));
         assert_eq!(auth, "[::1]:9000");
     }

@@ -40,7 +40,7 @@ pub fn checkout(target_id: u64) -> Option<UpConn> {
         let list = p.get_mut(&target_id)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if idle.expires > now {
+            if idle.expires > now && !is_stale(&idle.conn.stream) {
                 let mut c = idle.conn;
                 c.reused = true;
                 return Some(c);
@@ -48,6 +48,21 @@ pub fn checkout(target_id: u64) -> Option<UpConn> {
         }
         None
     })
+}
+
+/// Did the upstream close this idle connection or send unsolicited bytes on it? Such bytes must
+/// never be served as the answer to the next request. Uses tokio's cached readiness, so a quiet
+/// connection costs no syscall; only a readable one is probed with a non-blocking read.
+fn is_stale(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => false,
+        std::task::Poll::Ready(Err(_)) => true,
+        std::task::Poll::Ready(Ok(())) => {
+            let mut b = [0u8; 1];
+            !matches!(stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
 }
 
 /// Returns a connection after a complete exchange.

@@ -116,7 +116,7 @@ impl AdminState {
                             .collect();
                         json!({
                             "name": u.name,
-                            "balancer": format!("{:?}", u.balancer).split([' ', '{', '(']).next().unwrap_or(""),
+                            "balancer": u.balancer.name(),
                             "healthy_targets": u.targets.iter().filter(|t| t.state.is_healthy()).count(),
                             "targets": targets,
                         })

@@ -122,7 +122,6 @@ impl Gateway {
             shutdown: shutdown_rx,
             connections: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
-            epoch: std::time::Instant::now(),
         });
         let mut handles = Vec::new();
         for (w, listeners) in per_worker.into_iter().enumerate() {

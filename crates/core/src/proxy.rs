@@ -44,7 +44,6 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Requests being processed.
     pub inflight: AtomicUsize,
-    pub epoch: std::time::Instant,
 }
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -161,7 +160,7 @@ where
                 let _req = CountGuard::new(&shared.inflight);
                 let snap = shared.snapshot.load_full();
                 let Some(l) = snap.listeners.get(listener) else { break };
-                let keep = handle_request(&mut io, &mut c, *head, &snap, l, &shared).await;
+                let keep = handle_request(&mut io, &mut c, *head, &snap, l).await;
                 if !keep || *c.shutdown.borrow() {
                     break;
                 }
@@ -310,14 +309,7 @@ async fn write_local<S: AsyncWrite + Unpin>(
 }
 
 /// Runs one request to completion. Returns whether the connection may serve another.
-async fn handle_request<S>(
-    io: &mut S,
-    c: &mut Conn,
-    mut head: RequestHead,
-    snap: &Snapshot,
-    l: &ListenerRt,
-    shared: &Shared,
-) -> bool
+async fn handle_request<S>(io: &mut S, c: &mut Conn, mut head: RequestHead, snap: &Snapshot, l: &ListenerRt) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -437,7 +429,7 @@ where
     }
 
     let out_path = rewrite_path(route, path, &ctx.params);
-    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, shared, &mut body_done).await {
+    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done).await {
         Ok(keep) => {
             on_log(&ctx, &method, path);
             keep
@@ -664,7 +656,6 @@ async fn forward<S>(
     ctx: &mut RequestCtx,
     l: &ListenerRt,
     limit: u64,
-    shared: &Shared,
     body_done: &mut bool,
 ) -> Result<bool, Fail>
 where
@@ -769,7 +760,7 @@ where
         }
     };
     c.ubuf = ubuf;
-    observe_latency(&target.state, sent_at.elapsed(), shared.epoch.elapsed().as_nanos() as u64);
+    observe_latency(&target.state, sent_at.elapsed(), crate::upstream::now_ns());
 
     // Response head to the client.
     let mut resp = resp;

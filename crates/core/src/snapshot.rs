@@ -136,8 +136,12 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
         }
         let balancer = match &u.balancer {
             cfg::Balancer::RoundRobin => Balancer::round_robin(&targets.iter().map(|t| t.weight).collect::<Vec<_>>()),
-            cfg::Balancer::LeastRequest => Balancer::LeastRequest,
-            cfg::Balancer::PeakEwma => Balancer::PeakEwma,
+            cfg::Balancer::LeastRequest => Balancer::LeastRequest {
+                weights: Balancer::p2c_weights(&targets.iter().map(|t| t.weight).collect::<Vec<_>>()),
+            },
+            cfg::Balancer::PeakEwma => Balancer::PeakEwma {
+                weights: Balancer::p2c_weights(&targets.iter().map(|t| t.weight).collect::<Vec<_>>()),
+            },
             cfg::Balancer::ConsistentHash(on) => {
                 let key = match on {
                     cfg::HashOn::Header(h) => HashKey::Header(h.to_ascii_lowercase()),

@@ -21,10 +21,22 @@ pub enum HashKey {
 
 #[derive(Debug)]
 pub enum Balancer {
-    RoundRobin { schedule: Vec<u32>, next: AtomicUsize },
-    LeastRequest,
-    PeakEwma,
-    ConsistentHash { key: HashKey, ring: Vec<(u64, u32)>, fallback: AtomicUsize },
+    RoundRobin {
+        schedule: Vec<u32>,
+        next: AtomicUsize,
+    },
+    /// `weights`: cumulative weights for weighted candidate sampling, `None` when all are equal.
+    LeastRequest {
+        weights: Option<Vec<u64>>,
+    },
+    PeakEwma {
+        weights: Option<Vec<u64>>,
+    },
+    ConsistentHash {
+        key: HashKey,
+        ring: Vec<(u64, u32)>,
+        fallback: AtomicUsize,
+    },
 }
 
 const RING_POINTS_PER_WEIGHT: u32 = 160;
@@ -33,6 +45,33 @@ const MAX_SCHEDULE: u64 = 1 << 16;
 impl Balancer {
     pub fn round_robin(weights: &[u32]) -> Balancer {
         Balancer::RoundRobin { schedule: smooth_wrr_schedule(weights), next: AtomicUsize::new(0) }
+    }
+
+    /// Cumulative weights when they differ (P2C then samples candidates in proportion to weight).
+    pub fn p2c_weights(weights: &[u32]) -> Option<Vec<u64>> {
+        if weights.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        let mut acc = 0u64;
+        Some(
+            weights
+                .iter()
+                .map(|&w| {
+                    acc += w.max(1) as u64;
+                    acc
+                })
+                .collect(),
+        )
+    }
+
+    /// The config name of this balancer.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Balancer::RoundRobin { .. } => "round_robin",
+            Balancer::LeastRequest { .. } => "least_request",
+            Balancer::PeakEwma { .. } => "peak_ewma",
+            Balancer::ConsistentHash { .. } => "consistent_hash",
+        }
     }
 
     pub fn consistent_hash(key: HashKey, targets: &[(String, u32)]) -> Balancer {
@@ -70,14 +109,21 @@ impl Balancer {
                     .map(|k| schedule[(start + k) % schedule.len()] as usize)
                     .find(|&i| targets[i].state.is_healthy())
             }
-            Balancer::LeastRequest => p2c(targets, |t| {
-                (t.state.inflight.load(Ordering::Relaxed) as u64 + 1) * 1_000_000 / t.weight.max(1) as u64
-            }),
-            Balancer::PeakEwma => p2c(targets, |t| {
-                let lat = t.state.ewma_ns.load(Ordering::Relaxed).max(1);
-                let load = t.state.inflight.load(Ordering::Relaxed) as u64 + 1;
-                lat.saturating_mul(load) / t.weight.max(1) as u64
-            }),
+            // Weights shape which candidates are drawn, load decides between the two: with equal
+            // load the first draw wins, so idle targets get traffic in proportion to weight.
+            Balancer::LeastRequest { weights } => {
+                p2c(targets, weights.as_deref(), 0, |t| t.state.inflight.load(Ordering::Relaxed) as u64)
+            }
+            Balancer::PeakEwma { weights } => {
+                let now = super::now_ns();
+                // The second draw must cost less than half of the first to win: latency noise between
+                // similar targets must not herd all traffic onto one of them.
+                p2c(targets, weights.as_deref(), 50, |t| {
+                    let lat = super::decayed_ewma(&t.state, now).max(1);
+                    let load = t.state.inflight.load(Ordering::Relaxed) as u64 + 1;
+                    lat.saturating_mul(load)
+                })
+            }
             Balancer::ConsistentHash { ring, fallback, .. } => match key {
                 Some(k) if !ring.is_empty() => {
                     let h = hash64(k);
@@ -96,12 +142,21 @@ impl Balancer {
     }
 }
 
-/// Power of two random choices over healthy targets; the lower cost wins.
-fn p2c(targets: &[Target], cost: impl Fn(&Target) -> u64) -> Option<usize> {
+/// Power of two random choices over healthy targets (drawn in proportion to `weights` when
+/// given); the second draw wins only if it is more than `margin_pct` % cheaper than the first.
+fn p2c(targets: &[Target], weights: Option<&[u64]>, margin_pct: u64, cost: impl Fn(&Target) -> u64) -> Option<usize> {
     let n = targets.len();
+    let draw = || match weights {
+        Some(cum) => {
+            let total = cum.last().copied().unwrap_or(1).max(1);
+            let r = rand_u64() % total;
+            cum.partition_point(|&c| c <= r).min(n - 1)
+        }
+        None => rand_below(n),
+    };
     let pick_healthy = || {
         for _ in 0..4 {
-            let i = rand_below(n);
+            let i = draw();
             if targets[i].state.is_healthy() {
                 return Some(i);
             }
@@ -119,7 +174,8 @@ fn p2c(targets: &[Target], cost: impl Fn(&Target) -> u64) -> Option<usize> {
             return Some(a);
         }
     }
-    Some(if cost(&targets[b]) < cost(&targets[a]) { b } else { a })
+    let (ca, cb) = (cost(&targets[a]) as u128, cost(&targets[b]) as u128);
+    Some(if cb * 100 < ca * (100 - margin_pct as u128) { b } else { a })
 }
 
 /// nginx's smooth weighted round robin, unrolled once into a schedule.
@@ -244,9 +300,36 @@ mod tests {
     fn p2c_prefers_less_loaded() {
         let t = targets(&[1, 1]);
         t[0].state.inflight.store(50, Ordering::Relaxed);
-        let b = Balancer::LeastRequest;
+        let b = Balancer::LeastRequest { weights: None };
         let ones = (0..1000).filter(|_| b.pick(&t, None) == Some(1)).count();
         assert!(ones > 700, "{ones}");
+    }
+
+    #[test]
+    fn p2c_honours_weights_when_idle() {
+        let t = targets(&[3, 1]);
+        let b = Balancer::LeastRequest { weights: Balancer::p2c_weights(&[3, 1]) };
+        let heavy = (0..4000).filter(|_| b.pick(&t, None) == Some(0)).count();
+        assert!((2700..3300).contains(&heavy), "{heavy}");
+    }
+
+    #[test]
+    fn peak_ewma_weights_with_similar_latency_and_steers_from_slow() {
+        let t = targets(&[3, 1]);
+        let now = crate::upstream::now_ns();
+        for x in &t {
+            x.state.ewma_ns.store(1_000_000, Ordering::Relaxed);
+            x.state.ewma_stamp_ns.store(now, Ordering::Relaxed);
+        }
+        // Within 2x of each other: the weighted draw decides.
+        t[1].state.ewma_ns.store(1_500_000, Ordering::Relaxed);
+        let b = Balancer::PeakEwma { weights: Balancer::p2c_weights(&[3, 1]) };
+        let heavy = (0..4000).filter(|_| b.pick(&t, None) == Some(0)).count();
+        assert!((2700..3300).contains(&heavy), "{heavy}");
+        // The heavy target is 10x slower: nearly everything goes to the light one.
+        t[0].state.ewma_ns.store(15_000_000, Ordering::Relaxed);
+        let heavy = (0..4000).filter(|_| b.pick(&t, None) == Some(0)).count();
+        assert!(heavy < 400, "{heavy}");
     }
 
     #[test]

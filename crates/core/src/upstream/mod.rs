@@ -140,9 +140,29 @@ pub fn target_addr(url: &str) -> Result<(Addr, String), String> {
     Ok((addr, t.authority()))
 }
 
+/// Decay time constant of the peak-EWMA latency estimate.
+const TAU_NS: f64 = 10e9;
+
+/// Nanoseconds since a process-wide epoch (the clock of the EWMA stamps).
+pub fn now_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The EWMA as of `now`: decayed toward zero since the last observation, so a target that was
+/// slow once is tried again after a while even if nothing was sent to it meanwhile.
+pub fn decayed_ewma(state: &TargetState, now: u64) -> u64 {
+    let v = state.ewma_ns.load(Ordering::Relaxed);
+    let stamp = state.ewma_stamp_ns.load(Ordering::Relaxed);
+    let elapsed = now.saturating_sub(stamp) as f64;
+    if v == 0 || elapsed <= 0.0 {
+        return v;
+    }
+    (v as f64 * (-elapsed / TAU_NS).exp()) as u64
+}
+
 /// Records a completed exchange's latency into the peak-EWMA estimate.
 pub fn observe_latency(state: &TargetState, rtt: Duration, now_ns: u64) {
-    const TAU_NS: f64 = 10e9;
     let rtt_ns = rtt.as_nanos().min(u64::MAX as u128) as u64;
     let prev = state.ewma_ns.load(Ordering::Relaxed);
     let stamp = state.ewma_stamp_ns.swap(now_ns, Ordering::Relaxed);

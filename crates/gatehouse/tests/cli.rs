@@ -1,0 +1,364 @@
+//! The `gatehouse` command line: `validate`, `run` with a bad config, the quickstart (every printed
+//! `curl` command run as printed) and JSON logs.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gatehouse_testkit::{blocking_get, free_port, GatewayProcess};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A temp dir removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("gatehouse-cli-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `cmd` to completion within `timeout` (killed and failed otherwise).
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output { status, stdout: out.join().expect("stdout"), stderr: err.join().expect("stderr") }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn validate_ok_binds_and_contacts_nothing() {
+    // Hold the listener, admin and target ports ourselves: `validate` must neither bind them nor
+    // connect to the target.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    target.set_nonblocking(true).expect("nonblocking");
+    let dir = TempDir::new("ok");
+    let yaml = format!(
+        "listeners:\n  - address: {}\nadmin:\n  address: {}\nupstreams:\n  - name: backend\n    health_check: {{path: /health, interval: 1s}}\n    targets:\n      - url: http://{}\nroutes:\n  - name: all\n    upstream: backend\n",
+        listen.local_addr().unwrap(),
+        admin.local_addr().unwrap(),
+        target.local_addr().unwrap()
+    );
+    let file = dir.file("basic.yaml", &yaml);
+    let out = run_bounded(Command::new(BIN).arg("validate").arg(&file), Duration::from_secs(10));
+    assert!(out.status.success(), "stdout {} stderr {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\n");
+    assert!(
+        matches!(target.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "validate contacted the upstream target"
+    );
+}
+
+#[test]
+fn validate_examples_basic_prints_ok() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/basic.yaml");
+    let out = run_bounded(Command::new(BIN).arg("validate").arg(file), Duration::from_secs(10));
+    assert!(out.status.success(), "stdout {} stderr {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\n");
+}
+
+#[test]
+fn validate_every_example() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("examples/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in &files {
+        // bench.yaml takes its ports from the environment.
+        let out = run_bounded(
+            Command::new(BIN).arg("validate").arg(f).env("LISTEN_PORT", "18080").env("BACKEND_PORT", "18081"),
+            Duration::from_secs(10),
+        );
+        assert!(out.status.success(), "{}: {}", f.display(), text(&out.stdout));
+        assert_eq!(text(&out.stdout), "OK\n", "{}", f.display());
+    }
+}
+
+#[test]
+fn validate_lists_every_problem_with_path_and_position() {
+    let dir = TempDir::new("bad");
+    // Line numbers matter: three problems on lines 7, 10 and 14.
+    let yaml = "listeners:
+  - address: 127.0.0.1:18080
+upstreams:
+  - name: backend
+    targets:
+      - url: http://127.0.0.1:18081
+        weight: 0
+routes:
+  - name: a
+    upstream: nowhere
+  - name: b
+    upstream: backend
+    match:
+      methods: [get]
+";
+    let file = dir.file("bad.yaml", yaml);
+    let out = run_bounded(Command::new(BIN).arg("validate").arg(&file), Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "stderr {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let expected = [
+        ("upstreams[0].targets[0].weight", "line 7, column 17"),
+        ("routes[0].upstream", "line 10, column 15"),
+        ("routes[1].match.methods[0]", "line 14, column 17"),
+    ];
+    for (line, (path, pos)) in lines.iter().zip(expected) {
+        assert!(line.starts_with(&format!("{}: {path} ({pos}): ", file.display())), "{line:?}");
+    }
+    assert!(lines[1].contains("nowhere"), "{stdout}");
+    assert!(text(&out.stderr).contains("3 problem"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn validate_env_substitution() {
+    let dir = TempDir::new("env");
+    let yaml = "listeners:\n  - address: 127.0.0.1:${GH_TEST_LISTEN_PORT}\nupstreams:\n  - name: backend\n    targets:\n      - url: http://127.0.0.1:${GH_TEST_BACKEND_PORT}\nroutes:\n  - name: all\n    upstream: backend\n";
+    let file = dir.file("env.yaml", yaml);
+    let out = run_bounded(
+        Command::new(BIN)
+            .arg("validate")
+            .arg(&file)
+            .env("GH_TEST_LISTEN_PORT", "18080")
+            .env("GH_TEST_BACKEND_PORT", "18081"),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let out = run_bounded(
+        Command::new(BIN)
+            .arg("validate")
+            .arg(&file)
+            .env_remove("GH_TEST_LISTEN_PORT")
+            .env("GH_TEST_BACKEND_PORT", "18081"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("GH_TEST_LISTEN_PORT") && stdout.contains("line 2"), "{stdout}");
+    assert!(!stdout.contains("GH_TEST_BACKEND_PORT"), "{stdout}");
+}
+
+#[test]
+fn run_with_an_invalid_config_exits_1_and_binds_nothing() {
+    let port = free_port();
+    let dir = TempDir::new("run-bad");
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  - name: backend\n    targets: [{{url: \"http://127.0.0.1:1\"}}]\nroutes:\n  - {{name: a, upstream: nowhere}}\n"
+    );
+    let file = dir.file("bad.yaml", &yaml);
+    let out = run_bounded(Command::new(BIN).args(["run", "--config"]).arg(&file), Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("routes[0].upstream"), "{}", text(&out.stderr));
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+/// The quickstart's stdout, line by line, on a channel.
+fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines() {
+            let Ok(l) = l else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+struct Quickstart {
+    child: std::process::Child,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(cmd: &str) -> String {
+    let out = run_bounded(Command::new("sh").arg("-c").arg(cmd), Duration::from_secs(10));
+    assert!(out.status.success(), "`{cmd}` exited {:?}: {}", out.status, text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn json_of(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn quickstart_prints_curl_commands_that_work() {
+    let (listen, admin) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .env("GATEHOUSE_QUICKSTART_LISTEN", format!("127.0.0.1:{listen}"))
+        .env("GATEHOUSE_QUICKSTART_ADMIN", format!("127.0.0.1:{admin}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn quickstart");
+    let rx = lines_of(child.stdout.take().expect("stdout"));
+    let mut qs = Quickstart { child };
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("Press Ctrl-C") => break,
+            Ok(l) => printed.push(l),
+            Err(_) => panic!("no `Press Ctrl-C` within 10 s; got:\n{}", printed.join("\n")),
+        }
+    }
+    let commands: Vec<String> =
+        printed.iter().map(|l| l.trim()).filter(|l| l.starts_with("curl ")).map(str::to_string).collect();
+    assert!(commands.len() >= 5, "{}", printed.join("\n"));
+    let gw = format!("http://127.0.0.1:{listen}");
+    let adm = format!("http://127.0.0.1:{admin}");
+    assert!(commands.iter().all(|c| c.contains(&gw) || c.contains(&adm)), "commands use the bound addresses");
+
+    let mut checked = Vec::new();
+    for cmd in &commands {
+        let url_path = cmd.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or("");
+        let path = url_path.trim_start_matches(&gw).trim_start_matches(&adm);
+        match path {
+            "/users" => {
+                // Run twice: round robin alternates the two instances.
+                let a = json_of(&curl(cmd));
+                let b = json_of(&curl(cmd));
+                let mut seen = [a["instance"].as_str().unwrap_or(""), b["instance"].as_str().unwrap_or("")];
+                seen.sort_unstable();
+                assert_eq!(seen, ["users-1", "users-2"], "{a} {b}");
+                assert_eq!(a["path"], "/users");
+            }
+            "/users/42" => assert_eq!(json_of(&curl(cmd))["path"], "/v1/profiles/42"),
+            "/orders/7" => {
+                let v = json_of(&curl(cmd));
+                assert_eq!((v["service"].as_str(), v["path"].as_str()), (Some("orders"), Some("/7")), "{v}");
+            }
+            "/echo" => {
+                let out = curl(cmd);
+                let (head, body) = out.split_once("\r\n\r\n").expect("curl -i prints the head");
+                let head = head.to_ascii_lowercase();
+                assert!(head.starts_with("http/1.1 200"), "{out}");
+                assert!(head.contains("x-powered-by: gatehouse"), "{out}");
+                let v = json_of(body);
+                let headers = v["headers"].as_object().cloned().unwrap_or_default();
+                let has = |n: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(n));
+                assert!(has("x-gatehouse-demo"), "{v}");
+                assert!(!has("x-internal-secret") && !body.contains("hunter2"), "{v}");
+            }
+            "/nope" => {
+                let v = json_of(&curl(cmd));
+                assert_eq!(v["error"]["code"], "route_not_found", "{v}");
+                assert_eq!(v["error"]["request_id"].as_str().map(str::len), Some(32), "{v}");
+            }
+            "/upstreams" => {
+                let v = json_of(&curl(cmd));
+                let names: Vec<_> =
+                    v["upstreams"].as_array().into_iter().flatten().map(|u| u["name"].clone()).collect();
+                assert!(names.contains(&"users".into()), "{v}");
+            }
+            "/config" => {
+                let v = json_of(&curl(cmd));
+                assert!(v["routes"].is_array(), "{v}");
+            }
+            other => {
+                // A command added later: it must at least work as printed.
+                let _ = curl(cmd);
+                eprintln!("quickstart command not specifically checked: {other}");
+            }
+        }
+        checked.push(path.to_string());
+    }
+    for must in ["/users", "/users/42", "/orders/7", "/echo", "/nope"] {
+        assert!(checked.iter().any(|p| p == must), "no printed command for {must}: {commands:?}");
+    }
+
+    let _ = Command::new("kill").arg("-TERM").arg(qs.child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = qs.child.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "quickstart did not exit within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(blocking_get(SocketAddr::from(([127, 0, 0, 1], listen)), "/users").is_empty(), "port released");
+}
+
+#[test]
+fn log_format_json_writes_json_lines_to_stderr() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{listen}\nadmin:\n  address: 127.0.0.1:{admin}\nupstreams:\n  - name: backend\n    targets: [{{url: \"http://{}\"}}]\nroutes:\n  - {{name: all, upstream: backend}}\n",
+        backend.local_addr().unwrap()
+    );
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    let mut p = GatewayProcess::spawn_with_args(BIN, &["--log-format", "json"], &yaml, admin_addr);
+    let stderr = p.capture_stderr();
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(5)).expect("exited").success());
+    // The reader thread sees EOF once the process is gone; give it a moment to finish.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !stderr.lock().unwrap().contains("stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = stderr.lock().unwrap().clone();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    let parsed: Vec<serde_json::Value> = lines.iter().map(|l| json_of(l)).collect();
+    assert!(parsed.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()), "{log}");
+    let listening = parsed.iter().find(|v| v["fields"]["message"] == "listening").unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(listening["fields"]["address"], format!("127.0.0.1:{listen}"));
+    assert!(parsed.iter().any(|v| v["fields"]["message"] == "stopped"), "{log}");
+}

@@ -17,6 +17,8 @@ pub enum PathError {
     Backslash,
     /// A character that must be percent-encoded (space, `"`, `{`, non-ASCII, ...).
     InvalidChar(char),
+    /// A `.` or `..` segment carrying path parameters (`/..;/`): origins disagree on it.
+    DotSegmentParams,
 }
 
 impl std::fmt::Display for PathError {
@@ -26,6 +28,9 @@ impl std::fmt::Display for PathError {
             PathError::MalformedEscape => f.write_str("contains a malformed percent-escape"),
             PathError::EncodedNul => f.write_str("contains `%00`, which requests are refused for"),
             PathError::Backslash => f.write_str("contains `\\`, which requests are refused for"),
+            PathError::DotSegmentParams => {
+                f.write_str("contains a dot segment with path parameters (`..;`), which requests are refused for")
+            }
             PathError::InvalidChar(c) => {
                 let mut buf = [0u8; 4];
                 let enc: String = c.encode_utf8(&mut buf).bytes().map(|b| format!("%{b:02X}")).collect();
@@ -103,6 +108,8 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 out.pop();
                 last_was_dot = true;
             }
+            // Tomcat and Spring resolve `/public/..;/admin` to `/admin`: refuse, never guess.
+            s if s.starts_with(b".;") || s.starts_with(b"..;") => return Err(PathError::DotSegmentParams),
             s => out.push(s),
         }
     }

@@ -69,6 +69,9 @@ pub struct Listener {
     /// Client addresses (CIDRs) whose `X-Forwarded-*`/`Forwarded` headers are trusted.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Also send the RFC 7239 `Forwarded` header upstream (X-Forwarded-* are always sent).
+    #[serde(default)]
+    pub forwarded_header: bool,
     #[serde(default)]
     pub limits: ListenerLimits,
     #[serde(default)]

@@ -80,7 +80,7 @@ impl AdminState {
         match req.path.as_str() {
             "/healthz" => LocalResponse::json(200, r#"{"status":"ok"}"#),
             "/readyz" => {
-                if self.ready.load(Ordering::Relaxed) && !*self.shared.shutdown.borrow() {
+                if self.ready.load(Ordering::Relaxed) && !self.shared.stopping.load(Ordering::Relaxed) {
                     LocalResponse::json(200, r#"{"status":"ready"}"#)
                 } else {
                     LocalResponse::json(503, r#"{"status":"draining"}"#)

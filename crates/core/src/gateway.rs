@@ -120,6 +120,8 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             shutdown: shutdown_rx,
+            stopping: AtomicBool::new(false),
+            stop: Arc::new(tokio::sync::Notify::new()),
             connections: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
         });
@@ -212,6 +214,8 @@ impl Gateway {
     /// Stops accepting, drains in-flight requests (up to the config's drain timeout), stops workers.
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Relaxed);
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.stop.notify_waiters();
         let _ = self.shutdown_tx.send(true);
         let drain = self.shared.snapshot.load().drain_timeout;
         let deadline = tokio::time::Instant::now() + drain;

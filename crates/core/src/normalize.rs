@@ -21,23 +21,29 @@ pub struct NormalTarget {
 #[error("{0}")]
 pub struct TargetError(pub &'static str);
 
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Characters allowed raw in a path (RFC 3986 pchar + `/`), besides `%` escapes.
 fn path_char(b: u8) -> bool {
-    unreserved(b)
-        || matches!(b, b'/' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'/'
+                | b':'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// Characters allowed in a query string: every visible ASCII byte but `#`. The query is forwarded
@@ -62,66 +68,20 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
             return Err(TargetError("invalid character in query string"));
         }
     }
-    // 1. Decode unreserved escapes, validate everything else.
-    let mut decoded: Vec<u8> = Vec::with_capacity(path_raw.len());
-    let mut i = 0;
-    while i < path_raw.len() {
-        let b = path_raw[i];
-        if b == b'%' {
-            let (Some(h), Some(l)) =
-                (path_raw.get(i + 1).copied().and_then(hex), path_raw.get(i + 2).copied().and_then(hex))
-            else {
-                return Err(TargetError("malformed percent-escape in path"));
-            };
-            let v = h * 16 + l;
-            if v == 0 {
-                return Err(TargetError("encoded NUL in path"));
-            }
-            if unreserved(v) {
-                decoded.push(v);
-            } else {
-                decoded.push(b'%');
-                decoded.push(b"0123456789ABCDEF"[h as usize]);
-                decoded.push(b"0123456789ABCDEF"[l as usize]);
-            }
-            i += 3;
-        } else if b == b'\\' {
-            return Err(TargetError("backslash in path"));
-        } else if path_char(b) {
-            decoded.push(b);
-            i += 1;
-        } else {
-            return Err(TargetError("invalid character in path"));
-        }
-    }
-    // 2. Merge slashes and resolve dot segments (RFC 3986 §5.2.4), segment by segment.
-    let trailing_slash = decoded.ends_with(b"/");
-    let mut out: Vec<&[u8]> = Vec::new();
-    let mut last_was_dot = false;
-    for seg in decoded.split(|&b| b == b'/') {
-        last_was_dot = false;
-        match seg {
-            b"" => {}
-            b"." => last_was_dot = true,
-            b".." => {
-                out.pop();
-                last_was_dot = true;
-            }
-            s if s.starts_with(b".;") || s.starts_with(b"..;") => {
-                return Err(TargetError("dot segment with path parameters"));
-            }
-            s => out.push(s),
-        }
-    }
-    let mut path = String::with_capacity(decoded.len());
-    for s in &out {
-        path.push('/');
-        // All bytes are ASCII by construction.
-        path.push_str(std::str::from_utf8(s).map_err(|_| TargetError("invalid path"))?);
-    }
-    if path.is_empty() || ((trailing_slash || last_was_dot) && !path.ends_with('/')) {
-        path.push('/');
-    }
+    // The path rules live in the config crate, so a matcher the validator accepts is exactly
+    // what a request normalises to.
+    use gatehouse_config::path::{normalize_path, PathError};
+    let path_str = std::str::from_utf8(path_raw).map_err(|_| TargetError("invalid character in path"))?;
+    let path = normalize_path(path_str).map_err(|e| {
+        TargetError(match e {
+            PathError::NotAbsolute => "request target must start with `/`",
+            PathError::MalformedEscape => "malformed percent-escape in path",
+            PathError::EncodedNul => "encoded NUL in path",
+            PathError::Backslash => "backslash in path",
+            PathError::InvalidChar(_) => "invalid character in path",
+            PathError::DotSegmentParams => "dot segment with path parameters",
+        })
+    })?;
     let query = match query {
         Some(q) => Some(std::str::from_utf8(q).map_err(|_| TargetError("invalid query"))?.to_string()),
         None => None,

@@ -40,6 +40,10 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub registry: Registry,
     pub shutdown: watch::Receiver<bool>,
+    /// Set once a drain starts; read per request (an atomic load, no lock).
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Woken (`notify_waiters`) when a drain starts, so idle keep-alive connections close at once.
+    pub stop: Arc<tokio::sync::Notify>,
     /// Open client connections (traffic listeners only).
     pub connections: AtomicUsize,
     /// Requests being processed.
@@ -85,11 +89,17 @@ struct Conn {
     forwarded_for: Bytes,
     /// Whether the peer is a trusted proxy, cached per listener config generation.
     trusted_cache: Option<(usize, bool)>,
-    shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    /// Registered with `Shared::stop` once per connection (not per request): no lock per request.
+    stop: Pin<Box<tokio::sync::futures::OwnedNotified>>,
     timer: Pin<Box<Sleep>>,
 }
 
 impl Conn {
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
+    }
+
     /// Whether the peer is in `trusted` (cached by the list's address: stable for a snapshot).
     fn peer_trusted(&mut self, trusted: &[gatehouse_config::Cidr]) -> bool {
         if trusted.is_empty() {
@@ -138,7 +148,8 @@ where
             IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
         }),
         trusted_cache: None,
-        shutdown: shared.shutdown.clone(),
+        stop: Box::pin(shared.stop.clone().notified_owned()),
+        shared: shared.clone(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
     };
     loop {
@@ -161,7 +172,7 @@ where
                 let snap = shared.snapshot.load_full();
                 let Some(l) = snap.listeners.get(listener) else { break };
                 let keep = handle_request(&mut io, &mut c, *head, &snap, l).await;
-                if !keep || *c.shutdown.borrow() {
+                if !keep || c.stopping() {
                     break;
                 }
             }
@@ -192,7 +203,7 @@ impl ReadSettings {
 
 async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettings) -> HeadRead {
     if c.rbuf.is_empty() {
-        if *c.shutdown.borrow() {
+        if c.stopping() {
             return HeadRead::Closed;
         }
         c.timer.as_mut().reset(Instant::now() + l.idle_timeout);
@@ -204,15 +215,21 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
                 Ok(_) => {}
             },
             _ = &mut c.timer => return HeadRead::Closed,
-            _ = c.shutdown.changed() => return HeadRead::Closed,
+            _ = c.stop.as_mut() => return HeadRead::Closed,
         }
     }
-    c.timer.as_mut().reset(Instant::now() + l.header_timeout);
+    // The head deadline is armed only if the head did not arrive whole (the common case needs
+    // no timer update at all).
+    let mut armed = false;
     loop {
         match parse_request(&mut c.rbuf, l.limits) {
             Ok(Some(h)) => return HeadRead::Head(Box::new(h)),
             Ok(None) => {}
             Err(e) => return HeadRead::Error(e.into()),
+        }
+        if !armed {
+            c.timer.as_mut().reset(Instant::now() + l.header_timeout);
+            armed = true;
         }
         reserve(&mut c.rbuf);
         tokio::select! {
@@ -411,7 +428,7 @@ where
     let peer_trusted = c.peer_trusted(&l.trusted_proxies);
     let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
     sanitize_request(&mut head.headers, peer_trusted);
-    add_forwarding(&mut head, c, peer_trusted, fwd_prior);
+    add_forwarding(&mut head, c, peer_trusted, fwd_prior, l.forwarded_header);
     if zero_length {
         // An explicit empty body stays explicit (origins may answer 411 to a bodiless POST).
         head.headers.append(Bytes::from_static(b"content-length"), Bytes::from_static(b"0"));
@@ -461,7 +478,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     let mut resp = err.to_response(ctx.request_id_str());
     // An unread request body would be parsed as the next request: close instead. And honour a
     // client that asked to close (or an HTTP/1.0 client without keep-alive).
-    if body_pending || !client_keep_alive || *c.shutdown.borrow() {
+    if body_pending || !client_keep_alive || c.stopping() {
         resp.close = true;
     }
     ctx.status = resp.status;
@@ -536,7 +553,7 @@ fn prior_forwarding(h: &Headers) -> (Vec<u8>, Vec<u8>) {
     (join("x-forwarded-for"), join("forwarded"))
 }
 
-fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (Vec<u8>, Vec<u8>)) {
+fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (Vec<u8>, Vec<u8>), rfc7239: bool) {
     let h = &mut head.headers;
     let orig_host = head.authority.clone().unwrap_or_default();
     let (prior_xff, prior_fwd) = prior;
@@ -559,6 +576,11 @@ fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (
         if !orig_host.is_empty() {
             h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
         }
+    }
+    if !rfc7239 {
+        // Without the option, a trusted proxy's `Forwarded` passes through untouched and an
+        // untrusted one was removed by `sanitize_request`.
+        return;
     }
     // RFC 7239: `for=` (IPv6 quoted and bracketed), `proto=`, `host=` quoted.
     let mut fwd = Vec::with_capacity(prior_fwd.len() + c.forwarded_for.len() + orig_host.len() + 12);
@@ -725,10 +747,13 @@ where
     let retry_safe = body.is_done() && idempotent(&head.method);
     let is_head = &head.method[..] == b"HEAD";
 
+    // One clock read before the exchange and one after it serve the pool, the deadline and the
+    // latency estimate.
+    let t0 = Instant::now();
     let mut attempt = 0;
     let (mut conn, resp, sent_at) = loop {
         attempt += 1;
-        let mut conn = match pool::checkout(target.state.id) {
+        let mut conn = match pool::checkout(target.state.id, t0) {
             Some(conn) => conn,
             None => pool::connect(target, upstream.connect_timeout).await.map_err(|e| {
                 ctx.error_kind = Some("upstream_connect_failed");
@@ -747,12 +772,14 @@ where
             }
             return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() }));
         }
-        if !body.is_done() {
+        let sent_at = if body.is_done() {
+            t0
+        } else {
             stream_request_body(io, c, &mut conn, &mut body, framing, limit, body_sent, l, upstream).await?;
             *body_done = true;
-        }
-        let sent_at = Instant::now();
-        match read_response_head(&mut conn, is_head, response_timeout, upstream, &mut c.timer).await {
+            Instant::now()
+        };
+        match read_response_head(&mut conn, is_head, sent_at + response_timeout, upstream, &mut c.timer).await {
             Ok(resp) => break (conn, resp, sent_at),
             Err(ReadFail::ClosedEarly) if conn.reused && attempt == 1 && retry_safe => continue,
             Err(ReadFail::ClosedEarly) => return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() })),
@@ -760,7 +787,12 @@ where
         }
     };
     c.ubuf = ubuf;
-    observe_latency(&target.state, sent_at.elapsed(), crate::upstream::now_ns());
+    let t1 = Instant::now();
+    observe_latency(
+        &target.state,
+        t1.saturating_duration_since(sent_at),
+        crate::upstream::ns_since_epoch(t1.into_std()),
+    );
 
     // Response head to the client.
     let mut resp = resp;
@@ -780,7 +812,7 @@ where
     let client_11 = head.minor == 1;
     let rechunk = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && client_11;
     let close_delimited = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && !client_11;
-    let keep = head.keep_alive && !close_delimited && !*c.shutdown.borrow();
+    let keep = head.keep_alive && !close_delimited && !c.stopping();
 
     let w = &mut c.wbuf;
     w.clear();
@@ -884,7 +916,7 @@ where
         c.wbuf.clear();
     }
     if resp.keep_alive && resp.body != BodyKind::UntilClose {
-        pool::checkin(target.state.id, conn, upstream.max_idle_per_target, upstream.pool_idle_timeout);
+        pool::checkin(target.state.id, conn, upstream.max_idle_per_target, t1 + upstream.pool_idle_timeout);
     }
     Ok(keep)
 }
@@ -994,11 +1026,11 @@ enum ReadFail {
 async fn read_response_head(
     conn: &mut UpConn,
     is_head: bool,
-    timeout: Duration,
+    deadline: Instant,
     upstream: &Upstream,
     timer: &mut Pin<Box<Sleep>>,
 ) -> Result<http1::ResponseHead, ReadFail> {
-    timer.as_mut().reset(Instant::now() + timeout);
+    timer.as_mut().reset(deadline);
     let mut got_any = !conn.rbuf.is_empty();
     loop {
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {

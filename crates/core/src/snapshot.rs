@@ -24,6 +24,8 @@ pub struct ListenerRt {
     pub name: String,
     pub address: SocketAddr,
     pub trusted_proxies: Vec<Cidr>,
+    /// Send RFC 7239 `Forwarded` too.
+    pub forwarded_header: bool,
     pub limits: HeadLimits,
     pub max_body: u64,
     pub header_timeout: Duration,
@@ -226,6 +228,7 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
                 .iter()
                 .map(|c| Cidr::parse(c).map_err(CompileError))
                 .collect::<Result<_, _>>()?,
+            forwarded_header: l.forwarded_header,
             limits: HeadLimits {
                 max_head: l.limits.max_header_bytes.0 as usize,
                 max_headers: l.limits.max_headers.min(MAX_HEADER_SLOTS),

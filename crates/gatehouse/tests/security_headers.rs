@@ -83,7 +83,7 @@ async fn hop_by_hop_fields_are_stripped() {
 /// naming framing fields does not break framing.
 #[tokio::test]
 async fn connection_cannot_remove_the_gateways_own_headers() {
-    let (backend, gw) = setup("").await;
+    let (backend, gw) = setup("    forwarded_header: true\n").await;
     let r = request(
         gw.addr,
         "POST",
@@ -133,7 +133,7 @@ const SPOOFED: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn forwarding_headers_from_untrusted_peers_are_replaced() {
-    let (backend, gw) = setup("").await;
+    let (backend, gw) = setup("    forwarded_header: true\n").await;
     let r = request(gw.addr, "GET", "/xff", SPOOFED, b"").await;
     assert_eq!(r.status, 200);
     let got = backend.last().expect("forwarded");
@@ -152,9 +152,20 @@ async fn forwarding_headers_from_untrusted_peers_are_replaced() {
     assert_eq!(backend.last().expect("forwarded").header_all("x-forwarded-for"), ["127.0.0.1"]);
 }
 
+/// Without `forwarded_header`, no RFC 7239 `Forwarded` is added, and a spoofed one is still removed.
+#[tokio::test]
+async fn forwarded_header_is_opt_in_and_spoofed_ones_are_removed() {
+    let (backend, gw) = setup("").await;
+    let r = request(gw.addr, "GET", "/xff", SPOOFED, b"").await;
+    assert_eq!(r.status, 200);
+    let got = backend.last().expect("forwarded");
+    assert!(got.header("forwarded").is_none(), "{got:#?}");
+    assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"], "{got:#?}");
+}
+
 #[tokio::test]
 async fn forwarding_headers_from_trusted_proxies_are_appended_to() {
-    let (backend, gw) = setup("    trusted_proxies: [127.0.0.1/32]\n").await;
+    let (backend, gw) = setup("    trusted_proxies: [127.0.0.1/32]\n    forwarded_header: true\n").await;
     let r = request(gw.addr, "GET", "/xff", SPOOFED, b"").await;
     assert_eq!(r.status, 200);
     let got = backend.last().expect("forwarded");

@@ -143,10 +143,16 @@ pub fn target_addr(url: &str) -> Result<(Addr, String), String> {
 /// Decay time constant of the peak-EWMA latency estimate.
 const TAU_NS: f64 = 10e9;
 
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Nanoseconds since a process-wide epoch (the clock of the EWMA stamps).
 pub fn now_ns() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    ns_since_epoch(std::time::Instant::now())
+}
+
+/// `t` as nanoseconds since the process-wide epoch.
+pub fn ns_since_epoch(t: std::time::Instant) -> u64 {
+    t.saturating_duration_since(*EPOCH.get_or_init(std::time::Instant::now)).as_nanos() as u64
 }
 
 /// The EWMA as of `now`: decayed toward zero since the last observation, so a target that was

@@ -34,11 +34,10 @@ thread_local! {
 }
 
 /// Takes an idle connection to `target_id`, most recently used first.
-pub fn checkout(target_id: u64) -> Option<UpConn> {
+pub fn checkout(target_id: u64, now: Instant) -> Option<UpConn> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let list = p.get_mut(&target_id)?;
-        let now = Instant::now();
         while let Some(idle) = list.pop() {
             if idle.expires > now && !is_stale(&idle.conn.stream) {
                 let mut c = idle.conn;
@@ -65,8 +64,8 @@ fn is_stale(stream: &TcpStream) -> bool {
     }
 }
 
-/// Returns a connection after a complete exchange.
-pub fn checkin(target_id: u64, conn: UpConn, max_idle: usize, idle_timeout: Duration) {
+/// Returns a connection after a complete exchange; it may be reused until `expires`.
+pub fn checkin(target_id: u64, conn: UpConn, max_idle: usize, expires: Instant) {
     if max_idle == 0 || !conn.rbuf.is_empty() {
         // Unexpected bytes after a complete response: never reuse such a connection.
         return;
@@ -77,7 +76,7 @@ pub fn checkin(target_id: u64, conn: UpConn, max_idle: usize, idle_timeout: Dura
         if list.len() >= max_idle {
             list.remove(0);
         }
-        list.push(Idle { conn, expires: Instant::now() + idle_timeout });
+        list.push(Idle { conn, expires });
     });
 }
 

@@ -518,21 +518,18 @@ fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> Strin
 
 /// Is this request header dropped before forwarding? One length-bucketed match per header.
 fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
+    if http1::is_hop_by_hop(n) {
+        return true;
+    }
     let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
     match n.len() {
-        2 => eq("te"),
         4 => eq("host"),
         6 => eq("expect"),
-        7 => eq("trailer") || eq("upgrade"),
         9 => !peer_trusted && (eq("forwarded") || eq("x-real-ip")),
-        10 => eq("connection") || eq("keep-alive"),
         12 => eq("x-request-id"),
-        14 => eq("content-length"),
         15 => !peer_trusted && eq("x-forwarded-for"),
-        16 => eq("proxy-connection") || (!peer_trusted && (eq("x-forwarded-host") || eq("x-forwarded-port"))),
-        17 => eq("transfer-encoding") || (!peer_trusted && eq("x-forwarded-proto")),
-        18 => eq("proxy-authenticate"),
-        19 => eq("proxy-authorization"),
+        16 => !peer_trusted && (eq("x-forwarded-host") || eq("x-forwarded-port")),
+        17 => !peer_trusted && eq("x-forwarded-proto"),
         _ => false,
     }
 }

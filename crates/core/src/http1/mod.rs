@@ -35,9 +35,9 @@ pub fn is_hop_by_hop(n: &[u8]) -> bool {
 pub fn strip_hop_by_hop(h: &mut Headers) {
     // Common case: `Connection` only says `keep-alive` or `close`, which name nothing extra.
     let names_fields = h.get_all("connection").any(|v| {
-        v.split(|&b| b == b',').map(headers::trim).any(|t| {
-            !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close")
-        })
+        v.split(|&b| b == b',')
+            .map(headers::trim)
+            .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
     });
     if !names_fields {
         h.remove_where(is_hop_by_hop);

@@ -45,7 +45,7 @@ fn unreserved(b: u8) -> bool {
 }
 
 /// Characters allowed raw in a path: RFC 3986 `pchar` and `/` (besides `%` escapes).
-fn path_char(b: u8) -> bool {
+pub fn path_char(b: u8) -> bool {
     unreserved(b)
         || matches!(b, b'/' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }

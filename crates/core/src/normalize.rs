@@ -21,30 +21,7 @@ pub struct NormalTarget {
 #[error("{0}")]
 pub struct TargetError(pub &'static str);
 
-/// Characters allowed raw in a path (RFC 3986 pchar + `/`), besides `%` escapes.
-fn path_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'/'
-                | b':'
-                | b'@'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
-}
+use gatehouse_config::path::path_char;
 
 /// Characters allowed in a query string: every visible ASCII byte but `#`. The query is forwarded
 /// byte-for-byte and is not a path (a `\` in it is no separator), and this must agree with the

@@ -921,6 +921,17 @@ where
 /// Request bodies up to this size are read completely before anything goes upstream.
 pub const PREBUFFER: u64 = 64 * 1024;
 
+/// Reads more of the client's body into the connection buffer before the body deadline: a client
+/// that goes away ends the exchange silently, a slow one gets 408.
+async fn read_more_body<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, deadline: Instant) -> Result<(), Fail> {
+    reserve(&mut c.rbuf);
+    match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Err(Fail::After),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(Fail::Before(GatewayError::RequestTimeout)),
+    }
+}
+
 /// Reads the client's body into `pre` until it is complete or `PREBUFFER` bytes are held.
 async fn prebuffer<S: AsyncRead + Unpin>(
     io: &mut S,
@@ -947,12 +958,7 @@ async fn prebuffer<S: AsyncRead + Unpin>(
                 if (pre.len() as u64).saturating_add(body.declared_remaining()) > limit {
                     return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
                 }
-                reserve(&mut c.rbuf);
-                match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return Err(Fail::After),
-                    Ok(Ok(_)) => {}
-                    Err(_) => return Err(Fail::Before(GatewayError::RequestTimeout)),
-                }
+                read_more_body(io, c, deadline).await?;
             }
             Err(e) => return Err(Fail::Before(GatewayError::BadRequest(e.to_string()))),
         }
@@ -994,14 +1000,7 @@ async fn stream_request_body<S: AsyncRead + Unpin>(
                     .map_err(|_| Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }))?;
             }
             Ok(Decoded::Done) => break,
-            Ok(Decoded::NeedMore) => {
-                reserve(&mut c.rbuf);
-                match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return Err(Fail::After),
-                    Ok(Ok(_)) => {}
-                    Err(_) => return Err(Fail::Before(GatewayError::RequestTimeout)),
-                }
-            }
+            Ok(Decoded::NeedMore) => read_more_body(io, c, deadline).await?,
             Err(e) => return Err(Fail::Before(GatewayError::BadRequest(e.to_string()))),
         }
     }

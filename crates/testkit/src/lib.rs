@@ -311,18 +311,7 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
         b = b.header(*k, *v);
     }
     let req = b.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
-        .await
-        .expect("response in time")
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    Resp { status, headers, body }
+    send_on(&mut sender, req).await
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Resp {

@@ -294,11 +294,12 @@ pub fn parse_response(
     max_head: usize,
     request_was_head: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
+    // Uninitialised slots, as for requests: zeroing them per response costs more than parsing.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let parsed = {
         let data: &[u8] = &buf[..];
-        let mut res = httparse::Response::new(&mut slots);
-        match res.parse(data) {
+        let mut res = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, data, &mut slots) {
             Ok(httparse::Status::Complete(n)) => {
                 let base = data.as_ptr();
                 let spans: Vec<RawField> = res

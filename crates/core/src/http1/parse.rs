@@ -76,8 +76,15 @@ pub struct HeadLimits {
     pub max_uri: usize,
 }
 
-fn span_of(base: *const u8, s: &[u8]) -> Span {
-    let start = s.as_ptr() as usize - base as usize;
+/// The position of `s` inside the parsed buffer `base`. httparse hands out slices of the buffer,
+/// except that empty values (and our `unwrap_or("")` defaults) may point anywhere: those become
+/// an empty span instead of an out-of-range one (found by tests/hostile_input.rs).
+fn span_of(base: &[u8], s: &[u8]) -> Span {
+    let (b, p) = (base.as_ptr() as usize, s.as_ptr() as usize);
+    if s.is_empty() || p < b || p + s.len() > b + base.len() {
+        return Span { start: 0, end: 0 };
+    }
+    let start = p - b;
     Span { start: start as u32, end: (start + s.len()) as u32 }
 }
 
@@ -95,7 +102,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Re
         let mut parsed = httparse::Request::new(&mut []);
         match parsed.parse_with_uninit_headers(data, slots) {
             Ok(httparse::Status::Complete(n)) => {
-                let base = data.as_ptr();
+                let base = data;
                 let method = span_of(base, parsed.method.unwrap_or("").as_bytes());
                 let path = span_of(base, parsed.path.unwrap_or("").as_bytes());
                 let minor = parsed.version.unwrap_or(1);
@@ -301,7 +308,7 @@ pub fn parse_response(
         let mut res = httparse::Response::new(&mut []);
         match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, data, &mut slots) {
             Ok(httparse::Status::Complete(n)) => {
-                let base = data.as_ptr();
+                let base = data;
                 let spans: Vec<RawField> = res
                     .headers
                     .iter()
@@ -440,6 +447,16 @@ mod tests {
     fn absolute_form_authority_wins() {
         let h = req(b"GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.authority.as_deref(), Some(&b"b.example"[..]));
+    }
+
+    #[test]
+    fn empty_values_and_reason_do_not_break_spans() {
+        let mut b = BytesMut::from(&b"HTTP/1.1 200\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n"[..]);
+        let r = parse_response(&mut b, 8192, false).unwrap().unwrap();
+        assert_eq!(&r.reason[..], b"");
+        assert_eq!(r.headers.get("x-empty"), Some(&b""[..]));
+        let h = req(b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.headers.get("x-empty"), Some(&b""[..]));
     }
 
     #[test]

@@ -278,9 +278,201 @@ pub struct Route {
     /// Override of the upstream's response-header timeout for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    /// Reserved for the policy issues (auth, rate limits, ...); must be empty for now.
+    /// The route's policies, run in this order in the request phase (see docs "Policies").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policies: Vec<serde_json::Value>,
+    pub policies: Vec<Policy>,
+}
+
+/// One route policy: `- rate_limit: {...}` or `- concurrency_limit: {...}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    RateLimit(RateLimit),
+    ConcurrencyLimit(ConcurrencyLimit),
+}
+
+/// A GCRA rate limit: `limit` requests per period, `burst` extra at once, per `key`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// `<count>/<period>`: `100/s`, `1000/min`, `10000/day`, `500/10s`.
+    pub limit: Rate,
+    /// Requests admitted at once on top of the steady one (GCRA tolerance = burst × period/count).
+    #[serde(default)]
+    pub burst: u64,
+    /// What is counted separately; default: the client IP.
+    #[serde(default = "defaults::rate_limit_key")]
+    pub key: LimitKey,
+    /// Units one request uses.
+    #[serde(default = "defaults::cost")]
+    pub cost: u64,
+    /// Which response headers report the limit.
+    #[serde(default)]
+    pub headers: RateLimitHeaders,
+    /// Policy name in the `RateLimit`/`RateLimit-Policy` headers; default: the route's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// At most `max` requests in flight per key; more wait in a bounded queue or get 503.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyLimit {
+    pub max: u32,
+    /// What is counted separately; default: the whole route.
+    #[serde(default = "defaults::concurrency_key")]
+    pub key: LimitKey,
+    /// Requests that may wait for a slot (per key); 0 = answer 503 at once.
+    #[serde(default)]
+    pub queue: u32,
+    /// How long a queued request waits for a slot before it gets 503.
+    #[serde(default = "defaults::queue_timeout")]
+    pub queue_timeout: Dur,
+}
+
+/// The response headers of a rate limit.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitHeaders {
+    /// IETF draft: `RateLimit-Policy` and `RateLimit`.
+    #[default]
+    Draft,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
+    Legacy,
+    None,
+}
+
+/// One part of a limit key.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPart {
+    /// The client address after trusted proxies.
+    ClientIp,
+    /// One counter for the whole route.
+    Route,
+    /// The value of a request header (absent: one shared "absent" key).
+    Header(String),
+}
+
+/// A limit key: one part (`client_ip`, `route`, `{header: X-Api-Key}`) or a list of parts that are
+/// combined (`[client_ip, {header: x-tenant}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitKey(pub Vec<KeyPart>);
+
+impl<'de> Deserialize<'de> for LimitKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LimitKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`client_ip`, `route`, `{header: NAME}` or a list of these")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LimitKey, E> {
+                KeyPart::deserialize(serde::de::value::StrDeserializer::<E>::new(v)).map(|p| LimitKey(vec![p]))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<LimitKey, A::Error> {
+                KeyPart::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|p| LimitKey(vec![p]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LimitKey, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element::<KeyPart>()? {
+                    parts.push(p);
+                }
+                Ok(LimitKey(parts))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for LimitKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+/// A rate: `count` per `period_secs` seconds, written `<count>/<period>` (`100/s`, `1000/10s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    pub count: u64,
+    pub period_secs: u64,
+}
+
+impl Rate {
+    /// Parses `<count>/<n?><unit>` with unit `s|sec|second|m|min|minute|h|hour|d|day` (plurals
+    /// accepted) and an optional multiplier: `100/s`, `1000/10s`, `5/min`, `10000/day`.
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let bad = || {
+            format!(
+                "invalid rate `{s}`: expected `<count>/<period>` such as `100/s`, `1000/min`, `10000/day` or `500/10s`"
+            )
+        };
+        let (count, period) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count = count.trim();
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let count: u64 = count.parse().map_err(|_| format!("invalid rate `{s}`: count too large"))?;
+        let period = period.trim();
+        let split = period.find(|c: char| !c.is_ascii_digit()).unwrap_or(period.len());
+        let (n, unit) = period.split_at(split);
+        let n: u64 = if n.is_empty() { 1 } else { n.parse().map_err(|_| bad())? };
+        let unit_secs = match unit.trim() {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "" => {
+                return Err(format!(
+                    "invalid rate `{s}`: the period needs a unit (s, min, h or day), e.g. `{count}/{n}s`"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "invalid rate `{s}`: unknown period unit `{other}` (use s, sec, second, m, min, minute, h, hour, d or day)"
+                ))
+            }
+        };
+        let period_secs = n.checked_mul(unit_secs).ok_or_else(|| format!("invalid rate `{s}`: period too long"))?;
+        Ok(Rate { count, period_secs })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.period_secs {
+            1 => write!(f, "{}/s", self.count),
+            60 => write!(f, "{}/min", self.count),
+            3600 => write!(f, "{}/h", self.count),
+            86_400 => write!(f, "{}/day", self.count),
+            p => write!(f, "{}/{p}s", self.count),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Rate;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a rate such as `100/s`, `1000/min` or `500/10s`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rate, E> {
+                Rate::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -420,5 +612,17 @@ pub mod defaults {
     }
     pub fn hc_status() -> StatusRange {
         StatusRange { min: 200, max: 399 }
+    }
+    pub fn rate_limit_key() -> super::LimitKey {
+        super::LimitKey(vec![super::KeyPart::ClientIp])
+    }
+    pub fn concurrency_key() -> super::LimitKey {
+        super::LimitKey(vec![super::KeyPart::Route])
+    }
+    pub fn cost() -> u64 {
+        1
+    }
+    pub fn queue_timeout() -> Dur {
+        Dur(Duration::from_secs(1))
     }
 }

@@ -16,7 +16,8 @@ use crate::load::ConfigError;
 use crate::net::{is_dns_name, is_token, parse_socket_addr, parse_target_url, Cidr};
 use crate::path::{check_config_path, check_rewrite, parse_template, Template};
 use crate::types::{
-    Balancer, Config, HashOn, HeaderOps, HealthCheck, Listener, PathMatch, Route, RouteMatch, Upstream, ValueMatch,
+    Balancer, ConcurrencyLimit, Config, HashOn, HeaderOps, HealthCheck, KeyPart, LimitKey, Listener, PathMatch, Policy,
+    RateLimit, Route, RouteMatch, Upstream, ValueMatch,
 };
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
@@ -36,6 +37,15 @@ pub const HOP_BY_HOP_HEADERS: &[&str] = &[
 pub const MAX_WEIGHT: u32 = 10_000;
 /// Largest allowed `pool.max_idle_per_target`.
 pub const MAX_IDLE_PER_TARGET: usize = 100_000;
+
+/// Longest rate-limit period (`365d`).
+pub const MAX_RATE_PERIOD_SECS: u64 = 365 * 86_400;
+/// Longest time a rate limit's burst may take to refill (its GCRA tolerance, `burst × period / count`).
+pub const MAX_RATE_TOLERANCE_SECS: u64 = 365 * 86_400;
+/// Largest `concurrency_limit.max`.
+pub const MAX_CONCURRENCY: u32 = 1_000_000;
+/// Largest `concurrency_limit.queue`.
+pub const MAX_QUEUE: u32 = 100_000;
 
 /// Where each path of the document is in the text: `routes[2].upstream` → (line, column) of the value.
 #[derive(Debug, Clone, Default)]
@@ -415,12 +425,7 @@ impl Validator<'_> {
             if r.timeout.is_some_and(|t| t.0.is_zero()) {
                 self.err(join_key(&p, "timeout"), "must be greater than 0");
             }
-            if !r.policies.is_empty() {
-                self.err(
-                    join_key(&p, "policies"),
-                    "route policies arrive with the identity/rate-limit issues; none are supported yet",
-                );
-            }
+            self.policies(&r.policies, &join_key(&p, "policies"));
             let key = match_key(&r.matches);
             if partial.tainted_routes.contains(&i) {
                 // Its match may lack parts that failed to parse; comparing it would mislead.
@@ -598,6 +603,94 @@ impl Validator<'_> {
         for (k, name) in ops.remove.iter().enumerate() {
             let path = join_index(&join_key(p, "remove"), k);
             check_name(self, name, &path, "removed");
+        }
+    }
+
+    fn policies(&mut self, policies: &[Policy], p: &str) {
+        for (k, policy) in policies.iter().enumerate() {
+            let kp = join_index(p, k);
+            match policy {
+                Policy::RateLimit(rl) => self.rate_limit(rl, &join_key(&kp, "rate_limit")),
+                Policy::ConcurrencyLimit(cl) => self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit")),
+            }
+        }
+    }
+
+    fn rate_limit(&mut self, rl: &RateLimit, p: &str) {
+        let lp = join_key(p, "limit");
+        let rate = rl.limit;
+        let mut interval_ns: Option<u128> = None;
+        if rate.count == 0 {
+            self.err(&lp, format!("the count of `{}` must be greater than 0", rate));
+        } else if rate.period_secs == 0 {
+            self.err(&lp, format!("the period of `{}` must be greater than 0", rate));
+        } else if rate.period_secs > MAX_RATE_PERIOD_SECS {
+            self.err(&lp, format!("the period of `{rate}` is longer than the maximum of 365 days"));
+        } else if u128::from(rate.count) > u128::from(rate.period_secs) * 1_000_000_000 {
+            self.err(&lp, format!("`{rate}` is more than one request per nanosecond"));
+        } else {
+            interval_ns = Some(u128::from(rate.period_secs) * 1_000_000_000 / u128::from(rate.count));
+        }
+        if let Some(t) = interval_ns {
+            if t * u128::from(rl.burst) > u128::from(MAX_RATE_TOLERANCE_SECS) * 1_000_000_000 {
+                self.err(
+                    join_key(p, "burst"),
+                    format!("burst {} of `{rate}` would take more than 365 days to refill", rl.burst),
+                );
+            }
+        }
+        if rl.cost == 0 {
+            self.err(join_key(p, "cost"), "must be at least 1");
+        } else if rl.cost > rl.burst.saturating_add(1) {
+            self.err(
+                join_key(p, "cost"),
+                format!(
+                    "cost {} is more than the limit can ever admit at once (burst + 1 = {}), so every request would be refused; raise `burst` to at least {}",
+                    rl.cost,
+                    rl.burst.saturating_add(1),
+                    rl.cost - 1
+                ),
+            );
+        }
+        if let Some(n) = &rl.name {
+            self.name(&join_key(p, "name"), "rate limit", n);
+        }
+        self.limit_key(&rl.key, &join_key(p, "key"));
+    }
+
+    fn concurrency_limit(&mut self, cl: &ConcurrencyLimit, p: &str) {
+        if !(1..=MAX_CONCURRENCY).contains(&cl.max) {
+            self.err(join_key(p, "max"), format!("must be between 1 and {MAX_CONCURRENCY}, got {}", cl.max));
+        }
+        if cl.queue > MAX_QUEUE {
+            self.err(join_key(p, "queue"), format!("must be at most {MAX_QUEUE}, got {}", cl.queue));
+        }
+        self.positive_dur(join_key(p, "queue_timeout"), &cl.queue_timeout);
+        self.limit_key(&cl.key, &join_key(p, "key"));
+    }
+
+    fn limit_key(&mut self, key: &LimitKey, p: &str) {
+        if key.0.is_empty() {
+            self.err(p, "a key needs at least one part: `client_ip`, `route` or `{header: NAME}`");
+        }
+        let single = key.0.len() == 1;
+        let mut seen: Vec<KeyPart> = Vec::new();
+        for (k, part) in key.0.iter().enumerate() {
+            let kp = if single { p.to_string() } else { join_index(p, k) };
+            let lower = match part {
+                KeyPart::Header(h) => {
+                    if !is_token(h) {
+                        self.err(join_key(&kp, "header"), format!("invalid header name {h:?}"));
+                    }
+                    KeyPart::Header(h.to_ascii_lowercase())
+                }
+                other => other.clone(),
+            };
+            if seen.contains(&lower) {
+                self.err(&kp, "this key part is listed twice");
+            } else {
+                seen.push(lower);
+            }
         }
     }
 
@@ -1232,9 +1325,163 @@ upstreams:
         expect_ok(&routes("  - {name: a, upstream: users, timeout: 2s, max_body_bytes: 1MiB, policies: []}\n"));
         expect_one(
             &routes("  - {name: a, upstream: users, policies: [{rate_limit: {}}]}\n"),
-            "routes[0].policies",
-            "route policies arrive with the identity/rate-limit issues; none are supported yet",
+            "routes[0].policies[0].rate_limit",
+            "missing field `limit`",
         );
+    }
+
+    fn policy(p: &str) -> String {
+        routes(&format!(
+            "  - {{name: a, upstream: users, match: {{methods: [GET]}}}}\n  - name: b\n    upstream: orders\n    policies:\n      - {p}\n"
+        ))
+    }
+
+    #[test]
+    fn rate_limit_policies() {
+        for ok in [
+            "rate_limit: {limit: 100/s}",
+            "rate_limit: {limit: 1000/min, burst: 20, key: client_ip, cost: 1, headers: draft}",
+            "rate_limit: {limit: 10000/day, key: route, headers: legacy, name: daily}",
+            "rate_limit: {limit: 500/10s, key: {header: X-Api-Key}, headers: none}",
+            "rate_limit: {limit: 5/ 2 minutes, key: [client_ip, {header: x-tenant}], burst: 4, cost: 5}",
+            "rate_limit: {limit: 1/h}",
+            "concurrency_limit: {max: 10}",
+            "concurrency_limit: {max: 10, key: route, queue: 5, queue_timeout: 1s}",
+        ] {
+            expect_ok(&policy(ok));
+        }
+        // Several limits on one route (per second and per day).
+        expect_ok(&routes(
+            "  - name: a\n    upstream: users\n    policies:\n      - rate_limit: {limit: 10/s}\n      - rate_limit: {limit: 1000/day}\n",
+        ));
+        let e =
+            expect_one(&policy("rate_limit: {limit: 0/s}"), "routes[1].policies[0].rate_limit.limit", "greater than 0");
+        assert_eq!((e.line, e.column), (Some(13), Some(29)));
+        expect_one(&policy("rate_limit: {limit: 5/0s}"), "routes[1].policies[0].rate_limit.limit", "period");
+        expect_one(&policy("rate_limit: {limit: 5/366d}"), "routes[1].policies[0].rate_limit.limit", "365 days");
+        expect_one(&policy("rate_limit: {limit: 100}"), "routes[1].policies[0].rate_limit.limit", "expected a string");
+        expect_one(
+            &policy("rate_limit: {limit: 100/week}"),
+            "routes[1].policies[0].rate_limit.limit",
+            "unknown period unit `week`",
+        );
+        expect_one(&policy("rate_limit: {limit: 100/10}"), "routes[1].policies[0].rate_limit.limit", "needs a unit");
+        expect_one(&policy("rate_limit: {limit: x/s}"), "routes[1].policies[0].rate_limit.limit", "invalid rate");
+        expect_one(
+            &policy("rate_limit: {limit: 2000000000/s}"),
+            "routes[1].policies[0].rate_limit.limit",
+            "nanosecond",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/day, burst: 400}"),
+            "routes[1].policies[0].rate_limit.burst",
+            "365 days",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, burst: -1}"),
+            "routes[1].policies[0].rate_limit.burst",
+            "out of range",
+        );
+        expect_one(&policy("rate_limit: {limit: 1/s, cost: 0}"), "routes[1].policies[0].rate_limit.cost", "at least 1");
+        expect_one(
+            &policy("rate_limit: {limit: 10/s, burst: 2, cost: 4}"),
+            "routes[1].policies[0].rate_limit.cost",
+            "raise `burst` to at least 3",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, name: \"a b\"}"),
+            "routes[1].policies[0].rate_limit.name",
+            "invalid rate limit name",
+        );
+        let e = expect_one(
+            &policy("rate_limit: {limit: 1/s, bursts: 2}"),
+            "routes[1].policies[0].rate_limit.bursts",
+            "unknown field `bursts`",
+        );
+        assert!(e.message.contains("did you mean `burst`"), "{e}");
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, headers: ietf}"),
+            "routes[1].policies[0].rate_limit.headers",
+            "unknown variant `ietf`",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, key: client}"),
+            "routes[1].policies[0].rate_limit.key",
+            "unknown variant `client`",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, key: {header: \"x y\"}}"),
+            "routes[1].policies[0].rate_limit.key.header",
+            "invalid header name",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, key: [client_ip, {header: \"a:b\"}]}"),
+            "routes[1].policies[0].rate_limit.key[1].header",
+            "invalid header name",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, key: [{header: X-A}, {header: x-a}]}"),
+            "routes[1].policies[0].rate_limit.key[1]",
+            "listed twice",
+        );
+        expect_one(
+            &policy("rate_limit: {limit: 1/s, key: []}"),
+            "routes[1].policies[0].rate_limit.key",
+            "at least one part",
+        );
+        expect_one(&policy("rate_limitt: {limit: 1/s}"), "routes[1].policies[0]", "unknown variant `rate_limitt`");
+    }
+
+    #[test]
+    fn concurrency_limit_policies() {
+        expect_one(
+            &policy("concurrency_limit: {max: 0}"),
+            "routes[1].policies[0].concurrency_limit.max",
+            "between 1 and",
+        );
+        expect_one(&policy("concurrency_limit: {}"), "routes[1].policies[0].concurrency_limit", "missing field `max`");
+        expect_one(
+            &policy("concurrency_limit: {max: 1, queue: 100001}"),
+            "routes[1].policies[0].concurrency_limit.queue",
+            "at most 100000",
+        );
+        expect_one(
+            &policy("concurrency_limit: {max: 1, queue: 2, queue_timeout: 0s}"),
+            "routes[1].policies[0].concurrency_limit.queue_timeout",
+            "greater than 0",
+        );
+        expect_one(
+            &policy("concurrency_limit: {max: 1, limit: 2}"),
+            "routes[1].policies[0].concurrency_limit.limit",
+            "unknown field `limit`",
+        );
+    }
+
+    #[test]
+    fn second_policy_error_has_its_own_path() {
+        let text = routes(
+            "  - name: a\n    upstream: users\n    policies:\n      - rate_limit: {limit: 10/s}\n      - rate_limit: {limit: 10/s, cost: 0}\n",
+        );
+        expect_one(&text, "routes[0].policies[1].rate_limit.cost", "at least 1");
+    }
+
+    #[test]
+    fn rates_parse() {
+        use crate::types::Rate;
+        let r = |s: &str| Rate::parse(s).map(|r| (r.count, r.period_secs));
+        assert_eq!(r("100/s"), Ok((100, 1)));
+        assert_eq!(r("100/sec"), Ok((100, 1)));
+        assert_eq!(r("100/second"), Ok((100, 1)));
+        assert_eq!(r("1000/10s"), Ok((1000, 10)));
+        assert_eq!(r("5/min"), Ok((5, 60)));
+        assert_eq!(r("5/m"), Ok((5, 60)));
+        assert_eq!(r("5/2minutes"), Ok((5, 120)));
+        assert_eq!(r("7/h"), Ok((7, 3600)));
+        assert_eq!(r("10000/day"), Ok((10000, 86400)));
+        assert_eq!(r("1/d"), Ok((1, 86400)));
+        assert!(r("/s").is_err() && r("10").is_err() && r("-1/s").is_err() && r("1.5/s").is_err());
+        assert_eq!(Rate::parse("1000/10s").unwrap().to_string(), "1000/10s");
+        assert_eq!(Rate::parse("5/minute").unwrap().to_string(), "5/min");
     }
 
     #[test]

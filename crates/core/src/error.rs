@@ -45,6 +45,13 @@ pub enum GatewayError {
     UpstreamReset { upstream: String },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited {
+        /// Whole seconds, rounded up, until the request would be admitted (`Retry-After`).
+        retry_after: u64,
+    },
+    #[error("too many requests in flight for this route; try again later")]
+    ConcurrencyLimited,
 }
 
 impl GatewayError {
@@ -57,7 +64,10 @@ impl GatewayError {
             GatewayError::RequestTimeout => 408,
             GatewayError::RouteNotFound => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
-            GatewayError::NoHealthyUpstream { .. } | GatewayError::ShuttingDown => 503,
+            GatewayError::NoHealthyUpstream { .. } | GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited => {
+                503
+            }
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => 502,
@@ -81,6 +91,8 @@ impl GatewayError {
             GatewayError::UpstreamProtocol { .. } => "upstream_invalid_response",
             GatewayError::UpstreamReset { .. } => "upstream_reset",
             GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::ConcurrencyLimited => "concurrency_limited",
         }
     }
 
@@ -92,13 +104,14 @@ impl GatewayError {
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::RequestTimeout
             | GatewayError::RouteNotFound
-            | GatewayError::MethodNotAllowed { .. } => ErrorSource::Client,
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::RateLimited { .. } => ErrorSource::Client,
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => ErrorSource::Upstream,
-            GatewayError::ShuttingDown => ErrorSource::Gateway,
+            GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited => ErrorSource::Gateway,
         }
     }
 
@@ -126,8 +139,14 @@ impl GatewayError {
             }
         });
         let mut r = LocalResponse::json(self.status(), body.to_string());
-        if let GatewayError::MethodNotAllowed { allow } = self {
-            r.headers.push((Bytes::from_static(b"allow"), Bytes::from(allow.clone())));
+        match self {
+            GatewayError::MethodNotAllowed { allow } => {
+                r.headers.push((Bytes::from_static(b"allow"), Bytes::from(allow.clone())));
+            }
+            GatewayError::RateLimited { retry_after } => {
+                r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from(retry_after.to_string())));
+            }
+            _ => {}
         }
         r.close = self.closes_connection();
         r
@@ -226,6 +245,19 @@ mod tests {
         assert_eq!(v["error"]["status"], 503);
         assert_eq!(v["error"]["request_id"], "abc");
         assert!(v["error"]["message"].as_str().unwrap().contains("users"));
+    }
+
+    #[test]
+    fn rate_limited_shape() {
+        let e = GatewayError::RateLimited { retry_after: 3 };
+        assert_eq!((e.status(), e.code(), e.source()), (429, "rate_limited", ErrorSource::Client));
+        assert!(!e.closes_connection());
+        let r = e.to_response("id");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"retry-after" && &v[..] == b"3"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limited");
+        let c = GatewayError::ConcurrencyLimited;
+        assert_eq!((c.status(), c.code()), (503, "concurrency_limited"));
     }
 
     #[test]

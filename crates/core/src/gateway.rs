@@ -22,6 +22,7 @@ use gatehouse_config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::policy::{Limiters, SWEEP_INTERVAL};
 use crate::proxy::{serve_connection, Shared};
 use crate::snapshot::{compile, parse_listen_addr, CompileError, Snapshot};
 use crate::upstream::{health, pool, Registry};
@@ -99,8 +100,9 @@ impl Gateway {
     pub async fn start(config: Config, opts: Options) -> Result<Arc<Gateway>, StartError> {
         let workers = worker_count(&opts, &config);
         let registry = Registry::new();
+        let limiters = Limiters::new();
         let admin_cfg = config.admin.clone();
-        let snapshot = compile(config, &registry)?;
+        let snapshot = compile(config, &registry, &limiters)?;
         // Bind every listener once per worker (SO_REUSEPORT); port 0 resolves on the first bind.
         let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
@@ -119,6 +121,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
+            limiters,
             shutdown: shutdown_rx,
             stopping: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
@@ -134,6 +137,18 @@ impl Gateway {
                 .map_err(StartError::Worker)?;
             handles.push(h);
         }
+        // Expired rate-limit keys are swept on the control runtime until shutdown.
+        let sweep_shared = shared.clone();
+        let mut sweep_stop = shared.shutdown.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = t.tick() => sweep_shared.limiters.sweep(),
+                    _ = sweep_stop.changed() => break,
+                }
+            }
+        });
         let ready = Arc::new(AtomicBool::new(true));
         let (admin_stop, _) = watch::channel(false);
         let mut admin_addr = None;
@@ -198,7 +213,8 @@ impl Gateway {
             let fmt = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
             return Err(ReloadError::ListenersChanged(format!("[{}] -> [{}]", fmt(&old_l), fmt(&new_l))));
         }
-        let snap = compile(config, &self.shared.registry).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let snap = compile(config, &self.shared.registry, &self.shared.limiters)
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.drain(..).for_each(|h| h.abort());
         *health = health::spawn_all(&snap.upstreams);

@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http1;
 pub mod normalize;
 pub mod pipeline;
+pub mod policy;
 pub mod proxy;
 pub mod router;
 pub mod simple_http;

@@ -3,10 +3,17 @@
 //! The phases, in the order the proxy runs them:
 //! - `on_request`: after routing, before a target is chosen. Policies run in config order and each
 //!   returns `Flow::Continue` or `Flow::Respond(response)`; the first `Respond` ends the phase and
-//!   the request never reaches an upstream. (Auth, rate limits and CORS plug in here.)
+//!   the request never reaches an upstream. Rate and concurrency limits run here (auth and CORS
+//!   will too). A rate limit's decision is carried in `RequestCtx::rate` so the response phase
+//!   can report it; a concurrency slot is a `Permit` in `RequestCtx::permits`, freed when the
+//!   context is dropped at the end of the request, whatever the outcome. When a rate or
+//!   concurrency limit refuses, the rate limits that already admitted this request are refunded,
+//!   so a refused request consumes no quota.
 //! - `on_response`: after the upstream's response head arrived, before it is written to the
 //!   client; policies run in reverse config order (like Envoy's filter chain) and may edit the
-//!   status and headers. Not run for responses the gateway produced itself.
+//!   status and headers, then the reported rate limit's headers are set. Not run for responses
+//!   the gateway produced itself; those get `RequestCtx::local_headers` (rate-limit headers
+//!   included) instead.
 //! - `on_log`: once per request, errors included, after the response was written.
 //!
 //! Invariants: policies are an enum matched in code, compiled once per snapshot; an empty phase is
@@ -16,8 +23,9 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use crate::error::LocalResponse;
+use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
+use crate::policy::{ConcurrencyPolicy, Permit, RateLimitPolicy, RateReport};
 
 /// The explicit result of a request-phase policy.
 #[derive(Debug)]
@@ -57,6 +65,10 @@ impl HeaderEdits {
 pub enum RequestPolicy {
     /// `request_headers` of the route.
     Headers(HeaderEdits),
+    /// A `rate_limit` policy.
+    RateLimit(RateLimitPolicy),
+    /// A `concurrency_limit` policy.
+    ConcurrencyLimit(ConcurrencyPolicy),
 }
 
 /// Policies of the response phase.
@@ -85,6 +97,13 @@ pub struct RequestCtx {
     pub error_kind: Option<&'static str>,
     pub upstream_status: Option<u16>,
     pub status: u16,
+    /// The most restrictive rate limit that reports itself, for the response headers.
+    pub rate: Option<RateReport>,
+    /// Concurrency slots held by this request; freed when the context is dropped.
+    pub permits: Vec<Permit>,
+    /// Headers for a response the gateway produces itself for this request (an error after the
+    /// request phase), e.g. the rate-limit headers.
+    pub local_headers: Vec<(Bytes, Bytes)>,
 }
 
 impl RequestCtx {
@@ -94,21 +113,69 @@ impl RequestCtx {
 }
 
 impl Stack {
-    pub fn on_request(&self, _ctx: &mut RequestCtx, headers: &mut Headers) -> Flow {
-        for p in &self.request {
+    pub async fn on_request(&self, ctx: &mut RequestCtx, headers: &mut Headers) -> Flow {
+        // Bit i: rate limit i was decided in its limiter's overflow bucket (for a refund).
+        let mut overflow: u64 = 0;
+        for (i, p) in self.request.iter().enumerate() {
             match p {
                 RequestPolicy::Headers(e) => e.apply(headers),
+                RequestPolicy::RateLimit(rl) => {
+                    let d = rl.check(ctx, headers);
+                    let report = RateReport { policy: i, remaining: d.remaining, reset_ns: d.reset_ns };
+                    if !d.allowed {
+                        self.refund(i, overflow, ctx, headers);
+                        ctx.error_kind = Some("rate_limited");
+                        // The refusing limit is the one reported (when it reports at all).
+                        ctx.rate = rl.reports().then_some(report);
+                        return Flow::Respond(rl.refusal(ctx, &d, &report));
+                    }
+                    if d.overflow && i < 64 {
+                        overflow |= 1 << i;
+                    }
+                    if rl.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
+                        ctx.rate = Some(report);
+                    }
+                }
+                RequestPolicy::ConcurrencyLimit(cl) => match cl.acquire(ctx, headers).await {
+                    Some(permit) => ctx.permits.push(permit),
+                    None => {
+                        self.refund(i, overflow, ctx, headers);
+                        ctx.rate = None;
+                        ctx.error_kind = Some("concurrency_limited");
+                        return Flow::Respond(GatewayError::ConcurrencyLimited.to_response(ctx.request_id_str()));
+                    }
+                },
             }
         }
         Flow::Continue
     }
 
-    pub fn on_response(&self, _ctx: &mut RequestCtx, _status: &mut u16, headers: &mut Headers) {
+    /// Refunds the rate limits before policy `upto` that admitted this request.
+    fn refund(&self, upto: usize, overflow: u64, ctx: &RequestCtx, headers: &Headers) {
+        for (i, p) in self.request[..upto].iter().enumerate() {
+            if let RequestPolicy::RateLimit(rl) = p {
+                let of = i < 64 && overflow & (1 << i) != 0;
+                rl.refund_key(ctx, headers, of);
+            }
+        }
+    }
+
+    /// Calls `put` for each header of the reported rate limit, if any.
+    pub fn rate_headers(&self, ctx: &RequestCtx, put: impl FnMut(Bytes, Bytes)) {
+        if let Some(r) = &ctx.rate {
+            if let Some(RequestPolicy::RateLimit(rl)) = self.request.get(r.policy) {
+                rl.headers_for(r, put);
+            }
+        }
+    }
+
+    pub fn on_response(&self, ctx: &mut RequestCtx, _status: &mut u16, headers: &mut Headers) {
         for p in self.response.iter().rev() {
             match p {
                 ResponsePolicy::Headers(e) => e.apply(headers),
             }
         }
+        self.rate_headers(ctx, |n, v| headers.set(n, v));
     }
 }
 

@@ -39,6 +39,8 @@ use crate::upstream::{observe_latency, HashKey, Registry, Target, Upstream};
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub registry: Registry,
+    /// Rate and concurrency limiters, kept across reloads like `registry`.
+    pub limiters: crate::policy::Limiters,
     pub shutdown: watch::Receiver<bool>,
     /// Set once a drain starts; read per request (an atomic load, no lock).
     pub stopping: std::sync::atomic::AtomicBool,
@@ -344,6 +346,9 @@ where
         error_kind: None,
         upstream_status: None,
         status: 0,
+        rate: None,
+        permits: Vec::new(),
+        local_headers: Vec::new(),
     };
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;
@@ -437,7 +442,7 @@ where
     }
     head.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
 
-    if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers) {
+    if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers).await {
         ctx.status = resp.status;
         let keep = !resp.close && !body_pending && head.keep_alive;
         let mut resp = resp;
@@ -454,6 +459,9 @@ where
             keep
         }
         Err(Fail::Before(err)) => {
+            let mut rate = Vec::new();
+            route.stack.rate_headers(&ctx, |n, v| rate.push((n, v)));
+            ctx.local_headers = rate;
             let pending = !body_done;
             finish_error(io, c, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
         }
@@ -478,6 +486,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     client_keep_alive: bool,
 ) -> bool {
     let mut resp = err.to_response(ctx.request_id_str());
+    resp.headers.append(&mut ctx.local_headers);
     // An unread request body would be parsed as the next request: close instead. And honour a
     // client that asked to close (or an HTTP/1.0 client without keep-alive).
     if body_pending || !client_keep_alive || c.stopping() {

@@ -15,6 +15,7 @@ use gatehouse_config::{self as cfg, Cidr, Config};
 use crate::http1::parse::MAX_HEADER_SLOTS;
 use crate::http1::HeadLimits;
 use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
+use crate::policy::{ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter};
 use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
 use crate::upstream::{target_addr, Balancer, HashKey, Registry, Target, Upstream};
 
@@ -119,8 +120,21 @@ pub fn parse_template(t: &str) -> Vec<TplPart> {
     parts
 }
 
-/// Compiles a validated config. State for upstream targets comes from (and goes back to) `registry`.
-pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileError> {
+/// What a policy's long-lived state depends on: a change here starts fresh counters on reload.
+fn state_fingerprint(p: &cfg::Policy) -> String {
+    match p {
+        cfg::Policy::RateLimit(rl) => {
+            format!("rate_limit {}/{}s burst={} key={:?}", rl.limit.count, rl.limit.period_secs, rl.burst, rl.key)
+        }
+        cfg::Policy::ConcurrencyLimit(c) => {
+            format!("concurrency_limit max={} queue={} timeout={:?} key={:?}", c.max, c.queue, c.queue_timeout, c.key)
+        }
+    }
+}
+
+/// Compiles a validated config. State for upstream targets comes from (and goes back to)
+/// `registry`, state for rate and concurrency limits from `limiters`.
+pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Result<Snapshot, CompileError> {
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
     let mut live = Vec::new();
     for u in &config.upstreams {
@@ -169,6 +183,7 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
 
     let mut specs = Vec::new();
     let mut routes = Vec::new();
+    let mut live_limiters = Vec::new();
     for r in &config.routes {
         let upstream = upstreams
             .iter()
@@ -198,6 +213,21 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
             query: r.matches.query.iter().map(|v| pred(v, false)).collect::<Result<_, _>>()?,
         });
         let mut stack = Stack::default();
+        // Limits run before request transforms, so a key header is read as the client sent it.
+        for (i, p) in r.policies.iter().enumerate() {
+            let id = (r.name.clone(), i, state_fingerprint(p));
+            live_limiters.push(id.clone());
+            stack.request.push(match p {
+                cfg::Policy::RateLimit(rl) => {
+                    let limiter = limiters.rate(id, || RateLimiter::for_config(rl));
+                    RequestPolicy::RateLimit(RateLimitPolicy::new(rl, &r.name, limiter))
+                }
+                cfg::Policy::ConcurrencyLimit(c) => {
+                    let limiter = limiters.concurrency(id, || ConcurrencyLimiter::for_config(c));
+                    RequestPolicy::ConcurrencyLimit(ConcurrencyPolicy::new(c, limiter))
+                }
+            });
+        }
         let req = edits(&r.request_headers);
         if !req.is_empty() {
             stack.request.push(RequestPolicy::Headers(req));
@@ -217,6 +247,7 @@ pub fn compile(config: Config, registry: &Registry) -> Result<Snapshot, CompileE
         });
     }
     let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
+    limiters.retain(&live_limiters);
 
     let mut listeners = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {

@@ -97,6 +97,17 @@ routes:
       remove: [X-Internal-Secret]
     response_headers:
       set: {{ X-Powered-By: gatehouse }}
+  - name: limited
+    match:
+      path: {{ exact: /limited }}
+    upstream: echo
+    policies:
+      # 5 requests per minute per client IP, all 5 at once (burst 4), then one every 12 s.
+      - rate_limit:
+          limit: 5/min
+          burst: 4
+          key: client_ip
+          headers: draft
 "#,
         u0 = users[0],
         u1 = users[1],
@@ -139,6 +150,12 @@ Try these:
 
   # Header rewrite: X-Gatehouse-Demo added, X-Internal-Secret removed, X-Powered-By on the response
   curl -si http://{g}/echo -H 'X-Internal-Secret: hunter2'
+
+  # Rate limit (5/min per client IP): the RateLimit-Policy and RateLimit headers show the quota
+  curl -s -o /dev/null -D - http://{g}/limited
+
+  # ...and once the quota is used up, 429 (with Retry-After) until it refills (one every 12 s)
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{g}/limited; done; echo
 
   # No route: a JSON error with a request id
   curl -s http://{g}/nope

@@ -257,8 +257,13 @@ fn quickstart_prints_curl_commands_that_work() {
             Err(_) => panic!("no `Press Ctrl-C` within 10 s; got:\n{}", printed.join("\n")),
         }
     }
-    let commands: Vec<String> =
-        printed.iter().map(|l| l.trim()).filter(|l| l.starts_with("curl ")).map(str::to_string).collect();
+    // Every printed command: `curl ...` lines and shell loops around curl (`for ...; do curl ...`).
+    let commands: Vec<String> = printed
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("curl ") || (l.starts_with("for ") && l.contains(" curl ")))
+        .map(str::to_string)
+        .collect();
     assert!(commands.len() >= 5, "{}", printed.join("\n"));
     let gw = format!("http://127.0.0.1:{listen}");
     let adm = format!("http://127.0.0.1:{admin}");
@@ -267,58 +272,77 @@ fn quickstart_prints_curl_commands_that_work() {
     let mut checked = Vec::new();
     for cmd in &commands {
         let url_path = cmd.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or("");
-        let path = url_path.trim_start_matches(&gw).trim_start_matches(&adm);
-        match path {
-            "/users" => {
-                // Run twice: round robin alternates the two instances.
-                let a = json_of(&curl(cmd));
-                let b = json_of(&curl(cmd));
-                let mut seen = [a["instance"].as_str().unwrap_or(""), b["instance"].as_str().unwrap_or("")];
-                seen.sort_unstable();
-                assert_eq!(seen, ["users-1", "users-2"], "{a} {b}");
-                assert_eq!(a["path"], "/users");
+        let path = url_path.trim_end_matches(';').trim_start_matches(&gw).trim_start_matches(&adm);
+        let looped = cmd.starts_with("for ");
+        match (path, looped) {
+            ("/limited", false) => {
+                let out = curl(cmd).to_ascii_lowercase();
+                assert!(out.starts_with("http/1.1 200"), "{out}");
+                assert!(out.contains("ratelimit-policy: \"limited\";q=5;w=60"), "{out}");
+                assert!(out.contains("ratelimit: \"limited\";r="), "{out}");
             }
-            "/users/42" => assert_eq!(json_of(&curl(cmd))["path"], "/v1/profiles/42"),
-            "/orders/7" => {
-                let v = json_of(&curl(cmd));
-                assert_eq!((v["service"].as_str(), v["path"].as_str()), (Some("orders"), Some("/7")), "{v}");
-            }
-            "/echo" => {
+            ("/limited", true) => {
+                // Six requests against a quota of 5 (one may be used already): 200s, then 429s.
                 let out = curl(cmd);
-                let (head, body) = out.split_once("\r\n\r\n").expect("curl -i prints the head");
-                let head = head.to_ascii_lowercase();
-                assert!(head.starts_with("http/1.1 200"), "{out}");
-                assert!(head.contains("x-powered-by: gatehouse"), "{out}");
-                let v = json_of(body);
-                let headers = v["headers"].as_object().cloned().unwrap_or_default();
-                let has = |n: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(n));
-                assert!(has("x-gatehouse-demo"), "{v}");
-                assert!(!has("x-internal-secret") && !body.contains("hunter2"), "{v}");
+                let statuses: Vec<&str> = out.split_whitespace().collect();
+                assert_eq!(statuses.len(), 6, "{out}");
+                assert!(statuses.iter().all(|s| *s == "200" || *s == "429"), "{out}");
+                assert!(statuses.windows(2).all(|w| !(w[0] == "429" && w[1] == "200")), "{out}");
+                assert_eq!(statuses.last(), Some(&"429"), "{out}");
+                assert!(statuses.first() == Some(&"200"), "{out}");
             }
-            "/nope" => {
-                let v = json_of(&curl(cmd));
-                assert_eq!(v["error"]["code"], "route_not_found", "{v}");
-                assert_eq!(v["error"]["request_id"].as_str().map(str::len), Some(32), "{v}");
-            }
-            "/upstreams" => {
-                let v = json_of(&curl(cmd));
-                let names: Vec<_> =
-                    v["upstreams"].as_array().into_iter().flatten().map(|u| u["name"].clone()).collect();
-                assert!(names.contains(&"users".into()), "{v}");
-            }
-            "/config" => {
-                let v = json_of(&curl(cmd));
-                assert!(v["routes"].is_array(), "{v}");
-            }
-            other => {
-                // A command added later: it must at least work as printed.
-                let _ = curl(cmd);
-                eprintln!("quickstart command not specifically checked: {other}");
-            }
+            (path, _) => match path {
+                "/users" => {
+                    // Run twice: round robin alternates the two instances.
+                    let a = json_of(&curl(cmd));
+                    let b = json_of(&curl(cmd));
+                    let mut seen = [a["instance"].as_str().unwrap_or(""), b["instance"].as_str().unwrap_or("")];
+                    seen.sort_unstable();
+                    assert_eq!(seen, ["users-1", "users-2"], "{a} {b}");
+                    assert_eq!(a["path"], "/users");
+                }
+                "/users/42" => assert_eq!(json_of(&curl(cmd))["path"], "/v1/profiles/42"),
+                "/orders/7" => {
+                    let v = json_of(&curl(cmd));
+                    assert_eq!((v["service"].as_str(), v["path"].as_str()), (Some("orders"), Some("/7")), "{v}");
+                }
+                "/echo" => {
+                    let out = curl(cmd);
+                    let (head, body) = out.split_once("\r\n\r\n").expect("curl -i prints the head");
+                    let head = head.to_ascii_lowercase();
+                    assert!(head.starts_with("http/1.1 200"), "{out}");
+                    assert!(head.contains("x-powered-by: gatehouse"), "{out}");
+                    let v = json_of(body);
+                    let headers = v["headers"].as_object().cloned().unwrap_or_default();
+                    let has = |n: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(n));
+                    assert!(has("x-gatehouse-demo"), "{v}");
+                    assert!(!has("x-internal-secret") && !body.contains("hunter2"), "{v}");
+                }
+                "/nope" => {
+                    let v = json_of(&curl(cmd));
+                    assert_eq!(v["error"]["code"], "route_not_found", "{v}");
+                    assert_eq!(v["error"]["request_id"].as_str().map(str::len), Some(32), "{v}");
+                }
+                "/upstreams" => {
+                    let v = json_of(&curl(cmd));
+                    let names: Vec<_> =
+                        v["upstreams"].as_array().into_iter().flatten().map(|u| u["name"].clone()).collect();
+                    assert!(names.contains(&"users".into()), "{v}");
+                }
+                "/config" => {
+                    let v = json_of(&curl(cmd));
+                    assert!(v["routes"].is_array(), "{v}");
+                }
+                other => {
+                    // A command added later: it must at least work as printed.
+                    let _ = curl(cmd);
+                    eprintln!("quickstart command not specifically checked: {other}");
+                }
+            },
         }
-        checked.push(path.to_string());
+        checked.push(if looped { format!("for {path}") } else { path.to_string() });
     }
-    for must in ["/users", "/users/42", "/orders/7", "/echo", "/nope"] {
+    for must in ["/users", "/users/42", "/orders/7", "/echo", "/nope", "/limited", "for /limited"] {
         assert!(checked.iter().any(|p| p == must), "no printed command for {must}: {commands:?}");
     }
 

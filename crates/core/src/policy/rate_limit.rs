@@ -1,0 +1,601 @@
+//! The local rate limiter: GCRA (the generic cell rate algorithm) over a sharded, bounded key map.
+//!
+//! Semantics (pinned by the tests below, documented in docs/configuration.md "Policies"):
+//! - A limit of `count` per `period` has the emission interval `T = period / count` (integer
+//!   nanoseconds, rounded down) and the tolerance `τ = burst × T`. Each key stores one value, its
+//!   TAT (theoretical arrival time, ns since the limiter's epoch); an absent key is a TAT in the past.
+//! - A request of cost `c` at time `now` computes `tat' = max(TAT, now) + c × T` and is admitted iff
+//!   `tat' − now ≤ τ + T`; only an admitted request stores `tat'`. A refused request changes
+//!   nothing. So `burst: 0` admits one request per `T` (10/s → one per 100 ms) and `burst: b`
+//!   admits `b + 1` at once, then one per `T`. A cost above `burst + 1` could never pass (the
+//!   config refuses it).
+//! - Reported: `remaining = ⌊(now + τ + T − max(TAT, now)) / T⌋` (cost-1 requests admissible right
+//!   now), `reset = max(TAT, now) − now` (until the bucket is full again) and, for a refusal,
+//!   `retry_after = tat' − now − (τ + T)` (until this very request would pass).
+//!
+//! State store: `SHARDS` cache-line-padded shards of `Mutex<HashMap<u64, u64>>`, chosen by the top
+//! bits of the key hash. A std mutex held for one hash-map lookup (tens of ns, no allocation, no
+//! await) is what governor/linkerd-style sharded maps do; with 64 shards two workers rarely meet,
+//! and an uncontended futex lock is one atomic. We chose it over a lock-free map for bounded
+//! memory with simple, exact eviction. The house rule "no blocking locks on the hot path" is
+//! kept in spirit: no lock is held across I/O, await or allocation-heavy work.
+//!
+//! Bounded memory: at most `max_keys` (default [`MAX_KEYS`]) keys per limiter, split evenly over
+//! the shards. When a new key arrives at a full shard, keys whose TAT is in the past are evicted
+//! first (they mean "full bucket", so dropping them changes no decision); the scan only runs when
+//! some key can have expired (a lower bound of the shard's TATs is kept). If the shard is still
+//! full, the new key is counted in one **overflow bucket** shared by every untracked key of the
+//! limiter, with the same limit. A flood of random client IPs therefore cannot grow memory, and it
+//! gets at most one key's quota in total instead of one quota per address; tracked keys keep
+//! their own state. `sweep` (run every `SWEEP_INTERVAL` by the gateway) removes expired keys.
+//!
+//! Time: `tokio::time::Instant`, so tests drive it with `tokio::time::pause`.
+
+use std::hash::RandomState;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use gatehouse_config as cfg;
+use tokio::time::Instant;
+
+use super::{shard_of, KeyMap, KeySpec, SHARDS};
+use crate::error::{GatewayError, LocalResponse};
+use crate::http1::Headers;
+use crate::pipeline::RequestCtx;
+
+/// Default cap on the number of keys one rate limiter tracks.
+pub const MAX_KEYS: usize = 100_000;
+
+/// One outcome of the limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Cost-1 requests that would be admitted right now (after this decision).
+    pub remaining: u64,
+    /// Nanoseconds until the key's bucket is full again.
+    pub reset_ns: u64,
+    /// For a refusal: nanoseconds until this request would be admitted; 0 when admitted.
+    pub retry_after_ns: u64,
+    /// The request was counted in the overflow bucket (the key map was full).
+    pub overflow: bool,
+}
+
+#[repr(align(64))]
+struct Shard(Mutex<ShardState>);
+
+struct ShardState {
+    map: KeyMap<u64>,
+    /// No key's TAT is below this: until `now` reaches it, no key can have expired.
+    earliest_tat: u64,
+}
+
+impl ShardState {
+    fn evict_expired(&mut self, now: u64) {
+        self.map.retain(|_, tat| *tat > now);
+        self.earliest_tat = self.map.values().copied().min().unwrap_or(u64::MAX);
+    }
+}
+
+/// A GCRA limiter for one policy of one route (see the module docs).
+pub struct RateLimiter {
+    interval_ns: u64,
+    tolerance_ns: u64,
+    epoch: Instant,
+    seed: RandomState,
+    shards: Box<[Shard]>,
+    shard_cap: usize,
+    overflow_tat: AtomicU64,
+    /// Admitted requests.
+    pub allowed: AtomicU64,
+    /// Refused requests (429).
+    pub limited: AtomicU64,
+    /// Decisions made in the overflow bucket because the key map was full.
+    pub overflowed: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("interval_ns", &self.interval_ns)
+            .field("tolerance_ns", &self.tolerance_ns)
+            .field("keys", &self.len())
+            .finish()
+    }
+}
+
+/// `(allowed, TAT after the decision, decision)` for one GCRA step.
+fn gcra(tat: u64, now: u64, inc: u64, t: u64, tau: u64) -> (bool, Decision) {
+    let base = tat.max(now);
+    let new_tat = base.saturating_add(inc);
+    let limit = tau.saturating_add(t);
+    let remaining_at = |tat_after: u64| now.saturating_add(limit).saturating_sub(tat_after) / t.max(1);
+    if new_tat - now <= limit {
+        let d = Decision {
+            allowed: true,
+            remaining: remaining_at(new_tat),
+            reset_ns: new_tat - now,
+            retry_after_ns: 0,
+            overflow: false,
+        };
+        (true, d)
+    } else {
+        let d = Decision {
+            allowed: false,
+            remaining: remaining_at(base),
+            reset_ns: base - now,
+            retry_after_ns: new_tat - now - limit,
+            overflow: false,
+        };
+        (false, d)
+    }
+}
+
+impl RateLimiter {
+    /// A limiter with emission interval `interval_ns` (≥ 1) and tolerance `tolerance_ns`.
+    pub fn new(interval_ns: u64, tolerance_ns: u64) -> RateLimiter {
+        RateLimiter::with_max_keys(interval_ns, tolerance_ns, MAX_KEYS)
+    }
+
+    /// Like `new` with another key cap (at least one key per shard).
+    pub fn with_max_keys(interval_ns: u64, tolerance_ns: u64, max_keys: usize) -> RateLimiter {
+        RateLimiter {
+            interval_ns: interval_ns.max(1),
+            tolerance_ns,
+            epoch: Instant::now(),
+            seed: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Shard(Mutex::new(ShardState { map: KeyMap::default(), earliest_tat: u64::MAX })))
+                .collect(),
+            shard_cap: (max_keys / SHARDS).max(1),
+            overflow_tat: AtomicU64::new(0),
+            allowed: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    /// The limiter for a configured `rate_limit`. Validation guarantees `count ≥ 1`, a period of at
+    /// most a year and at least 1 ns per request, so the arithmetic below cannot overflow.
+    pub fn for_config(rl: &cfg::RateLimit) -> RateLimiter {
+        let (t, tau) = Self::params(rl);
+        RateLimiter::new(t, tau)
+    }
+
+    /// `(T, τ)` in nanoseconds for a configured rate limit.
+    pub fn params(rl: &cfg::RateLimit) -> (u64, u64) {
+        let period_ns = u128::from(rl.limit.period_secs) * 1_000_000_000;
+        let t = (period_ns / u128::from(rl.limit.count.max(1))).max(1);
+        let tau = t.saturating_mul(u128::from(rl.burst));
+        (u64::try_from(t).unwrap_or(u64::MAX), u64::try_from(tau).unwrap_or(u64::MAX))
+    }
+
+    /// The secret hash keys that turn request keys into map keys.
+    pub fn seed(&self) -> &RandomState {
+        &self.seed
+    }
+
+    /// Now, in nanoseconds since this limiter was created.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Decides one request of `cost` for `key` now.
+    pub fn decide(&self, key: u64, cost: u64) -> Decision {
+        self.decide_at(key, cost, self.now_ns())
+    }
+
+    /// Decides one request of `cost` for `key` at `now` (ns since the epoch).
+    pub fn decide_at(&self, key: u64, cost: u64, now: u64) -> Decision {
+        let (t, tau) = (self.interval_ns, self.tolerance_ns);
+        let inc = cost.saturating_mul(t);
+        let d = {
+            let mut s = self.shards[shard_of(key)].0.lock().unwrap_or_else(|p| p.into_inner());
+            match s.map.get_mut(&key) {
+                Some(tat) => {
+                    let (ok, d) = gcra(*tat, now, inc, t, tau);
+                    if ok {
+                        *tat = now + d.reset_ns;
+                    }
+                    Some(d)
+                }
+                None => {
+                    let (ok, d) = gcra(0, now, inc, t, tau);
+                    if !ok {
+                        Some(d)
+                    } else {
+                        if s.map.len() >= self.shard_cap && now >= s.earliest_tat {
+                            s.evict_expired(now);
+                        }
+                        if s.map.len() >= self.shard_cap {
+                            None
+                        } else {
+                            let tat = now + d.reset_ns;
+                            s.map.insert(key, tat);
+                            s.earliest_tat = s.earliest_tat.min(tat);
+                            Some(d)
+                        }
+                    }
+                }
+            }
+        };
+        let d = match d {
+            Some(d) => d,
+            None => self.decide_overflow(inc, now),
+        };
+        if d.allowed {
+            self.allowed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+        }
+        d
+    }
+
+    /// One GCRA step on the shared overflow bucket (lock-free compare-and-swap).
+    fn decide_overflow(&self, inc: u64, now: u64) -> Decision {
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        let mut tat = self.overflow_tat.load(Ordering::Acquire);
+        loop {
+            let (ok, mut d) = gcra(tat, now, inc, self.interval_ns, self.tolerance_ns);
+            d.overflow = true;
+            if !ok {
+                return d;
+            }
+            match self.overflow_tat.compare_exchange_weak(tat, now + d.reset_ns, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return d,
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Gives back an admitted request's cost (a later limit of the same request refused it).
+    pub fn refund(&self, key: u64, cost: u64, overflow: bool) {
+        let dec = cost.saturating_mul(self.interval_ns);
+        if overflow {
+            let _ =
+                self.overflow_tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(dec)));
+        } else {
+            let mut s = self.shards[shard_of(key)].0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(tat) = s.map.get_mut(&key) {
+                *tat = tat.saturating_sub(dec);
+                let tat = *tat;
+                s.earliest_tat = s.earliest_tat.min(tat);
+            }
+        }
+        let _ = self.allowed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// Removes keys whose TAT is in the past (they are equivalent to absent keys).
+    pub fn sweep(&self) {
+        self.sweep_at(self.now_ns());
+    }
+
+    pub fn sweep_at(&self, now: u64) {
+        for s in self.shards.iter() {
+            let mut s = s.0.lock().unwrap_or_else(|p| p.into_inner());
+            if now >= s.earliest_tat {
+                s.evict_expired(now);
+            }
+        }
+    }
+
+    /// Keys tracked right now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).map.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The limit reported in the response headers of a request (the most restrictive one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateReport {
+    /// Index of the reporting policy in its route's request phase.
+    pub policy: usize,
+    pub remaining: u64,
+    pub reset_ns: u64,
+}
+
+impl RateReport {
+    /// Whether `self` is more restrictive than `other`: fewer requests left, then a later reset.
+    pub fn tighter_than(&self, other: &RateReport) -> bool {
+        (self.remaining, std::cmp::Reverse(self.reset_ns)) < (other.remaining, std::cmp::Reverse(other.reset_ns))
+    }
+}
+
+/// A compiled `rate_limit` policy of a route.
+#[derive(Debug)]
+pub struct RateLimitPolicy {
+    pub limiter: std::sync::Arc<RateLimiter>,
+    key: KeySpec,
+    cost: u64,
+    headers: cfg::RateLimitHeaders,
+    /// `"name"` as written in the draft headers.
+    quoted_name: Bytes,
+    /// The static header: draft `ratelimit-policy` or legacy `x-ratelimit-limit` value.
+    policy_value: Bytes,
+}
+
+/// Whole seconds, rounded up.
+fn ceil_secs(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+impl RateLimitPolicy {
+    pub fn new(rl: &cfg::RateLimit, route: &str, limiter: std::sync::Arc<RateLimiter>) -> RateLimitPolicy {
+        let name = rl.name.as_deref().unwrap_or(route);
+        let quoted_name = Bytes::from(format!("\"{name}\""));
+        let policy_value = match rl.headers {
+            cfg::RateLimitHeaders::Draft => {
+                Bytes::from(format!("\"{name}\";q={};w={}", rl.limit.count, rl.limit.period_secs))
+            }
+            _ => Bytes::from(rl.limit.count.to_string()),
+        };
+        RateLimitPolicy {
+            limiter,
+            key: KeySpec::compile(&rl.key),
+            cost: rl.cost,
+            headers: rl.headers,
+            quoted_name,
+            policy_value,
+        }
+    }
+
+    fn key(&self, ctx: &RequestCtx, headers: &Headers) -> u64 {
+        self.key.hash(self.limiter.seed(), ctx.client_ip, headers)
+    }
+
+    /// Decides the request and returns the decision.
+    pub fn check(&self, ctx: &RequestCtx, headers: &Headers) -> Decision {
+        self.limiter.decide(self.key(ctx, headers), self.cost)
+    }
+
+    /// Undoes this request's admitted decision (a later policy refused it); `overflow` as in
+    /// its `Decision`.
+    pub fn refund_key(&self, ctx: &RequestCtx, headers: &Headers, overflow: bool) {
+        self.limiter.refund(self.key(ctx, headers), self.cost, overflow);
+    }
+
+    /// Whether this policy reports itself in response headers.
+    pub fn reports(&self) -> bool {
+        self.headers != cfg::RateLimitHeaders::None
+    }
+
+    /// Calls `put(name, value)` for each response header describing `r`.
+    pub fn headers_for(&self, r: &RateReport, mut put: impl FnMut(Bytes, Bytes)) {
+        let reset = ceil_secs(r.reset_ns);
+        match self.headers {
+            cfg::RateLimitHeaders::Draft => {
+                put(Bytes::from_static(b"ratelimit-policy"), self.policy_value.clone());
+                let mut v = Vec::with_capacity(self.quoted_name.len() + 24);
+                v.extend_from_slice(&self.quoted_name);
+                v.extend_from_slice(b";r=");
+                crate::proxy::push_u64(&mut v, r.remaining);
+                v.extend_from_slice(b";t=");
+                crate::proxy::push_u64(&mut v, reset);
+                put(Bytes::from_static(b"ratelimit"), Bytes::from(v));
+            }
+            cfg::RateLimitHeaders::Legacy => {
+                put(Bytes::from_static(b"x-ratelimit-limit"), self.policy_value.clone());
+                let mut v = Vec::with_capacity(20);
+                crate::proxy::push_u64(&mut v, r.remaining);
+                put(Bytes::from_static(b"x-ratelimit-remaining"), Bytes::from(v));
+                let mut v = Vec::with_capacity(20);
+                crate::proxy::push_u64(&mut v, reset);
+                put(Bytes::from_static(b"x-ratelimit-reset"), Bytes::from(v));
+            }
+            cfg::RateLimitHeaders::None => {}
+        }
+    }
+
+    /// The 429 for a refused request: JSON error, `Retry-After`, and this policy's headers.
+    pub fn refusal(&self, ctx: &RequestCtx, d: &Decision, report: &RateReport) -> LocalResponse {
+        let retry_after = ceil_secs(d.retry_after_ns).max(1);
+        let mut resp = GatewayError::RateLimited { retry_after }.to_response(ctx.request_id_str());
+        self.headers_for(report, |n, v| resp.headers.push((n, v)));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MS: u64 = 1_000_000;
+
+    fn limiter(rate: &str, burst: u64) -> RateLimiter {
+        let rl = cfg::RateLimit {
+            limit: cfg::Rate::parse(rate).unwrap(),
+            burst,
+            key: cfg::types::defaults::rate_limit_key(),
+            cost: 1,
+            headers: cfg::RateLimitHeaders::Draft,
+            name: None,
+        };
+        RateLimiter::for_config(&rl)
+    }
+
+    async fn advance(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
+    /// Admitted count of `n` cost-1 requests for `key` right now.
+    fn burst_of(l: &RateLimiter, key: u64, n: usize) -> usize {
+        (0..n).filter(|_| l.decide(key, 1).allowed).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_zero_spaces_requests_evenly() {
+        // 10/s, burst 0: exactly one request per 100 ms.
+        let l = limiter("10/s", 0);
+        assert!(l.decide(1, 1).allowed);
+        assert!(!l.decide(1, 1).allowed);
+        advance(99).await;
+        assert!(!l.decide(1, 1).allowed, "99 ms is too early");
+        advance(1).await;
+        assert!(l.decide(1, 1).allowed, "100 ms later one more");
+        assert!(!l.decide(1, 1).allowed);
+        // Over a whole second at 10 ms steps: exactly 10 admitted.
+        let mut admitted = 0;
+        for _ in 0..100 {
+            advance(10).await;
+            admitted += usize::from(l.decide(1, 1).allowed);
+        }
+        assert_eq!(admitted, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_admits_burst_plus_one_at_once_then_spaced() {
+        let l = limiter("10/s", 9);
+        assert_eq!(burst_of(&l, 7, 20), 10, "burst 9 admits 10 at once");
+        advance(50).await;
+        assert_eq!(burst_of(&l, 7, 5), 0);
+        advance(50).await;
+        assert_eq!(burst_of(&l, 7, 5), 1, "then one per 100 ms");
+        advance(1000).await;
+        assert_eq!(burst_of(&l, 7, 20), 10, "a full second refills the whole burst");
+        // Another key is independent.
+        assert_eq!(burst_of(&l, 8, 20), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_requests_do_not_consume() {
+        let l = limiter("10/s", 0);
+        assert!(l.decide(1, 1).allowed);
+        // Hammering while limited must not push the next admission further out.
+        for _ in 0..1000 {
+            assert!(!l.decide(1, 1).allowed);
+        }
+        advance(100).await;
+        assert!(l.decide(1, 1).allowed);
+        assert_eq!(l.allowed.load(Ordering::Relaxed), 2);
+        assert_eq!(l.limited.load(Ordering::Relaxed), 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cost_uses_c_intervals() {
+        let l = limiter("10/s", 9);
+        let d = l.decide(1, 4);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 6);
+        assert!(l.decide(1, 6).allowed);
+        let d = l.decide(1, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, 100 * MS);
+        advance(300).await;
+        assert!(!l.decide(1, 4).allowed, "300 ms refill 3 units, not 4");
+        assert!(l.decide(1, 3).allowed, "but 3 pass, and the refused 4 did not consume");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reported_numbers() {
+        let l = limiter("10/s", 4);
+        let d = l.decide(1, 1);
+        assert_eq!((d.allowed, d.remaining, d.reset_ns, d.retry_after_ns), (true, 4, 100 * MS, 0));
+        for _ in 0..4 {
+            l.decide(1, 1);
+        }
+        let d = l.decide(1, 1);
+        assert_eq!((d.allowed, d.remaining, d.reset_ns), (false, 0, 500 * MS));
+        assert_eq!(d.retry_after_ns, 100 * MS);
+        assert_eq!(ceil_secs(d.retry_after_ns), 1);
+        advance(250).await;
+        let d = l.decide(1, 1);
+        assert_eq!((d.allowed, d.remaining, d.reset_ns), (true, 1, 350 * MS));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refund_gives_the_cost_back() {
+        let l = limiter("10/s", 1);
+        let d = l.decide(1, 1);
+        assert!(l.decide(1, 1).allowed);
+        assert!(!l.decide(1, 1).allowed);
+        l.refund(1, 1, d.overflow);
+        assert!(l.decide(1, 1).allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn key_cap_evicts_expired_then_overflows_into_one_bucket() {
+        // 64 shards × 2 keys; 1/s with burst 1.
+        let l = RateLimiter::with_max_keys(1_000 * MS, 1_000 * MS, 128);
+        // A flood of distinct keys: the map never exceeds the cap.
+        let mut admitted = 0;
+        for k in 0..10_000u64 {
+            let key = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            admitted += usize::from(l.decide(key, 1).allowed);
+        }
+        assert!(l.len() <= 128, "{}", l.len());
+        // Each tracked key got its own quota; the rest shared one overflow bucket (burst 1 → 2).
+        assert_eq!(admitted, l.len() + 2);
+        assert!(l.overflowed.load(Ordering::Relaxed) > 9_000);
+        // Once tracked keys have expired, new keys are tracked again (expired ones evicted first).
+        advance(2_000).await;
+        let fresh = 0xDEAD_BEEF_u64;
+        let d = l.decide(fresh, 1);
+        assert!(d.allowed && !d.overflow, "{d:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_removes_expired_keys_only() {
+        let l = limiter("1/s", 0);
+        l.decide(1, 1);
+        advance(500).await;
+        l.decide(2, 1);
+        assert_eq!(l.len(), 2);
+        advance(600).await;
+        l.sweep();
+        assert_eq!(l.len(), 1, "key 1 expired at 1 s, key 2 lives until 1.5 s");
+        advance(500).await;
+        l.sweep();
+        assert!(l.is_empty());
+        // A swept key starts with a full bucket, as it would have anyway.
+        assert!(l.decide(1, 1).allowed);
+    }
+
+    #[test]
+    fn params_and_reports() {
+        let rl = |rate: &str, burst| cfg::RateLimit {
+            limit: cfg::Rate::parse(rate).unwrap(),
+            burst,
+            key: cfg::types::defaults::rate_limit_key(),
+            cost: 1,
+            headers: cfg::RateLimitHeaders::Draft,
+            name: None,
+        };
+        assert_eq!(RateLimiter::params(&rl("10/s", 9)), (100 * MS, 900 * MS));
+        assert_eq!(RateLimiter::params(&rl("1000/10s", 0)), (10 * MS, 0));
+        assert_eq!(RateLimiter::params(&rl("1/day", 2)), (86_400_000 * MS, 2 * 86_400_000 * MS));
+        let a = RateReport { policy: 0, remaining: 1, reset_ns: 5 };
+        let b = RateReport { policy: 1, remaining: 2, reset_ns: 50 };
+        let c = RateReport { policy: 2, remaining: 1, reset_ns: 9 };
+        assert!(a.tighter_than(&b) && c.tighter_than(&a) && !b.tighter_than(&a));
+    }
+
+    #[test]
+    fn header_values() {
+        let rl = cfg::RateLimit {
+            limit: cfg::Rate::parse("100/min").unwrap(),
+            burst: 0,
+            key: cfg::types::defaults::rate_limit_key(),
+            cost: 1,
+            headers: cfg::RateLimitHeaders::Draft,
+            name: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let _g = rt.enter();
+        let p = RateLimitPolicy::new(&rl, "api", std::sync::Arc::new(RateLimiter::for_config(&rl)));
+        let mut out = Vec::new();
+        p.headers_for(&RateReport { policy: 0, remaining: 7, reset_ns: 1_200 * MS }, |n, v| out.push((n, v)));
+        assert_eq!(out[0], (Bytes::from_static(b"ratelimit-policy"), Bytes::from_static(b"\"api\";q=100;w=60")));
+        assert_eq!(out[1], (Bytes::from_static(b"ratelimit"), Bytes::from_static(b"\"api\";r=7;t=2")));
+        let legacy = cfg::RateLimit { headers: cfg::RateLimitHeaders::Legacy, name: Some("x".into()), ..rl };
+        let p = RateLimitPolicy::new(&legacy, "api", std::sync::Arc::new(RateLimiter::for_config(&legacy)));
+        let mut out = Vec::new();
+        p.headers_for(&RateReport { policy: 0, remaining: 0, reset_ns: 0 }, |n, v| out.push((n, v)));
+        let text: Vec<_> = out.iter().map(|(n, v)| format!("{}: {}", n.escape_ascii(), v.escape_ascii())).collect();
+        assert_eq!(text, ["x-ratelimit-limit: 100", "x-ratelimit-remaining: 0", "x-ratelimit-reset: 0"]);
+    }
+}

@@ -499,7 +499,8 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     ok && !resp.close
 }
 
-fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> String {
+/// The path sent upstream for `path` on `route` (its `rewrite` applied to the normalised path).
+pub fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> String {
     match &route.rewrite {
         Rewrite::None => path.to_string(),
         Rewrite::StripPrefix(p) => {

@@ -272,6 +272,98 @@ impl Bucket {
     }
 }
 
+/// Why one route did or did not match a request (`gatehouse explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// This route was chosen.
+    Chosen,
+    /// Everything matched, but a route with higher precedence was chosen.
+    Shadowed,
+    /// The request's host is not among the route's hosts.
+    Host,
+    /// The path matcher does not match the normalised path.
+    Path,
+    /// A header predicate failed (the header's name).
+    Header(String),
+    /// A query predicate failed (the parameter's name).
+    Query(String),
+    /// Host, path and predicates matched, but not the method.
+    Method,
+}
+
+impl PathSpec {
+    /// Does this matcher alone match `path`? (The table answers the same through its indexes.)
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathSpec::Exact(p) => path == p,
+            PathSpec::Prefix(p) => {
+                p == "/"
+                    || path == p
+                    || (p.ends_with('/') && path.starts_with(p.as_str()))
+                    || (path.starts_with(p.as_str()) && matches!(path.as_bytes().get(p.len()), Some(b'/' | b';')))
+            }
+            PathSpec::Template(t) => {
+                let mut r = matchit::Router::new();
+                r.insert(t.as_str(), ()).is_ok() && r.at(path).is_ok()
+            }
+            PathSpec::Regex(re) => Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(path)),
+        }
+    }
+}
+
+fn host_matches(hosts: &[String], host: &str) -> bool {
+    hosts.is_empty()
+        || hosts.iter().any(|h| match h.strip_prefix('*') {
+            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            None => h == host,
+        })
+}
+
+impl RouteTable {
+    /// The lookup result, plus a verdict for every route in config order. Slow (it evaluates each
+    /// route on its own); for tooling, never for traffic.
+    pub fn explain(&self, req: &RequestView<'_>) -> (Lookup, Vec<Verdict>) {
+        let lookup = self.lookup(req);
+        let chosen = match &lookup {
+            Lookup::Found { route, .. } => Some(*route),
+            _ => None,
+        };
+        let verdicts = self
+            .specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if !host_matches(&s.hosts, req.host) {
+                    return Verdict::Host;
+                }
+                if !s.path.matches(req.path) {
+                    return Verdict::Path;
+                }
+                if let Some(p) = s.headers.iter().find(|p| !p.test(req.headers.get(&p.name))) {
+                    return Verdict::Header(p.name.clone());
+                }
+                if let Some(p) = s.query.iter().find(|p| !p.test(query_value(req.query, &p.name).as_deref())) {
+                    return Verdict::Query(p.name.clone());
+                }
+                if !(s.methods.is_empty() || s.methods.iter().any(|m| m.as_bytes() == req.method)) {
+                    return Verdict::Method;
+                }
+                if chosen == Some(i) {
+                    Verdict::Chosen
+                } else {
+                    Verdict::Shadowed
+                }
+            })
+            .collect();
+        (lookup, verdicts)
+    }
+
+    /// The route specs, in config order.
+    pub fn specs(&self) -> &[RouteSpec] {
+        &self.specs
+    }
+}
+
 /// The first route (config order) whose predicates hold; records methods that would have matched.
 fn pick(specs: &[RouteSpec], ids: &[usize], req: &RequestView<'_>, allow: &mut Vec<String>) -> Option<usize> {
     for &i in ids {
@@ -401,6 +493,24 @@ mod tests {
             Lookup::Found { route: 1, params } => assert_eq!(params, vec![("rest".into(), "a/b".into())]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn explain_agrees_with_lookup() {
+        let t = RouteTable::build(vec![
+            spec(&[], PathSpec::Prefix("/".into()), &[]),
+            spec(&[], PathSpec::Template("/u/{id}".into()), &["GET"]),
+            spec(&["a.example.com"], PathSpec::Exact("/x".into()), &[]),
+            spec(&[], PathSpec::Prefix("/api".into()), &["POST"]),
+        ])
+        .unwrap();
+        let h = Headers::new();
+        let req = RequestView { host: "b.example.com", path: "/u/7", method: b"GET", headers: &h, query: None };
+        let (l, v) = t.explain(&req);
+        assert!(matches!(l, Lookup::Found { route: 1, .. }));
+        assert_eq!(v, vec![Verdict::Shadowed, Verdict::Chosen, Verdict::Host, Verdict::Path]);
+        let req = RequestView { host: "b.example.com", path: "/api;v=2", method: b"GET", headers: &h, query: None };
+        assert_eq!(t.explain(&req).1[3], Verdict::Method);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! SIGHUP re-reads the config file through the same validate → compile → swap path.
 
 mod quickstart;
+mod tooling;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +50,28 @@ enum Command {
         /// The YAML config file.
         file: PathBuf,
     },
+    /// Show which route a request would take, why the other routes do not match, the route's
+    /// policies in order, and its upstream and balancer. Binds and contacts nothing.
+    Explain {
+        /// The YAML config file.
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+        /// The request method, e.g. GET.
+        method: String,
+        /// `http://host[:port]/path?query`, or `/path?query` (host from `-H 'Host: ...'`).
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+    },
+    /// Show what changes from one config to another: listeners, upstreams (targets), routes
+    /// (policies) added, removed and changed.
+    Diff {
+        /// The current config.
+        old: PathBuf,
+        /// The new config.
+        new: PathBuf,
+    },
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -65,6 +88,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { file }) => validate(&file),
+        Some(Command::Explain { config, method, url, headers }) => explain(&config, method, url, headers),
+        Some(Command::Diff { old, new }) => diff(&old, &new),
         other => {
             init_logging(&cli.log_level, cli.log_format);
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -102,6 +127,52 @@ fn validate(file: &Path) -> ExitCode {
                 println!("{}: {e}", file.display());
             }
             eprintln!("{} problem(s) found", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(file: &Path, method: String, url: String, headers: Vec<String>) -> ExitCode {
+    let config = match load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let snapshot = match gatehouse_core::snapshot::compile(
+        config,
+        &gatehouse_core::upstream::Registry::new(),
+        &gatehouse_core::policy::Limiters::new(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tooling::explain(&snapshot, &tooling::ExplainRequest { method: method.to_ascii_uppercase(), url, headers }) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn diff(old: &Path, new: &Path) -> ExitCode {
+    match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => {
+            print!("{}", tooling::diff(&a, &b));
+            ExitCode::SUCCESS
+        }
+        (a, b) => {
+            for e in [a.err(), b.err()].into_iter().flatten() {
+                eprintln!("{e:#}");
+            }
             ExitCode::FAILURE
         }
     }

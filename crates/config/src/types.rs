@@ -34,9 +34,35 @@ pub struct Config {
     /// Reserved for named, reusable policy sets; must be absent or empty for now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<serde_json::Value>,
-    /// Reserved for cluster-shared state (Redis); must be absent or empty for now.
+    /// State shared by a fleet of gateways (Redis for cluster-mode rate limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<serde_json::Value>,
+    pub cluster: Option<Cluster>,
+}
+
+/// `cluster`: what a fleet of gateways shares.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The Redis server that holds cluster-mode rate-limit state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Redis>,
+}
+
+/// `cluster.redis`: one Redis server (one multiplexed, auto-reconnecting connection per gateway).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    /// `redis://[user:password@]host[:port][/db]` (`rediss://` is not supported yet).
+    pub url: String,
+    /// Bound on one rate-limit call (connection wait included); then the policy's `on_redis_error`.
+    #[serde(default = "defaults::redis_timeout")]
+    pub timeout: Dur,
+    /// Bound on establishing (or re-establishing) the connection in the background.
+    #[serde(default = "defaults::redis_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Prepended to every key the gateway writes, so several fleets can share one Redis.
+    #[serde(default = "defaults::redis_key_prefix")]
+    pub key_prefix: String,
 }
 
 /// Process-wide settings.
@@ -312,6 +338,36 @@ pub struct RateLimit {
     /// Policy name in the `RateLimit`/`RateLimit-Policy` headers; default: the route's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Where the state lives: this process (`local`) or the fleet's Redis (`cluster`).
+    #[serde(default)]
+    pub mode: RateLimitMode,
+    /// Cluster mode only: what to do when Redis fails or is slower than `cluster.redis.timeout`.
+    #[serde(default)]
+    pub on_redis_error: OnRedisError,
+}
+
+/// Where a rate limit's state lives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitMode {
+    /// In this gateway's memory: the limit is per gateway process.
+    #[default]
+    Local,
+    /// In `cluster.redis`: one limit shared by every gateway using that Redis.
+    Cluster,
+}
+
+/// A cluster-mode rate limit's behaviour when Redis errs or times out.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisError {
+    /// Admit the request (unlimited while Redis is down).
+    FailOpen,
+    /// Refuse the request with 503 `rate_limit_unavailable`.
+    FailClosed,
+    /// Decide with this gateway's local limiter, same limit and burst (per-process limit).
+    #[default]
+    Local,
 }
 
 /// At most `max` requests in flight per key; more wait in a bounded queue or get 503.
@@ -621,6 +677,15 @@ pub mod defaults {
     }
     pub fn cost() -> u64 {
         1
+    }
+    pub fn redis_timeout() -> Dur {
+        Dur(Duration::from_millis(50))
+    }
+    pub fn redis_connect_timeout() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    pub fn redis_key_prefix() -> String {
+        "gatehouse:".to_string()
     }
     pub fn queue_timeout() -> Dur {
         Dur(Duration::from_secs(1))

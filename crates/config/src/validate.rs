@@ -17,7 +17,7 @@ use crate::net::{is_dns_name, is_token, parse_socket_addr, parse_target_url, Cid
 use crate::path::{check_config_path, check_rewrite, parse_template, Template};
 use crate::types::{
     Balancer, ConcurrencyLimit, Config, HashOn, HeaderOps, HealthCheck, KeyPart, LimitKey, Listener, PathMatch, Policy,
-    RateLimit, Route, RouteMatch, Upstream, ValueMatch,
+    RateLimit, RateLimitMode, Redis, Route, RouteMatch, Upstream, ValueMatch,
 };
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
@@ -46,6 +46,10 @@ pub const MAX_RATE_TOLERANCE_SECS: u64 = 365 * 86_400;
 pub const MAX_CONCURRENCY: u32 = 1_000_000;
 /// Largest `concurrency_limit.queue`.
 pub const MAX_QUEUE: u32 = 100_000;
+/// Longest `cluster.redis.timeout` / `connect_timeout`: a rate-limit call waits at most this.
+pub const MAX_REDIS_TIMEOUT_SECS: u64 = 10;
+/// Longest `cluster.redis.key_prefix`.
+pub const MAX_REDIS_KEY_PREFIX: usize = 128;
 
 /// Where each path of the document is in the text: `routes[2].upstream` → (line, column) of the value.
 #[derive(Debug, Clone, Default)]
@@ -133,11 +137,13 @@ pub fn validate_with_locations(cfg: &Config, map: &SourceMap) -> Vec<ConfigError
 }
 
 pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> Vec<ConfigError> {
-    let mut v = Validator { errors: Vec::new(), map };
+    let has_redis = cfg.cluster.as_ref().is_some_and(|c| c.redis.is_some());
+    let mut v = Validator { errors: Vec::new(), map, has_redis };
     v.version(cfg);
     let listener_addrs = v.listeners(cfg, partial);
     v.admin(cfg, &listener_addrs);
     v.reserved(cfg);
+    v.cluster(cfg);
     v.upstreams(cfg, partial);
     v.routes(cfg, partial);
     v.errors
@@ -148,6 +154,54 @@ pub fn listener_name(listener: &Listener, index: usize) -> String {
     listener.name.clone().unwrap_or_else(|| format!("listener-{index}"))
 }
 
+/// Checks a `cluster.redis.url`: `redis://[user[:password]@]host[:port][/db]`. The data plane's
+/// Redis client parses the same URL; this refuses what it would refuse, and TLS (not built in).
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    let form = "expected `redis://host[:port][/db]`, e.g. `redis://127.0.0.1:6379/0`";
+    let rest = if let Some(r) = url.strip_prefix("redis://") {
+        r
+    } else if url.starts_with("rediss://") {
+        return Err("TLS to Redis is not supported yet: use `redis://` (for example through a local TLS tunnel)".into());
+    } else {
+        return Err(format!("unsupported Redis URL `{url}`: {form}"));
+    };
+    // Credentials end at the last `@`; the host part never contains one.
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (authority, db) = match host_part.split_once('/') {
+        Some((a, db)) => (a, Some(db)),
+        None => (host_part, None),
+    };
+    if let Some(db) = db {
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err(format!("invalid Redis database `{db}`: expected a number such as `/0`"));
+        }
+    }
+    if authority.contains(['?', '#']) || db.is_some_and(|d| d.contains(['?', '#'])) {
+        return Err(format!("URL parameters are not supported: {form}"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((h, after)) = v6.split_once(']') else { return Err(format!("invalid Redis host in `{url}`: {form}")) };
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("the Redis URL `{url}` has no host: {form}"));
+    }
+    if !(is_dns_name(host) || host.parse::<std::net::IpAddr>().is_ok()) {
+        return Err(format!("invalid Redis host `{host}`: {form}"));
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return Err(format!("invalid Redis port `{p}`: expected 1-65535"));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `s` is a valid name for a listener, upstream or route: `[A-Za-z0-9_.-]+`.
 pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
@@ -156,6 +210,8 @@ pub fn is_valid_name(s: &str) -> bool {
 struct Validator<'a> {
     errors: Vec<ConfigError>,
     map: &'a SourceMap,
+    /// The config has a `cluster.redis` section (cluster-mode rate limits need one).
+    has_redis: bool,
 }
 
 impl Validator<'_> {
@@ -262,7 +318,7 @@ impl Validator<'_> {
     }
 
     fn reserved(&mut self, cfg: &Config) {
-        for (key, value) in [("consumers", &cfg.consumers), ("policies", &cfg.policies), ("cluster", &cfg.cluster)] {
+        for (key, value) in [("consumers", &cfg.consumers), ("policies", &cfg.policies)] {
             let empty = match value {
                 None | Some(serde_json::Value::Null) => true,
                 Some(serde_json::Value::Object(m)) => m.is_empty(),
@@ -273,6 +329,29 @@ impl Validator<'_> {
             if !empty {
                 self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
             }
+        }
+    }
+
+    fn cluster(&mut self, cfg: &Config) {
+        let Some(r) = cfg.cluster.as_ref().and_then(|c| c.redis.as_ref()) else { return };
+        self.redis(r, "cluster.redis");
+    }
+
+    fn redis(&mut self, r: &Redis, p: &str) {
+        if let Err(e) = check_redis_url(&r.url) {
+            self.err(join_key(p, "url"), e);
+        }
+        for (field, d) in [("timeout", &r.timeout), ("connect_timeout", &r.connect_timeout)] {
+            if d.0.is_zero() {
+                self.err(join_key(p, field), "must be greater than 0");
+            } else if d.0 > std::time::Duration::from_secs(MAX_REDIS_TIMEOUT_SECS) {
+                self.err(join_key(p, field), format!("must be at most {MAX_REDIS_TIMEOUT_SECS}s"));
+            }
+        }
+        if r.key_prefix.len() > MAX_REDIS_KEY_PREFIX {
+            self.err(join_key(p, "key_prefix"), format!("must be at most {MAX_REDIS_KEY_PREFIX} bytes"));
+        } else if r.key_prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            self.err(join_key(p, "key_prefix"), "must not contain spaces or control characters");
         }
     }
 
@@ -655,6 +734,21 @@ impl Validator<'_> {
         if let Some(n) = &rl.name {
             self.name(&join_key(p, "name"), "rate limit", n);
         }
+        if rl.mode == RateLimitMode::Cluster {
+            if !self.has_redis {
+                self.err(
+                    join_key(p, "mode"),
+                    "`mode: cluster` needs a `cluster.redis` section (the Redis server that holds the shared state)",
+                );
+            }
+            // The Redis script counts in whole microseconds (Lua numbers are doubles).
+            if interval_ns.is_some_and(|t| t < 1_000) {
+                self.err(
+                    &lp,
+                    format!("`{rate}` is more than one request per microsecond, the resolution of `mode: cluster`"),
+                );
+            }
+        }
         self.limit_key(&rl.key, &join_key(p, "key"));
     }
 
@@ -1019,9 +1113,77 @@ upstreams:
     #[test]
     fn reserved_sections() {
         expect_ok(&format!("{HEAD}consumers: {{}}\npolicies: []\ncluster:\n"));
-        for key in ["consumers", "policies", "cluster"] {
+        expect_ok(&format!("{HEAD}cluster: {{}}\n"));
+        for key in ["consumers", "policies"] {
             expect_one(&format!("{HEAD}{key}:\n  a: 1\n"), key, "reserved for a later release");
         }
+    }
+
+    fn with_redis(redis: &str) -> String {
+        format!("{HEAD}cluster:\n  redis:\n{redis}")
+    }
+
+    #[test]
+    fn cluster_redis_section() {
+        expect_ok(&with_redis("    url: redis://127.0.0.1:6379/0\n"));
+        expect_ok(&with_redis(
+            "    url: \"redis://user:p@ss@redis.internal:6380/3\"\n    timeout: 20ms\n    connect_timeout: 2s\n    key_prefix: \"prod:gh:\"\n",
+        ));
+        expect_ok(&with_redis("    url: \"redis://[::1]:6379\"\n"));
+        let e = expect_one(
+            &with_redis("    url: rediss://cache:6380/0\n"),
+            "cluster.redis.url",
+            "TLS to Redis is not supported yet",
+        );
+        assert_eq!((e.line, e.column), (Some(10), Some(10)), "{e}");
+        expect_one(&with_redis("    url: http://cache:6379\n"), "cluster.redis.url", "unsupported Redis URL");
+        expect_one(&with_redis("    url: \"redis://:6379\"\n"), "cluster.redis.url", "has no host");
+        expect_one(&with_redis("    url: \"redis://cache:0\"\n"), "cluster.redis.url", "invalid Redis port");
+        expect_one(&with_redis("    url: \"redis://cache/x\"\n"), "cluster.redis.url", "invalid Redis database");
+        expect_one(&with_redis("    url: \"redis://ca che\"\n"), "cluster.redis.url", "invalid Redis host");
+        expect_one(&with_redis("    url: redis://a\n    timeout: 0ms\n"), "cluster.redis.timeout", "greater than 0");
+        expect_one(
+            &with_redis("    url: redis://a\n    connect_timeout: 1h\n"),
+            "cluster.redis.connect_timeout",
+            "at most 10s",
+        );
+        expect_one(&with_redis("    url: redis://a\n    key_prefix: \"a b\"\n"), "cluster.redis.key_prefix", "spaces");
+        expect_one(&with_redis("    url: redis://a\n    pool: 4\n"), "cluster.redis.pool", "unknown field");
+        expect_one(&with_redis("    timeout: 5ms\n"), "cluster.redis", "missing field `url`");
+        expect_one(&format!("{HEAD}cluster:\n  etcd: {{}}\n"), "cluster.etcd", "unknown field");
+    }
+
+    #[test]
+    fn cluster_mode_rate_limits() {
+        let redis = "cluster:\n  redis: {url: \"redis://127.0.0.1:6379\"}\n";
+        let with = |p: &str| format!("{}{redis}", policy(p));
+        expect_ok(&with("rate_limit: {limit: 100/s, mode: cluster}"));
+        for on in ["fail_open", "fail_closed", "local"] {
+            expect_ok(&with(&format!("rate_limit: {{limit: 100/s, mode: cluster, on_redis_error: {on}}}")));
+        }
+        expect_ok(&policy("rate_limit: {limit: 100/s, mode: local}"));
+        let e = expect_one(
+            &policy("rate_limit: {limit: 100/s, mode: cluster}"),
+            "routes[1].policies[0].rate_limit.mode",
+            "needs a `cluster.redis` section",
+        );
+        assert!(e.line.is_some(), "{e}");
+        expect_one(
+            &with("rate_limit: {limit: 100/s, mode: global}"),
+            "routes[1].policies[0].rate_limit.mode",
+            "unknown variant `global`",
+        );
+        expect_one(
+            &with("rate_limit: {limit: 1/s, mode: cluster, on_redis_error: ignore}"),
+            "routes[1].policies[0].rate_limit.on_redis_error",
+            "unknown variant `ignore`",
+        );
+        expect_one(
+            &with("rate_limit: {limit: 2000000/s, mode: cluster}"),
+            "routes[1].policies[0].rate_limit.limit",
+            "one request per microsecond",
+        );
+        expect_ok(&policy("rate_limit: {limit: 2000000/s}"));
     }
 
     #[test]

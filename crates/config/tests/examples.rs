@@ -18,6 +18,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "LISTEN_PORT" => Some("8080".to_string()),
         "BACKEND_PORT" => Some("9001".to_string()),
+        "REDIS_URL" => Some("redis://127.0.0.1:6379/0".to_string()),
         _ => None,
     }
 }

@@ -52,6 +52,8 @@ pub enum GatewayError {
     },
     #[error("too many requests in flight for this route; try again later")]
     ConcurrencyLimited,
+    #[error("the rate limit cannot be checked right now; try again later")]
+    RateLimitUnavailable,
 }
 
 impl GatewayError {
@@ -64,9 +66,10 @@ impl GatewayError {
             GatewayError::RequestTimeout => 408,
             GatewayError::RouteNotFound => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
-            GatewayError::NoHealthyUpstream { .. } | GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited => {
-                503
-            }
+            GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::ConcurrencyLimited
+            | GatewayError::RateLimitUnavailable => 503,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
@@ -93,6 +96,7 @@ impl GatewayError {
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ConcurrencyLimited => "concurrency_limited",
+            GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -111,7 +115,9 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => ErrorSource::Upstream,
-            GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited => ErrorSource::Gateway,
+            GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited | GatewayError::RateLimitUnavailable => {
+                ErrorSource::Gateway
+            }
         }
     }
 
@@ -145,6 +151,10 @@ impl GatewayError {
             }
             GatewayError::RateLimited { retry_after } => {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from(retry_after.to_string())));
+            }
+            // Redis is retried after a short backoff; a second is a sensible hint for clients.
+            GatewayError::RateLimitUnavailable => {
+                r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
             }
             _ => {}
         }
@@ -258,6 +268,10 @@ mod tests {
         assert_eq!(v["error"]["code"], "rate_limited");
         let c = GatewayError::ConcurrencyLimited;
         assert_eq!((c.status(), c.code()), (503, "concurrency_limited"));
+        let u = GatewayError::RateLimitUnavailable;
+        assert_eq!((u.status(), u.code(), u.source()), (503, "rate_limit_unavailable", ErrorSource::Gateway));
+        let r = u.to_response("id");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"retry-after" && &v[..] == b"1"));
     }
 
     #[test]

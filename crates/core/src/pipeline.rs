@@ -8,7 +8,10 @@
 //!   can report it; a concurrency slot is a `Permit` in `RequestCtx::permits`, freed when the
 //!   context is dropped at the end of the request, whatever the outcome. When a rate or
 //!   concurrency limit refuses, the rate limits that already admitted this request are refunded,
-//!   so a refused request consumes no quota.
+//!   so a refused request consumes no quota; each refund goes to whoever decided (local limiter,
+//!   overflow bucket, Redis; nothing for a cluster limit's fail-open admission). A cluster-mode
+//!   limit awaits Redis here (bounded by `cluster.redis.timeout`); its `fail_closed` refusal is
+//!   a 503 `rate_limit_unavailable` without rate-limit headers.
 //! - `on_response`: after the upstream's response head arrived, before it is written to the
 //!   client; policies run in reverse config order (like Envoy's filter chain) and may edit the
 //!   status and headers, then the reported rate limit's headers are set. Not run for responses
@@ -25,7 +28,42 @@ use bytes::Bytes;
 
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
+use crate::policy::rate_limit::Via;
 use crate::policy::{ConcurrencyPolicy, Permit, RateLimitPolicy, RateReport};
+
+/// What refunding each admitted rate limit must undo, 2 bits per policy for the first 64
+/// policies of a route (no allocation per request). Beyond 64, `Local` is assumed.
+#[derive(Default, Clone, Copy)]
+struct Refunds(u128);
+
+impl Refunds {
+    const LOCAL: u128 = 0;
+    const OVERFLOW: u128 = 1;
+    const REDIS: u128 = 2;
+    const NOTHING: u128 = 3;
+
+    fn set(&mut self, i: usize, via: Via, overflow: bool) {
+        let v = match via {
+            Via::Local if overflow => Self::OVERFLOW,
+            Via::Local => Self::LOCAL,
+            Via::Redis => Self::REDIS,
+            Via::FailOpen | Via::FailClosed => Self::NOTHING,
+        };
+        if i < 64 {
+            self.0 |= v << (2 * i);
+        }
+    }
+
+    fn get(&self, i: usize) -> (Via, bool) {
+        let v = if i < 64 { (self.0 >> (2 * i)) & 3 } else { Self::LOCAL };
+        match v {
+            Self::LOCAL => (Via::Local, false),
+            Self::OVERFLOW => (Via::Local, true),
+            Self::REDIS => (Via::Redis, false),
+            _ => (Via::FailOpen, false),
+        }
+    }
+}
 
 /// The explicit result of a request-phase policy.
 #[derive(Debug)]
@@ -114,32 +152,37 @@ impl RequestCtx {
 
 impl Stack {
     pub async fn on_request(&self, ctx: &mut RequestCtx, headers: &mut Headers) -> Flow {
-        // Bit i: rate limit i was decided in its limiter's overflow bucket (for a refund).
-        let mut overflow: u64 = 0;
+        // Who decided each admitting rate limit, for a refund.
+        let mut refunds = Refunds::default();
         for (i, p) in self.request.iter().enumerate() {
             match p {
                 RequestPolicy::Headers(e) => e.apply(headers),
                 RequestPolicy::RateLimit(rl) => {
-                    let d = rl.check(ctx, headers);
+                    let d = rl.check(ctx, headers).await;
                     let report = RateReport { policy: i, remaining: d.remaining, reset_ns: d.reset_ns };
                     if !d.allowed {
-                        self.refund(i, overflow, ctx, headers);
-                        ctx.error_kind = Some("rate_limited");
-                        // The refusing limit is the one reported (when it reports at all).
-                        ctx.rate = rl.reports().then_some(report);
+                        self.refund(i, refunds, ctx, headers).await;
+                        if d.via == Via::FailClosed {
+                            // Nothing is known about the limit: no rate-limit headers.
+                            ctx.error_kind = Some("rate_limit_unavailable");
+                            ctx.rate = None;
+                        } else {
+                            ctx.error_kind = Some("rate_limited");
+                            // The refusing limit is the one reported (when it reports at all).
+                            ctx.rate = rl.reports().then_some(report);
+                        }
                         return Flow::Respond(rl.refusal(ctx, &d, &report));
                     }
-                    if d.overflow && i < 64 {
-                        overflow |= 1 << i;
-                    }
-                    if rl.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
+                    refunds.set(i, d.via, d.overflow);
+                    // A fail-open admission knows nothing about the limit: it reports nothing.
+                    if d.via != Via::FailOpen && rl.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
                         ctx.rate = Some(report);
                     }
                 }
                 RequestPolicy::ConcurrencyLimit(cl) => match cl.acquire(ctx, headers).await {
                     Some(permit) => ctx.permits.push(permit),
                     None => {
-                        self.refund(i, overflow, ctx, headers);
+                        self.refund(i, refunds, ctx, headers).await;
                         ctx.rate = None;
                         ctx.error_kind = Some("concurrency_limited");
                         return Flow::Respond(GatewayError::ConcurrencyLimited.to_response(ctx.request_id_str()));
@@ -151,11 +194,11 @@ impl Stack {
     }
 
     /// Refunds the rate limits before policy `upto` that admitted this request.
-    fn refund(&self, upto: usize, overflow: u64, ctx: &RequestCtx, headers: &Headers) {
+    async fn refund(&self, upto: usize, refunds: Refunds, ctx: &RequestCtx, headers: &Headers) {
         for (i, p) in self.request[..upto].iter().enumerate() {
             if let RequestPolicy::RateLimit(rl) = p {
-                let of = i < 64 && overflow & (1 << i) != 0;
-                rl.refund_key(ctx, headers, of);
+                let (via, overflow) = refunds.get(i);
+                rl.refund_key(ctx, headers, via, overflow).await;
             }
         }
     }

@@ -15,7 +15,7 @@ use gatehouse_config::{self as cfg, Cidr, Config};
 use crate::http1::parse::MAX_HEADER_SLOTS;
 use crate::http1::HeadLimits;
 use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
-use crate::policy::{ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter};
+use crate::policy::{ClusterLimit, ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter};
 use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
 use crate::upstream::{target_addr, Balancer, HashKey, Registry, Target, Upstream};
 
@@ -181,6 +181,18 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     }
     registry.retain(&live);
 
+    // The fleet's Redis, only when some policy uses it (created lazily; connects on first use).
+    let redis_cfg = config.cluster.as_ref().and_then(|c| c.redis.as_ref());
+    let uses_redis = config
+        .routes
+        .iter()
+        .flat_map(|r| &r.policies)
+        .any(|p| matches!(p, cfg::Policy::RateLimit(rl) if rl.mode == cfg::RateLimitMode::Cluster));
+    let redis = match redis_cfg {
+        Some(rc) if uses_redis => Some((rc, limiters.redis(rc).map_err(|e| CompileError(e.to_string()))?)),
+        _ => None,
+    };
+
     let mut specs = Vec::new();
     let mut routes = Vec::new();
     let mut live_limiters = Vec::new();
@@ -219,8 +231,26 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             live_limiters.push(id.clone());
             stack.request.push(match p {
                 cfg::Policy::RateLimit(rl) => {
-                    let limiter = limiters.rate(id, || RateLimiter::for_config(rl));
-                    RequestPolicy::RateLimit(RateLimitPolicy::new(rl, &r.name, limiter))
+                    let limiter = limiters.rate(id.clone(), || RateLimiter::for_config(rl));
+                    let (t, tau) = limiter.interval_tolerance();
+                    let policy = RateLimitPolicy::new(rl, &r.name, limiter);
+                    RequestPolicy::RateLimit(match (rl.mode, &redis) {
+                        (cfg::RateLimitMode::Local, _) => policy,
+                        (cfg::RateLimitMode::Cluster, Some((rc, client))) => policy.with_cluster(ClusterLimit::new(
+                            client.clone(),
+                            &rc.key_prefix,
+                            &id,
+                            t,
+                            tau,
+                            rl.on_redis_error,
+                        )),
+                        (cfg::RateLimitMode::Cluster, None) => {
+                            return Err(CompileError(format!(
+                                "route `{}`: `mode: cluster` needs a `cluster.redis` section",
+                                r.name
+                            )))
+                        }
+                    })
                 }
                 cfg::Policy::ConcurrencyLimit(c) => {
                     let limiter = limiters.concurrency(id, || ConcurrencyLimiter::for_config(c));
@@ -248,6 +278,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     }
     let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
     limiters.retain(&live_limiters);
+    limiters.retain_redis(redis.as_ref().map(|(rc, _)| crate::policy::redis_id(rc)).as_ref());
 
     let mut listeners = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {

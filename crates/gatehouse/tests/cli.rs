@@ -109,9 +109,14 @@ fn validate_every_example() {
     files.sort();
     assert!(!files.is_empty());
     for f in &files {
-        // bench.yaml takes its ports from the environment.
+        // The bench configs take their ports (and Redis URL) from the environment.
         let out = run_bounded(
-            Command::new(BIN).arg("validate").arg(f).env("LISTEN_PORT", "18080").env("BACKEND_PORT", "18081"),
+            Command::new(BIN)
+                .arg("validate")
+                .arg(f)
+                .env("LISTEN_PORT", "18080")
+                .env("BACKEND_PORT", "18081")
+                .env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             Duration::from_secs(10),
         );
         assert!(out.status.success(), "{}: {}", f.display(), text(&out.stdout));

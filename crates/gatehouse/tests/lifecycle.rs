@@ -151,7 +151,10 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
         "new route not served after SIGHUP; stderr:\n{}",
         stderr.lock().unwrap()
     );
-    assert!(stderr.lock().unwrap().contains("config reloaded"));
+    // The log line follows the swap, and the stderr reader thread may lag behind: wait for it.
+    let logged =
+        wait_for(Duration::from_secs(3), || async { stderr.lock().unwrap().contains("config reloaded") }).await;
+    assert!(logged, "no `config reloaded` log; stderr:\n{}", stderr.lock().unwrap());
 
     // An invalid config: refused, logged, the old one keeps serving.
     let bad = binary_config(listen, admin, &backend.url(), "  - {name: c, upstream: nowhere, mystery: 1}\n");

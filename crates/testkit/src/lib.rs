@@ -1,5 +1,6 @@
-//! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients, and
-//! launchers for the gateway (in-process through the real pipeline, or the real binary).
+//! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients,
+//! launchers for the gateway (in-process through the real pipeline, or the real binary), and a
+//! real `redis-server` (`RedisServer`) for cluster-mode tests.
 //!
 //! Invariants: backends are independent implementations (hyper's server), so a test checks the
 //! gateway against another parser, never against itself; every wait is bounded in time.
@@ -671,4 +672,96 @@ pub fn blocking_get(addr: SocketAddr, path: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Redis for the cluster-mode rate-limit tests.
+// ---------------------------------------------------------------------------------------------
+
+/// A real `redis-server` on an ephemeral 127.0.0.1 port, without persistence; killed on drop.
+///
+/// The binary is required: if it is missing, `start` panics with how to install it (the tests
+/// must fail, not skip; `.ci/run` installs Debian's `redis-server`). `REDIS_SERVER` overrides
+/// the binary path.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits (up to 10 s) until it answers PING.
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("gatehouse-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut r = RedisServer { child: None, port, dir };
+        r.restart();
+        r
+    }
+
+    fn binary() -> String {
+        std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Whether the server answers PING right now.
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 16];
+        s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    /// Kills the server (its data is gone: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same port; waits until it answers PING (up to 10 s).
+    pub fn restart(&mut self) {
+        self.stop();
+        let bin = Self::binary();
+        let child = Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => self.child = Some(c),
+            Err(e) => panic!(
+                "cannot run `{bin}` ({e}): the cluster-mode tests need a real Redis. Install it \
+                 (Debian/Ubuntu: `apt-get install redis-server`; `.ci/run` does) or set REDIS_SERVER"
+            ),
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("`{bin}` exited with {status} before answering PING on port {}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("`{bin}` did not answer PING on port {} within 10 s", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

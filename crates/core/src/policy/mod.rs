@@ -10,8 +10,11 @@
 //!   config). A reload that keeps a policy as it was re-attaches the same limiter (counters and
 //!   in-flight counts survive); any change to what the state means (limit, burst, key, max, ...)
 //!   starts a fresh one. Policies no longer in the config are dropped after the reload.
+//! - Cluster-mode Redis connections (`cluster.rs`) live here too, one per distinct `cluster.redis`
+//!   connection setting (URL and timeouts): a reload that keeps them keeps the connection.
 //! - The registry's mutex is taken at compile time and by the sweeper, never per request.
 
+pub mod cluster;
 pub mod concurrency;
 pub mod rate_limit;
 
@@ -24,6 +27,7 @@ use gatehouse_config as cfg;
 
 use crate::http1::Headers;
 
+pub use cluster::{ClusterLimit, RedisClient};
 pub use concurrency::{ConcurrencyLimiter, ConcurrencyPolicy, Permit};
 pub use rate_limit::{RateLimitPolicy, RateLimiter, RateReport};
 
@@ -130,6 +134,16 @@ pub type StateId = (String, usize, String);
 pub struct Limiters {
     rate: Mutex<HashMap<StateId, Arc<RateLimiter>>>,
     concurrency: Mutex<HashMap<StateId, Arc<ConcurrencyLimiter>>>,
+    /// Redis clients by connection setting (URL, timeout, connect timeout).
+    redis: Mutex<HashMap<RedisId, Arc<RedisClient>>>,
+}
+
+/// What a Redis connection depends on: a change means a new connection.
+pub type RedisId = (String, std::time::Duration, std::time::Duration);
+
+/// The registry id of a `cluster.redis` section.
+pub fn redis_id(r: &cfg::Redis) -> RedisId {
+    (r.url.clone(), r.timeout.0, r.connect_timeout.0)
 }
 
 impl Limiters {
@@ -147,6 +161,23 @@ impl Limiters {
     pub fn concurrency(&self, id: StateId, make: impl FnOnce() -> ConcurrencyLimiter) -> Arc<ConcurrencyLimiter> {
         let mut map = self.concurrency.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id).or_insert_with(|| Arc::new(make())).clone()
+    }
+
+    /// The Redis client for `r`, created (not yet connected) on first use.
+    pub fn redis(&self, r: &cfg::Redis) -> Result<Arc<RedisClient>, cluster::SetupError> {
+        let mut map = self.redis.lock().unwrap_or_else(|p| p.into_inner());
+        let id = redis_id(r);
+        if let Some(c) = map.get(&id) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(RedisClient::new(r)?);
+        map.insert(id, c.clone());
+        Ok(c)
+    }
+
+    /// Drops Redis clients whose setting is not `live` (after a reload).
+    pub fn retain_redis(&self, live: Option<&RedisId>) {
+        self.redis.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| Some(k) == live);
     }
 
     /// Drops limiters whose policy is not in the new config (the old snapshot keeps its `Arc`s

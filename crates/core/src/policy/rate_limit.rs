@@ -30,6 +30,11 @@
 //! their own state. `sweep` (run every `SWEEP_INTERVAL` by the gateway) removes expired keys.
 //!
 //! Time: `tokio::time::Instant`, so tests drive it with `tokio::time::pause`.
+//!
+//! Cluster mode (`cluster.rs`): a `RateLimitPolicy` with a `ClusterLimit` decides in Redis with
+//! the same algorithm; this limiter then only counts decisions and serves as the
+//! `on_redis_error: local` fallback. `Decision::via` records who decided, so a refund goes to the
+//! same place.
 
 use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +44,7 @@ use bytes::Bytes;
 use gatehouse_config as cfg;
 use tokio::time::Instant;
 
+use super::cluster::ClusterLimit;
 use super::{shard_of, KeyMap, KeySpec, SHARDS};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
@@ -59,6 +65,28 @@ pub struct Decision {
     pub retry_after_ns: u64,
     /// The request was counted in the overflow bucket (the key map was full).
     pub overflow: bool,
+    /// Who decided (and so what a refund must undo).
+    pub via: Via,
+}
+
+/// Who made a rate-limit decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// This process's limiter (local mode, or cluster mode's `on_redis_error: local`).
+    Local,
+    /// The Redis script (cluster mode).
+    Redis,
+    /// Redis failed and the policy is `fail_open`: admitted without counting.
+    FailOpen,
+    /// Redis failed and the policy is `fail_closed`: refused with 503.
+    FailClosed,
+}
+
+impl Decision {
+    /// The decision of a cluster-mode policy whose Redis call failed (`fail_open`/`fail_closed`).
+    fn unmetered(via: Via) -> Decision {
+        Decision { allowed: via == Via::FailOpen, remaining: 0, reset_ns: 0, retry_after_ns: 0, overflow: false, via }
+    }
 }
 
 #[repr(align(64))]
@@ -92,6 +120,12 @@ pub struct RateLimiter {
     pub limited: AtomicU64,
     /// Decisions made in the overflow bucket because the key map was full.
     pub overflowed: AtomicU64,
+    /// Cluster mode: requests whose Redis call failed, timed out or was skipped while backing
+    /// off (then decided by `on_redis_error`; those decided locally also count in
+    /// `allowed`/`limited`, fail-open ones in `allowed`).
+    pub redis_errors: AtomicU64,
+    /// Cluster mode, `fail_closed`: requests refused with 503 because Redis was unavailable.
+    pub unavailable: AtomicU64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -117,6 +151,7 @@ fn gcra(tat: u64, now: u64, inc: u64, t: u64, tau: u64) -> (bool, Decision) {
             reset_ns: new_tat - now,
             retry_after_ns: 0,
             overflow: false,
+            via: Via::Local,
         };
         (true, d)
     } else {
@@ -126,6 +161,7 @@ fn gcra(tat: u64, now: u64, inc: u64, t: u64, tau: u64) -> (bool, Decision) {
             reset_ns: base - now,
             retry_after_ns: new_tat - now - limit,
             overflow: false,
+            via: Via::Local,
         };
         (false, d)
     }
@@ -152,6 +188,22 @@ impl RateLimiter {
             allowed: AtomicU64::new(0),
             limited: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+        }
+    }
+
+    /// `(T, τ)` of this limiter in nanoseconds.
+    pub fn interval_tolerance(&self) -> (u64, u64) {
+        (self.interval_ns, self.tolerance_ns)
+    }
+
+    /// Counts a decision made elsewhere (Redis) in this limiter's counters.
+    pub fn count(&self, allowed: bool) {
+        if allowed {
+            self.allowed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.limited.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -308,7 +360,11 @@ impl RateReport {
 /// A compiled `rate_limit` policy of a route.
 #[derive(Debug)]
 pub struct RateLimitPolicy {
+    /// The local limiter: the state in local mode; in cluster mode the `on_redis_error: local`
+    /// fallback, and the decision counters in both modes.
     pub limiter: std::sync::Arc<RateLimiter>,
+    /// Cluster mode: the Redis-backed GCRA.
+    cluster: Option<ClusterLimit>,
     key: KeySpec,
     cost: u64,
     headers: cfg::RateLimitHeaders,
@@ -335,6 +391,7 @@ impl RateLimitPolicy {
         };
         RateLimitPolicy {
             limiter,
+            cluster: None,
             key: KeySpec::compile(&rl.key),
             cost: rl.cost,
             headers: rl.headers,
@@ -343,19 +400,58 @@ impl RateLimitPolicy {
         }
     }
 
+    /// Makes this a cluster-mode policy deciding in Redis through `cluster`.
+    pub fn with_cluster(mut self, cluster: ClusterLimit) -> RateLimitPolicy {
+        self.cluster = Some(cluster);
+        self
+    }
+
     fn key(&self, ctx: &RequestCtx, headers: &Headers) -> u64 {
         self.key.hash(self.limiter.seed(), ctx.client_ip, headers)
     }
 
-    /// Decides the request and returns the decision.
-    pub fn check(&self, ctx: &RequestCtx, headers: &Headers) -> Decision {
-        self.limiter.decide(self.key(ctx, headers), self.cost)
+    /// Decides the request and returns the decision. In cluster mode a failed Redis call is
+    /// decided by the policy's `on_redis_error` (see `Via`).
+    pub async fn check(&self, ctx: &RequestCtx, headers: &Headers) -> Decision {
+        let Some(c) = &self.cluster else {
+            return self.limiter.decide(self.key(ctx, headers), self.cost);
+        };
+        let rkey = c.key(&self.key, ctx.client_ip, headers);
+        match c.decide(&rkey, self.cost).await {
+            Ok(d) => {
+                self.limiter.count(d.allowed);
+                d
+            }
+            Err(_) => {
+                // The client logs failures (once per backoff period); here they are counted.
+                self.limiter.redis_errors.fetch_add(1, Ordering::Relaxed);
+                match c.on_error() {
+                    cfg::OnRedisError::FailOpen => {
+                        self.limiter.count(true);
+                        Decision::unmetered(Via::FailOpen)
+                    }
+                    cfg::OnRedisError::FailClosed => {
+                        self.limiter.unavailable.fetch_add(1, Ordering::Relaxed);
+                        Decision::unmetered(Via::FailClosed)
+                    }
+                    cfg::OnRedisError::Local => self.limiter.decide(self.key(ctx, headers), self.cost),
+                }
+            }
+        }
     }
 
-    /// Undoes this request's admitted decision (a later policy refused it); `overflow` as in
-    /// its `Decision`.
-    pub fn refund_key(&self, ctx: &RequestCtx, headers: &Headers, overflow: bool) {
-        self.limiter.refund(self.key(ctx, headers), self.cost, overflow);
+    /// Undoes this request's admitted decision `via`/`overflow` (a later policy refused it).
+    pub async fn refund_key(&self, ctx: &RequestCtx, headers: &Headers, via: Via, overflow: bool) {
+        match (via, &self.cluster) {
+            (Via::Local, _) => self.limiter.refund(self.key(ctx, headers), self.cost, overflow),
+            (Via::Redis, Some(c)) => {
+                // Best effort: a failed refund leaves the cost consumed, erring on the safe side.
+                let refunded = c.refund(&c.key(&self.key, ctx.client_ip, headers), self.cost).await;
+                let dec = |n: u64| Some(n.saturating_sub(1));
+                let _ = refunded.map(|()| self.limiter.allowed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec));
+            }
+            _ => {}
+        }
     }
 
     /// Whether this policy reports itself in response headers.
@@ -390,8 +486,12 @@ impl RateLimitPolicy {
         }
     }
 
-    /// The 429 for a refused request: JSON error, `Retry-After`, and this policy's headers.
+    /// The 429 for a refused request: JSON error, `Retry-After`, and this policy's headers; or,
+    /// for a cluster-mode `fail_closed` refusal, the 503 `rate_limit_unavailable`.
     pub fn refusal(&self, ctx: &RequestCtx, d: &Decision, report: &RateReport) -> LocalResponse {
+        if d.via == Via::FailClosed {
+            return GatewayError::RateLimitUnavailable.to_response(ctx.request_id_str());
+        }
         let retry_after = ceil_secs(d.retry_after_ns).max(1);
         let mut resp = GatewayError::RateLimited { retry_after }.to_response(ctx.request_id_str());
         self.headers_for(report, |n, v| resp.headers.push((n, v)));
@@ -414,6 +514,8 @@ mod tests {
             cost: 1,
             headers: cfg::RateLimitHeaders::Draft,
             name: None,
+            mode: cfg::RateLimitMode::Local,
+            on_redis_error: cfg::OnRedisError::Local,
         };
         RateLimiter::for_config(&rl)
     }
@@ -564,6 +666,8 @@ mod tests {
             cost: 1,
             headers: cfg::RateLimitHeaders::Draft,
             name: None,
+            mode: cfg::RateLimitMode::Local,
+            on_redis_error: cfg::OnRedisError::Local,
         };
         assert_eq!(RateLimiter::params(&rl("10/s", 9)), (100 * MS, 900 * MS));
         assert_eq!(RateLimiter::params(&rl("1000/10s", 0)), (10 * MS, 0));
@@ -583,6 +687,8 @@ mod tests {
             cost: 1,
             headers: cfg::RateLimitHeaders::Draft,
             name: None,
+            mode: cfg::RateLimitMode::Local,
+            on_redis_error: cfg::OnRedisError::Local,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let _g = rt.enter();

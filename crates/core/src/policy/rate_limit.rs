@@ -506,8 +506,8 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn limiter(rate: &str, burst: u64) -> RateLimiter {
-        let rl = cfg::RateLimit {
+    fn cfg_rl(rate: &str, burst: u64) -> cfg::RateLimit {
+        cfg::RateLimit {
             limit: cfg::Rate::parse(rate).unwrap(),
             burst,
             key: cfg::types::defaults::rate_limit_key(),
@@ -516,8 +516,11 @@ mod tests {
             name: None,
             mode: cfg::RateLimitMode::Local,
             on_redis_error: cfg::OnRedisError::Local,
-        };
-        RateLimiter::for_config(&rl)
+        }
+    }
+
+    fn limiter(rate: &str, burst: u64) -> RateLimiter {
+        RateLimiter::for_config(&cfg_rl(rate, burst))
     }
 
     async fn advance(ms: u64) {
@@ -659,16 +662,7 @@ mod tests {
 
     #[test]
     fn params_and_reports() {
-        let rl = |rate: &str, burst| cfg::RateLimit {
-            limit: cfg::Rate::parse(rate).unwrap(),
-            burst,
-            key: cfg::types::defaults::rate_limit_key(),
-            cost: 1,
-            headers: cfg::RateLimitHeaders::Draft,
-            name: None,
-            mode: cfg::RateLimitMode::Local,
-            on_redis_error: cfg::OnRedisError::Local,
-        };
+        let rl = cfg_rl;
         assert_eq!(RateLimiter::params(&rl("10/s", 9)), (100 * MS, 900 * MS));
         assert_eq!(RateLimiter::params(&rl("1000/10s", 0)), (10 * MS, 0));
         assert_eq!(RateLimiter::params(&rl("1/day", 2)), (86_400_000 * MS, 2 * 86_400_000 * MS));

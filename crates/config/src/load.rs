@@ -50,8 +50,18 @@ impl fmt::Display for ConfigError {
 }
 
 /// The top-level sections, in documentation order.
-pub const TOP_LEVEL_KEYS: &[&str] =
-    &["version", "listeners", "admin", "upstreams", "routes", "server", "consumers", "policies", "cluster"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "listeners",
+    "admin",
+    "upstreams",
+    "routes",
+    "server",
+    "consumers",
+    "policies",
+    "cluster",
+    "access_log",
+];
 
 /// Loads a config from text. `env` resolves `${NAME}` references (return `None` for unset).
 pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
@@ -91,6 +101,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             "consumers" => parts.set(&mut cfg.consumers, value, k),
             "policies" => parts.set(&mut cfg.policies, value, k),
             "cluster" => parts.set(&mut cfg.cluster, value, k),
+            "access_log" => parts.set(&mut cfg.access_log, value, k),
             "listeners" => {
                 let list = parts.list::<Listener>(value, k);
                 items.listener_items = list.len();

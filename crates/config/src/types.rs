@@ -37,6 +37,30 @@ pub struct Config {
     /// State shared by a fleet of gateways (Redis for cluster-mode rate limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+    /// One JSON line per request.
+    #[serde(default)]
+    pub access_log: AccessLog,
+}
+
+/// `access_log`: one JSON object per request, written off the request path.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// Off by default (and in the load benchmark).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `stdout`, or a file path (opened for appending).
+    #[serde(default = "defaults::access_log_path")]
+    pub path: String,
+    /// Also log the query string (off: queries often carry tokens).
+    #[serde(default)]
+    pub include_query: bool,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog { enabled: false, path: defaults::access_log_path(), include_query: false }
+    }
 }
 
 /// `cluster`: what a fleet of gateways shares.
@@ -609,6 +633,9 @@ pub mod defaults {
 
     use super::StatusRange;
 
+    pub fn access_log_path() -> String {
+        "stdout".to_string()
+    }
     pub fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))
     }

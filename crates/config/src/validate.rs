@@ -144,6 +144,7 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     v.admin(cfg, &listener_addrs);
     v.reserved(cfg);
     v.cluster(cfg);
+    v.access_log(cfg);
     v.upstreams(cfg, partial);
     v.routes(cfg, partial);
     v.errors
@@ -329,6 +330,13 @@ impl Validator<'_> {
             if !empty {
                 self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
             }
+        }
+    }
+
+    fn access_log(&mut self, cfg: &Config) {
+        let p = &cfg.access_log.path;
+        if p.is_empty() || p.chars().any(|c| c.is_control()) {
+            self.err("access_log.path", "must be `stdout` or a file path without control characters");
         }
     }
 
@@ -950,6 +958,22 @@ fn match_key(m: &RouteMatch) -> String {
             .collect()
     };
     format!("{hosts:?}|{path:?}|{methods:?}|{:?}|{:?}", preds(&m.headers, true), preds(&m.query, false))
+}
+
+#[cfg(test)]
+mod access_log_tests {
+    #[test]
+    fn access_log_section() {
+        let base = "listeners:\n  - address: 127.0.0.1:0\n";
+        let ok =
+            crate::load_str(&format!("{base}access_log:\n  enabled: true\n  path: /tmp/x.log\n"), &|_| None).unwrap();
+        assert!(ok.access_log.enabled && ok.access_log.path == "/tmp/x.log" && !ok.access_log.include_query);
+        let errs =
+            crate::load_str(&format!("{base}access_log:\n  enabled: true\n  pathh: x\n"), &|_| None).unwrap_err();
+        assert!(errs.iter().any(|e| e.path.starts_with("access_log")), "{errs:?}");
+        let errs = crate::load_str(&format!("{base}access_log:\n  path: \"\"\n"), &|_| None).unwrap_err();
+        assert!(errs.iter().any(|e| e.path == "access_log.path"), "{errs:?}");
+    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,9 @@ impl Gateway {
         let registry = Registry::new();
         let limiters = Limiters::new();
         let admin_cfg = config.admin.clone();
-        let snapshot = compile(config, &registry, &limiters)?;
+        let access_logs = crate::access_log::AccessLogs::default();
+        let mut snapshot = compile(config, &registry, &limiters)?;
+        snapshot.access_log = access_logs.get(&snapshot.config.access_log);
         // Bind every listener once per worker (SO_REUSEPORT); port 0 resolves on the first bind.
         let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
@@ -122,6 +124,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             limiters,
+            access_logs,
             shutdown: shutdown_rx,
             stopping: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
@@ -213,8 +216,9 @@ impl Gateway {
             let fmt = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
             return Err(ReloadError::ListenersChanged(format!("[{}] -> [{}]", fmt(&old_l), fmt(&new_l))));
         }
-        let snap = compile(config, &self.shared.registry, &self.shared.limiters)
+        let mut snap = compile(config, &self.shared.registry, &self.shared.limiters)
             .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        snap.access_log = self.shared.access_logs.get(&snap.config.access_log);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.drain(..).for_each(|h| h.abort());
         *health = health::spawn_all(&snap.upstreams);

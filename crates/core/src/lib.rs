@@ -2,6 +2,7 @@
 //! balancers, the HTTP/1.1 proxy, and the admin API. `docs/architecture.md` walks the request path
 //! through these modules in the order the code runs them.
 
+pub mod access_log;
 pub mod admin;
 pub mod error;
 pub mod gateway;

@@ -142,6 +142,20 @@ pub struct RequestCtx {
     /// Headers for a response the gateway produces itself for this request (an error after the
     /// request phase), e.g. the rate-limit headers.
     pub local_headers: Vec<(Bytes, Bytes)>,
+    /// The chosen target's index in the route's upstream.
+    pub target: Option<usize>,
+    /// Time from the request sent upstream to the response head, in microseconds.
+    pub upstream_us: Option<u64>,
+    /// Only filled when the access log is on (no cost otherwise): start time, host, query.
+    pub log: Option<LogFields>,
+}
+
+/// What the access log needs beyond the context's own fields.
+#[derive(Debug)]
+pub struct LogFields {
+    pub started: tokio::time::Instant,
+    pub host: String,
+    pub query: Option<String>,
 }
 
 impl RequestCtx {
@@ -222,9 +236,9 @@ impl Stack {
     }
 }
 
-/// The log phase: runs for every request. Observability (issue 7) hangs the access log and
-/// metrics here.
-pub fn on_log(ctx: &RequestCtx, method: &[u8], path: &str) {
+/// The log phase: runs for every request, errors included, after the response was written.
+/// Writes the access-log line when the access log is on; metrics (issue 7) hang here too.
+pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8], path: &str) {
     tracing::debug!(
         request_id = %ctx.request_id_str(),
         client_ip = %ctx.client_ip,
@@ -235,4 +249,27 @@ pub fn on_log(ctx: &RequestCtx, method: &[u8], path: &str) {
         error_kind = ctx.error_kind,
         "request"
     );
+    let (Some(log), Some(f)) = (&snap.access_log, &ctx.log) else { return };
+    let route = ctx.route.and_then(|i| snap.routes.get(i));
+    let target = ctx.target.and_then(|t| route.and_then(|r| r.upstream.targets.get(t)));
+    let mut line = serde_json::json!({
+        "timestamp": crate::access_log::rfc3339_now(),
+        "request_id": ctx.request_id_str(),
+        "client_ip": ctx.client_ip.to_string(),
+        "method": String::from_utf8_lossy(method),
+        "host": f.host,
+        "path": path,
+        "route": route.map(|r| r.name.as_str()),
+        "upstream": route.map(|r| r.upstream.name.as_str()),
+        "target": target.map(|t| t.url.as_str()),
+        "status": ctx.status,
+        "upstream_status": ctx.upstream_status,
+        "duration_ms": f.started.elapsed().as_secs_f64() * 1000.0,
+        "upstream_ms": ctx.upstream_us.map(|us| us as f64 / 1000.0),
+        "error_kind": ctx.error_kind,
+    });
+    if let (Some(q), Some(obj)) = (&f.query, line.as_object_mut()) {
+        obj.insert("query".into(), serde_json::Value::String(q.clone()));
+    }
+    log.write(serde_json::to_vec(&line).unwrap_or_default());
 }

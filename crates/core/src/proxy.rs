@@ -41,6 +41,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Rate and concurrency limiters, kept across reloads like `registry`.
     pub limiters: crate::policy::Limiters,
+    /// Open access-log writers by output, kept across reloads.
+    pub access_logs: crate::access_log::AccessLogs,
     pub shutdown: watch::Receiver<bool>,
     /// Set once a drain starts; read per request (an atomic load, no lock).
     pub stopping: std::sync::atomic::AtomicBool,
@@ -349,7 +351,14 @@ where
         rate: None,
         permits: Vec::new(),
         local_headers: Vec::new(),
+        target: None,
+        upstream_us: None,
+        log: None,
     };
+    if snap.access_log.is_some() {
+        let host = head.authority.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+        ctx.log = Some(crate::pipeline::LogFields { started: Instant::now(), host, query: None });
+    }
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;
     let keep_alive = head.keep_alive;
@@ -387,13 +396,18 @@ where
                 }
                 Err(e) => {
                     let err = GatewayError::BadRequest(e.0.to_string());
-                    return finish_error(io, c, &mut ctx, err, is_head, &method, "", true, keep_alive).await;
+                    return finish_error(io, c, snap, &mut ctx, err, is_head, &method, "", true, keep_alive).await;
                 }
             }
         };
 
     let authority = head.authority.clone();
     let host = authority.as_deref().map(host_key).unwrap_or_default();
+    if let Some(f) = ctx.log.as_mut() {
+        if snap.config.access_log.include_query {
+            f.query = query.map(str::to_string);
+        }
+    }
     let lookup =
         snap.router.lookup(&RequestView { host: &host, path, method: &head.method, headers: &head.headers, query });
     let (route_idx, params) = match lookup {
@@ -402,6 +416,7 @@ where
             return finish_error(
                 io,
                 c,
+                snap,
                 &mut ctx,
                 GatewayError::RouteNotFound,
                 is_head,
@@ -414,7 +429,7 @@ where
         }
         Lookup::MethodNotAllowed { allow } => {
             let err = GatewayError::MethodNotAllowed { allow: allow.join(", ") };
-            return finish_error(io, c, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
+            return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
         }
     };
     let route = &snap.routes[route_idx];
@@ -425,7 +440,7 @@ where
     if let BodyKind::Length(n) = head.body {
         if n > limit {
             let err = GatewayError::BodyTooLarge { limit };
-            return finish_error(io, c, &mut ctx, err, is_head, &method, path, true, keep_alive).await;
+            return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, true, keep_alive).await;
         }
     }
 
@@ -448,14 +463,14 @@ where
         let mut resp = resp;
         resp.close = !keep;
         let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
-        on_log(&ctx, &method, path);
+        on_log(&ctx, snap, &method, path);
         return ok && keep;
     }
 
     let out_path = rewrite_path(route, path, &ctx.params);
     match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done).await {
         Ok(keep) => {
-            on_log(&ctx, &method, path);
+            on_log(&ctx, snap, &method, path);
             keep
         }
         Err(Fail::Before(err)) => {
@@ -463,11 +478,11 @@ where
             route.stack.rate_headers(&ctx, |n, v| rate.push((n, v)));
             ctx.local_headers = rate;
             let pending = !body_done;
-            finish_error(io, c, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
+            finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
         }
         Err(Fail::After) => {
             ctx.error_kind.get_or_insert("response_aborted");
-            on_log(&ctx, &method, path);
+            on_log(&ctx, snap, &method, path);
             false
         }
     }
@@ -477,6 +492,7 @@ where
 async fn finish_error<S: AsyncWrite + Unpin>(
     io: &mut S,
     c: &mut Conn,
+    snap: &Snapshot,
     ctx: &mut RequestCtx,
     err: GatewayError,
     is_head: bool,
@@ -495,7 +511,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     ctx.status = resp.status;
     ctx.error_kind = Some(err.code());
     let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
-    on_log(ctx, method, path);
+    on_log(ctx, snap, method, path);
     ok && !resp.close
 }
 
@@ -702,9 +718,11 @@ where
         Some(k) => hash_key(k, head, path, ""),
         None => None,
     };
-    let Some(target) = upstream.pick(key) else {
+    let Some(ti) = upstream.balancer.pick(&upstream.targets, key) else {
         return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
     };
+    let target = &upstream.targets[ti];
+    ctx.target = Some(ti);
     target.state.inflight.fetch_add(1, Ordering::Relaxed);
     let _inflight = InflightGuard(target);
 
@@ -797,6 +815,7 @@ where
     };
     c.ubuf = ubuf;
     let t1 = Instant::now();
+    ctx.upstream_us = Some(t1.saturating_duration_since(sent_at).as_micros() as u64);
     observe_latency(
         &target.state,
         t1.saturating_duration_since(sent_at),

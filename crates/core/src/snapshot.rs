@@ -63,6 +63,9 @@ pub struct Route {
 /// The immutable runtime configuration, swapped atomically on reload.
 pub struct Snapshot {
     pub config: Arc<Config>,
+    /// The access-log writer when `access_log.enabled` (set by the gateway from its registry of
+    /// open logs, so compiling opens no files).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
     pub router: RouteTable,
     pub routes: Vec<Route>,
     pub upstreams: Vec<Arc<Upstream>>,
@@ -303,6 +306,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
         });
     }
     Ok(Snapshot {
+        access_log: None,
         drain_timeout: config.server.drain_timeout.0,
         config: Arc::new(config),
         router,

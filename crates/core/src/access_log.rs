@@ -1,0 +1,162 @@
+//! The JSON access log: one object per request, written by a dedicated thread.
+//!
+//! Invariants: the request path never blocks on logging: lines go through a bounded channel with
+//! `try_send`; when the writer falls behind, lines are dropped and counted (`dropped`), never
+//! queued without bound. Query strings are left out unless configured, and no header values are
+//! logged, so credentials do not reach the log. One writer per output, shared by all workers and
+//! kept across reloads (`AccessLogs`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const QUEUE: usize = 16 * 1024;
+
+/// One output (stdout or a file) with its writer thread.
+#[derive(Debug)]
+pub struct AccessLog {
+    tx: SyncSender<Vec<u8>>,
+    /// Lines dropped because the writer could not keep up.
+    pub dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// Opens `path` (`stdout` or a file, appended to) and starts its writer thread.
+    pub fn open(path: &str) -> std::io::Result<Arc<AccessLog>> {
+        let out: Box<dyn Write + Send> = if path == "stdout" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new().name("gatehouse-access-log".into()).spawn(move || write_loop(rx, out))?;
+        Ok(Arc::new(AccessLog { tx, dropped: AtomicU64::new(0) }))
+    }
+
+    /// Queues one line (a trailing newline is added by the writer). Never blocks.
+    pub fn write(&self, line: Vec<u8>) {
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
+    while let Ok(line) = rx.recv() {
+        let _ = w.write_all(&line);
+        let _ = w.write_all(b"\n");
+        // Batch whatever is already queued, then flush once the queue is empty.
+        loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = w.write_all(&line);
+                    let _ = w.write_all(b"\n");
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = w.flush();
+                    return;
+                }
+            }
+        }
+        let _ = w.flush();
+    }
+    let _ = w.flush();
+}
+
+/// Open access logs by output, so a reload that keeps the output keeps the writer.
+#[derive(Debug, Default)]
+pub struct AccessLogs {
+    open: Mutex<HashMap<String, Arc<AccessLog>>>,
+}
+
+impl AccessLogs {
+    /// The writer for `cfg`, or `None` when the access log is off or cannot be opened (logged).
+    pub fn get(&self, cfg: &gatehouse_config::AccessLog) -> Option<Arc<AccessLog>> {
+        if !cfg.enabled {
+            return None;
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = open.get(&cfg.path) {
+            return Some(l.clone());
+        }
+        match AccessLog::open(&cfg.path) {
+            Ok(l) => {
+                open.insert(cfg.path.clone(), l.clone());
+                Some(l)
+            }
+            Err(e) => {
+                tracing::error!(path = %cfg.path, error = %e, "cannot open the access log; requests are not logged");
+                None
+            }
+        }
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-28T05:16:08.123Z`.
+pub fn rfc3339_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_shape() {
+        let t = rfc3339_now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+
+    #[test]
+    fn writes_lines_to_a_file() {
+        let path = std::env::temp_dir().join(format!("gatehouse-al-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let logs = AccessLogs::default();
+        let cfg = gatehouse_config::AccessLog {
+            enabled: true,
+            path: path.to_string_lossy().into_owned(),
+            include_query: false,
+        };
+        let l = logs.get(&cfg).expect("opens");
+        assert!(Arc::ptr_eq(&l, &logs.get(&cfg).expect("same writer")));
+        l.write(b"{\"a\":1}".to_vec());
+        l.write(b"{\"a\":2}".to_vec());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text == "{\"a\":1}\n{\"a\":2}\n" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "got {text:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&path);
+        let off = gatehouse_config::AccessLog { enabled: false, ..cfg };
+        assert!(logs.get(&off).is_none());
+    }
+}

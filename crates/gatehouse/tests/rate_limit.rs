@@ -8,28 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_testkit::{free_port, gateway, get, load, request, wait_for, Backend, Reply, Resp, TestGateway};
-
-async fn shutdown(gw: TestGateway) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), gw.gw.shutdown()).await;
-}
+use gatehouse_testkit::{
+    free_port, gateway, get, load, policy_route as route, request, statuses as codes, stop as shutdown, wait_for,
+    Backend, Reply, Resp, TestGateway,
+};
 
 /// One listener (with `listener_extra`), one upstream `backend` at `target`, and `routes`.
 fn config(target: &str, listener_extra: &str, routes: &str) -> String {
     format!(
         "listeners:\n  - address: 127.0.0.1:0\n{listener_extra}admin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\nroutes:\n{routes}"
     )
-}
-
-/// A route `name` on exact path `/name` with the given policies (YAML list items, 6 spaces).
-fn route(name: &str, policies: &str) -> String {
-    format!(
-        "  - name: {name}\n    upstream: backend\n    match: {{path: {{exact: /{name}}}}}\n    policies:\n{policies}"
-    )
-}
-
-fn codes(rs: &[Resp]) -> Vec<u16> {
-    rs.iter().map(|r| r.status).collect()
 }
 
 async fn get_n(gw: &TestGateway, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<Resp> {

@@ -17,31 +17,17 @@ use std::time::Duration;
 
 use gatehouse_core::pipeline::RequestPolicy;
 use gatehouse_testkit::{
-    free_port, gateway, load, request, wait_for, Backend, GatewayProcess, RedisServer, Resp, TestGateway,
+    free_port, gateway, load, policy_route as route, request, statuses as codes, stop as shutdown, wait_for, Backend,
+    GatewayProcess, RedisServer, Resp, TestGateway,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-async fn shutdown(gw: TestGateway) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), gw.gw.shutdown()).await;
-}
 
 /// One listener, one upstream `backend` at `target`, a `cluster.redis` at `redis`, and `routes`.
 fn config(target: &str, redis: &str, routes: &str) -> String {
     format!(
         "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\ncluster:\n  redis:\n    url: {redis}\n    timeout: 1s\n    key_prefix: \"test:\"\nroutes:\n{routes}"
     )
-}
-
-/// A route `name` on exact path `/name` with the given policies (YAML list items, 6 spaces).
-fn route(name: &str, policies: &str) -> String {
-    format!(
-        "  - name: {name}\n    upstream: backend\n    match: {{path: {{exact: /{name}}}}}\n    policies:\n{policies}"
-    )
-}
-
-fn codes(rs: &[Resp]) -> Vec<u16> {
-    rs.iter().map(|r| r.status).collect()
 }
 
 async fn get_n(addr: SocketAddr, path: &str, n: usize) -> Vec<Resp> {

@@ -383,21 +383,11 @@ impl GatewayProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn gatehouse");
-        let p = GatewayProcess { child, dir, config };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(ready) {
-                use std::io::{Read, Write};
-                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                if out.starts_with("HTTP/1.1 200") {
-                    return p;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut p = GatewayProcess { child, dir, config };
+        if !p.wait_ready(ready, Duration::from_secs(10)) {
+            panic!("gatehouse did not become ready");
         }
-        panic!("gatehouse did not become ready");
+        p
     }
 
     /// Sends a signal (`TERM`, `HUP`, ...) with kill(1).
@@ -764,4 +754,22 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Shuts an in-process gateway down, bounded to 5 s.
+pub async fn stop(gw: TestGateway) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), gw.gw.shutdown()).await;
+}
+
+/// A route list item `name` on exact path `/name` to upstream `backend`, with the given policies
+/// (YAML list items indented 6 spaces).
+pub fn policy_route(name: &str, policies: &str) -> String {
+    format!(
+        "  - name: {name}\n    upstream: backend\n    match: {{path: {{exact: /{name}}}}}\n    policies:\n{policies}"
+    )
+}
+
+/// The statuses of a list of responses.
+pub fn statuses(rs: &[Resp]) -> Vec<u16> {
+    rs.iter().map(|r| r.status).collect()
 }

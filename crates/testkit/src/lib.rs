@@ -371,23 +371,7 @@ impl GatewayProcess {
     /// Writes `yaml` to a temp dir and runs `bin run --config FILE`; waits until `ready` (an
     /// admin address) answers /readyz, up to 10 s.
     pub fn spawn(bin: &str, yaml: &str, ready: SocketAddr) -> GatewayProcess {
-        let dir = std::env::temp_dir().join(format!("gatehouse-test-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let config = dir.join("gatehouse.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .args(["--workers", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gatehouse");
-        let mut p = GatewayProcess { child, dir, config };
-        if !p.wait_ready(ready, Duration::from_secs(10)) {
-            panic!("gatehouse did not become ready");
-        }
-        p
+        GatewayProcess::spawn_with_args(bin, &[], yaml, ready)
     }
 
     /// Sends a signal (`TERM`, `HUP`, ...) with kill(1).
@@ -772,4 +756,25 @@ pub fn policy_route(name: &str, policies: &str) -> String {
 /// The statuses of a list of responses.
 pub fn statuses(rs: &[Resp]) -> Vec<u16> {
     rs.iter().map(|r| r.status).collect()
+}
+
+/// The responses to five requests on a route limited to 3 per minute (`limit: 3/min`) in draft
+/// header mode: what local and cluster mode must both answer, byte for byte.
+pub fn assert_three_per_minute(rs: &[Resp]) {
+    assert_eq!(statuses(rs), [200, 200, 200, 429, 429]);
+    for (i, r) in rs[..3].iter().enumerate() {
+        assert_eq!(r.header("ratelimit-policy"), Some("\"limited\";q=3;w=60"), "{:?}", r.headers);
+        let want = format!("\"limited\";r={};t={}", 2 - i, 20 * (i + 1));
+        assert_eq!(r.header("ratelimit"), Some(want.as_str()));
+        assert_eq!(r.header("retry-after"), None);
+    }
+    let refused = &rs[3];
+    assert_eq!(refused.header("retry-after"), Some("20"), "{:?}", refused.headers);
+    assert_eq!(refused.header("ratelimit"), Some("\"limited\";r=0;t=60"));
+    assert_eq!(refused.header("ratelimit-policy"), Some("\"limited\";q=3;w=60"));
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    let v = refused.json();
+    assert_eq!(v["error"]["status"], 429);
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert_eq!(v["error"]["request_id"].as_str(), refused.header("x-request-id"));
 }

@@ -674,16 +674,7 @@ mod tests {
 
     #[test]
     fn header_values() {
-        let rl = cfg::RateLimit {
-            limit: cfg::Rate::parse("100/min").unwrap(),
-            burst: 0,
-            key: cfg::types::defaults::rate_limit_key(),
-            cost: 1,
-            headers: cfg::RateLimitHeaders::Draft,
-            name: None,
-            mode: cfg::RateLimitMode::Local,
-            on_redis_error: cfg::OnRedisError::Local,
-        };
+        let rl = cfg_rl("100/min", 0);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let _g = rt.enter();
         let p = RateLimitPolicy::new(&rl, "api", std::sync::Arc::new(RateLimiter::for_config(&rl)));

@@ -99,11 +99,14 @@ pub struct Server {
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway.
     #[serde(default = "defaults::drain_timeout")]
     pub drain_timeout: Dur,
+    /// Reload when the config file (or its directory, for symlink swaps) changes.
+    #[serde(default = "defaults::yes")]
+    pub watch_config: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { workers: 0, drain_timeout: defaults::drain_timeout() }
+        Server { workers: 0, drain_timeout: defaults::drain_timeout(), watch_config: true }
     }
 }
 
@@ -186,11 +189,18 @@ impl Default for ListenerTimeouts {
 pub struct Admin {
     #[serde(default = "defaults::admin_address")]
     pub address: String,
+    /// Bearer token required by the endpoints that change state (`PUT /config`, `POST /reload`,
+    /// rollback). Without one those endpoints answer 403. Use `${ENV}` to keep it out of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// How many applied configs the admin API keeps for `GET /config/history` and rollback.
+    #[serde(default = "defaults::admin_history")]
+    pub history: usize,
 }
 
 impl Default for Admin {
     fn default() -> Self {
-        Admin { address: defaults::admin_address() }
+        Admin { address: defaults::admin_address(), token: None, history: defaults::admin_history() }
     }
 }
 
@@ -662,6 +672,12 @@ pub mod defaults {
     }
     pub fn admin_address() -> String {
         "127.0.0.1:9901".to_string()
+    }
+    pub fn admin_history() -> usize {
+        10
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn weight() -> u32 {
         1

@@ -316,6 +316,16 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(t) = &admin.token {
+            if t.len() < 16 {
+                self.err("admin.token", "must be at least 16 characters (it guards config changes)");
+            } else if !t.bytes().all(|b| b.is_ascii_graphic()) {
+                self.err("admin.token", "must be printable ASCII without spaces");
+            }
+        }
+        if !(1..=1000).contains(&admin.history) {
+            self.err("admin.history", "must be between 1 and 1000");
+        }
     }
 
     fn reserved(&mut self, cfg: &Config) {
@@ -1127,6 +1137,9 @@ upstreams:
         expect_ok(&format!("{HEAD}admin: {{address: 127.0.0.1:9901}}\n"));
         expect_ok(&format!("{HEAD}admin:\n"));
         expect_one(&format!("{HEAD}admin: {{address: nowhere}}\n"), "admin.address", "not an address");
+        expect_ok(&format!("{HEAD}admin: {{token: 0123456789abcdef, history: 3}}\n"));
+        expect_one(&format!("{HEAD}admin: {{token: short}}\n"), "admin.token", "at least 16");
+        expect_one(&format!("{HEAD}admin: {{history: 0}}\n"), "admin.history", "between 1 and 1000");
         expect_one(
             &format!("{HEAD}admin: {{address: 127.0.0.1:8080}}\n"),
             "admin.address",

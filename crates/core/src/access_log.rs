@@ -99,7 +99,15 @@ impl AccessLogs {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-28T05:16:08.123Z`.
 pub fn rfc3339_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+}
+
+/// RFC 3339 UTC time of `ms` milliseconds since the Unix epoch.
+pub fn rfc3339_at(ms: u64) -> String {
+    rfc3339(std::time::Duration::from_millis(ms))
+}
+
+fn rfc3339(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -1,15 +1,28 @@
 //! The admin API, on its own listener (default 127.0.0.1:9901), never on traffic listeners.
 //!
-//! Endpoints: `GET /healthz` (process alive), `GET /readyz` (config loaded and listeners bound,
-//! 503 while draining), `GET /config` (running config as JSON, secrets redacted), `GET /upstreams`
-//! (targets with health and load). Invariant: handlers only read the snapshot and registries.
+//! Read endpoints (open): `GET /healthz` (process alive), `GET /readyz` (config loaded and
+//! listeners bound, 503 while draining), `GET /config` (running config as JSON, secrets
+//! redacted), `GET /config/history` (applied configs: id, hash, time, source),
+//! `GET /config/history/{id}` (one of them, redacted), `GET /upstreams` (targets with health and
+//! load), `GET /metrics` (Prometheus text format).
+//!
+//! Write endpoints (need `Authorization: Bearer <admin.token>`; 403 when no token is configured):
+//! `PUT /config` (a YAML or JSON config body), `POST /reload` (re-read the config file),
+//! `POST /config/rollback/{id}`. All three go through `Gateway`'s one validate → compile → swap
+//! path; a refused config answers 400 with every problem and its path, and the running config
+//! stays in place.
+//!
+//! Invariant: read handlers only read the snapshot and registries; nothing here runs on a worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
 
 use crate::error::LocalResponse;
+use crate::gateway::{Applied, Gateway, ReloadError};
+use crate::metrics::{names, Exposition};
+use crate::pipeline::RequestPolicy;
 use crate::proxy::Shared;
 use crate::simple_http::SimpleRequest;
 
@@ -17,6 +30,59 @@ use crate::simple_http::SimpleRequest;
 pub struct AdminState {
     pub shared: Arc<Shared>,
     pub ready: Arc<AtomicBool>,
+    /// Weak: the gateway owns the admin task.
+    pub gateway: Weak<Gateway>,
+}
+
+fn error(status: u16, code: &str, message: &str) -> LocalResponse {
+    LocalResponse::json(status, json!({"error": {"status": status, "code": code, "message": message}}).to_string())
+}
+
+/// Compares in time independent of where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn applied_json(a: &Applied) -> Value {
+    json!({
+        "id": a.id,
+        "hash": a.hash,
+        "applied_at": crate::access_log::rfc3339_at(a.applied_at_ms),
+        "source": a.source,
+        "took_ms": a.took_us as f64 / 1000.0,
+        "routes": a.config.routes.len(),
+        "upstreams": a.config.upstreams.len(),
+    })
+}
+
+fn reload_result(r: Result<Applied, ReloadError>) -> LocalResponse {
+    match r {
+        Ok(a) => {
+            let mut v = applied_json(&a);
+            v["status"] = json!("applied");
+            LocalResponse::json(200, v.to_string())
+        }
+        Err(ReloadError::Config(errors)) => {
+            let problems: Vec<Value> = errors
+                .iter()
+                .map(|e| json!({"path": e.path, "line": e.line, "column": e.column, "message": e.message}))
+                .collect();
+            let body = json!({"error": {
+                "status": 400,
+                "code": "invalid_config",
+                "message": format!("{} problem(s); the running config is unchanged", problems.len()),
+                "problems": problems,
+            }});
+            LocalResponse::json(400, body.to_string())
+        }
+        Err(e @ ReloadError::ListenersChanged(_)) => error(409, "restart_required", &e.to_string()),
+        Err(e @ ReloadError::UnknownVersion(_)) => error(404, "unknown_version", &e.to_string()),
+        Err(e @ ReloadError::NoFile) => error(409, "no_config_file", &e.to_string()),
+        Err(e @ ReloadError::Invalid(_)) => error(400, "invalid_config", &e.to_string()),
+    }
 }
 
 const REDACTED: &str = "<redacted>";
@@ -69,15 +135,83 @@ pub fn redact(v: &mut Value) {
 }
 
 impl AdminState {
+    /// Checks the bearer token of a write request; `Err` is the response to send.
+    fn authorize(&self, req: &SimpleRequest) -> Result<(), LocalResponse> {
+        let snap = self.shared.snapshot.load();
+        let Some(token) = snap.config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
+            return Err(error(
+                403,
+                "admin_writes_disabled",
+                "set admin.token to enable config changes over the admin API",
+            ));
+        };
+        let given = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(error(401, "unauthorized", "missing or wrong admin token").header("www-authenticate", "Bearer"))
+        }
+    }
+
+    fn write(&self, req: &SimpleRequest) -> Option<LocalResponse> {
+        let path = req.path.as_str();
+        let allow = match path {
+            "/config" => "GET, HEAD, PUT",
+            "/reload" => "POST",
+            p if p.starts_with("/config/rollback/") => "POST",
+            _ => return None,
+        };
+        let wanted = if path == "/config" { "PUT" } else { "POST" };
+        if req.method != wanted {
+            return Some(error(405, "method_not_allowed", &format!("{path} accepts {allow}")).header("allow", allow));
+        }
+        if let Err(resp) = self.authorize(req) {
+            return Some(resp);
+        }
+        let Some(gw) = self.gateway.upgrade() else {
+            return Some(error(503, "stopping", "the gateway is stopping"));
+        };
+        Some(match path {
+            "/config" => match std::str::from_utf8(&req.body) {
+                Ok(text) => reload_result(gw.apply_text(text, "admin")),
+                Err(_) => error(400, "invalid_config", "the body is not UTF-8"),
+            },
+            "/reload" => reload_result(gw.reload_file("admin")),
+            p => match p["/config/rollback/".len()..].parse::<u64>() {
+                Ok(id) => reload_result(gw.rollback(id)),
+                Err(_) => error(404, "unknown_version", "rollback needs a numeric history id"),
+            },
+        })
+    }
+
     pub fn handle(&self, req: SimpleRequest) -> LocalResponse {
         if req.method != "GET" && req.method != "HEAD" {
-            return LocalResponse::json(
-                405,
-                r#"{"error":{"status":405,"code":"method_not_allowed","message":"admin endpoints are read-only"}}"#,
-            )
-            .header("allow", "GET, HEAD");
+            if let Some(resp) = self.write(&req) {
+                return resp;
+            }
+            return error(405, "method_not_allowed", "this admin endpoint is read-only").header("allow", "GET, HEAD");
+        }
+        if let Some(id) = req.path.strip_prefix("/config/history/") {
+            let gw = self.gateway.upgrade();
+            let entry = id.parse::<u64>().ok().and_then(|id| gw?.history().into_iter().find(|a| a.id == id));
+            return match entry {
+                Some(a) => {
+                    let mut config = serde_json::to_value(&*a.config).unwrap_or(Value::Null);
+                    redact(&mut config);
+                    let mut v = applied_json(&a);
+                    v["config"] = config;
+                    LocalResponse::json(200, serde_json::to_string_pretty(&v).unwrap_or_default())
+                }
+                None => error(404, "unknown_version", "no config with that id in the history"),
+            };
         }
         match req.path.as_str() {
+            "/metrics" => LocalResponse::new(200, "text/plain; version=0.0.4; charset=utf-8", self.metrics_text()),
+            "/config/history" => {
+                let list: Vec<Value> =
+                    self.gateway.upgrade().map(|g| g.history()).unwrap_or_default().iter().map(applied_json).collect();
+                LocalResponse::json(200, serde_json::to_string_pretty(&json!({ "history": list })).unwrap_or_default())
+            }
             "/healthz" => LocalResponse::json(200, r#"{"status":"ok"}"#),
             "/readyz" => {
                 if self.ready.load(Ordering::Relaxed) && !self.shared.stopping.load(Ordering::Relaxed) {
@@ -124,11 +258,123 @@ impl AdminState {
                     .collect();
                 LocalResponse::json(200, serde_json::to_string_pretty(&json!({ "upstreams": ups })).unwrap_or_default())
             }
-            _ => LocalResponse::json(
+            _ => error(
                 404,
-                r#"{"error":{"status":404,"code":"not_found","message":"admin endpoints: /healthz /readyz /config /upstreams"}}"#,
+                "not_found",
+                "admin endpoints: /healthz /readyz /metrics /config /config/history /upstreams /reload",
             ),
         }
+    }
+
+    /// The Prometheus exposition of everything the gateway counts.
+    pub fn metrics_text(&self) -> String {
+        let shared = &self.shared;
+        let snap = shared.snapshot.load();
+        let m = &shared.metrics;
+        let mut x = Exposition::new();
+        let mut cells: Vec<&crate::metrics::RouteMetrics> = snap.metrics.routes.iter().map(|c| &**c).collect();
+        if let Some(u) = &snap.metrics.unmatched {
+            cells.push(u);
+        }
+        crate::metrics::render_routes(&mut x, &cells);
+
+        x.family(names::OPEN_CONNECTIONS, "gauge", "Open client connections on traffic listeners.");
+        x.sample(names::OPEN_CONNECTIONS, &[], shared.connections.load(Ordering::Relaxed) as f64);
+        x.family(names::REQUESTS_IN_FLIGHT, "gauge", "Requests being processed.");
+        x.sample(names::REQUESTS_IN_FLIGHT, &[], shared.inflight.load(Ordering::Relaxed) as f64);
+
+        x.family(names::TARGET_HEALTH, "gauge", "1 for the target's current health state (healthy or unhealthy).");
+        for u in &snap.upstreams {
+            for t in &u.targets {
+                let healthy = t.state.is_healthy();
+                for (state, on) in [("healthy", healthy), ("unhealthy", !healthy)] {
+                    x.sample(
+                        names::TARGET_HEALTH,
+                        &[("upstream", &u.name), ("target", &t.url), ("state", state)],
+                        on as u8 as f64,
+                    );
+                }
+            }
+        }
+        x.family(names::TARGET_IN_FLIGHT, "gauge", "Requests in flight to each target.");
+        for u in &snap.upstreams {
+            for t in &u.targets {
+                let n = t.state.inflight.load(Ordering::Relaxed);
+                x.sample(names::TARGET_IN_FLIGHT, &[("upstream", &u.name), ("target", &t.url)], n as f64);
+            }
+        }
+        x.family(names::HEALTHY_TARGETS, "gauge", "Healthy targets per upstream.");
+        for u in &snap.upstreams {
+            let n = u.targets.iter().filter(|t| t.state.is_healthy()).count();
+            x.sample(names::HEALTHY_TARGETS, &[("upstream", &u.name)], n as f64);
+        }
+
+        let mut rl_lines = Vec::new();
+        let mut cl_lines = Vec::new();
+        for r in &snap.routes {
+            for (i, p) in r.stack.request.iter().enumerate() {
+                let idx = i.to_string();
+                match p {
+                    RequestPolicy::RateLimit(rl) => {
+                        let l = &rl.limiter;
+                        for (d, n) in [
+                            ("allowed", l.allowed.load(Ordering::Relaxed)),
+                            ("limited", l.limited.load(Ordering::Relaxed)),
+                            ("overflow", l.overflowed.load(Ordering::Relaxed)),
+                            ("redis_error", l.redis_errors.load(Ordering::Relaxed)),
+                            ("unavailable", l.unavailable.load(Ordering::Relaxed)),
+                        ] {
+                            rl_lines.push((r.name.clone(), idx.clone(), rl.name().to_string(), d, n));
+                        }
+                    }
+                    RequestPolicy::ConcurrencyLimit(cl) => {
+                        let l = &cl.limiter;
+                        for (d, n) in [
+                            ("allowed", l.allowed.load(Ordering::Relaxed)),
+                            ("limited", l.limited.load(Ordering::Relaxed)),
+                            ("queued", l.queued.load(Ordering::Relaxed)),
+                        ] {
+                            cl_lines.push((r.name.clone(), idx.clone(), d, n));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        x.family(names::RATELIMIT, "counter", "Rate-limit decisions by route, policy and decision.");
+        for (route, idx, name, d, n) in &rl_lines {
+            x.sample(
+                names::RATELIMIT,
+                &[("route", route), ("policy", idx), ("name", name), ("decision", d)],
+                *n as f64,
+            );
+        }
+        x.family(names::CONCURRENCY, "counter", "Concurrency-limit decisions by route, policy and decision.");
+        for (route, idx, d, n) in &cl_lines {
+            x.sample(names::CONCURRENCY, &[("route", route), ("policy", idx), ("decision", d)], *n as f64);
+        }
+
+        x.family(names::RELOADS, "counter", "Config reloads by result (the initial load is not counted).");
+        x.sample(names::RELOADS, &[("result", "success")], m.reloads_ok.load(Ordering::Relaxed) as f64);
+        x.sample(names::RELOADS, &[("result", "failure")], m.reloads_failed.load(Ordering::Relaxed) as f64);
+        x.family(names::RELOAD_SUCCESS_TS, "gauge", "Unix time of the last successful config load.");
+        x.sample(names::RELOAD_SUCCESS_TS, &[], m.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        x.family(
+            names::RELOAD_DURATION,
+            "gauge",
+            "Seconds the last successful config load took (validate, compile, swap).",
+        );
+        x.sample(names::RELOAD_DURATION, &[], m.last_reload_us.load(Ordering::Relaxed) as f64 / 1e6);
+        x.family(names::CONFIG_INFO, "gauge", "The running config's hash (value always 1).");
+        x.sample(names::CONFIG_INFO, &[("hash", &m.config_hash())], 1.0);
+        x.family(names::ACCESS_LOG_DROPPED, "counter", "Access-log lines dropped because the writer fell behind.");
+        let dropped = snap.access_log.as_ref().map_or(0, |l| l.dropped.load(Ordering::Relaxed));
+        x.sample(names::ACCESS_LOG_DROPPED, &[], dropped as f64);
+        x.family(names::BUILD_INFO, "gauge", "Gatehouse version (value always 1).");
+        x.sample(names::BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        x.family(names::START_TIME, "gauge", "Unix time the gateway started.");
+        x.sample(names::START_TIME, &[], m.started_ms() as f64 / 1000.0);
+        x.finish()
     }
 }
 

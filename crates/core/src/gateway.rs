@@ -41,8 +41,42 @@ pub enum StartError {
 pub enum ReloadError {
     #[error("{0}")]
     Invalid(String),
+    /// The text did not load: every problem, each with its path.
+    #[error("invalid config: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Config(Vec<gatehouse_config::ConfigError>),
     #[error("listeners changed ({0}); restart the gateway to apply listener changes")]
     ListenersChanged(String),
+    #[error("no config file to re-read (the gateway was started without one)")]
+    NoFile,
+    #[error("no config with id {0} in the history")]
+    UnknownVersion(u64),
+}
+
+/// One applied config, kept for `GET /config/history` and rollback.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// 1 for the config the gateway started with, then one more per successful reload.
+    pub id: u64,
+    /// FNV-1a of the config's canonical JSON form: equal configs hash equal whatever the
+    /// formatting, and the hash is exported as `gatehouse_config_info{hash}`.
+    pub hash: String,
+    pub applied_at_ms: u64,
+    /// `start`, `signal`, `file`, `admin`, `api` or `rollback`.
+    pub source: &'static str,
+    /// Validation, compilation and the swap, in µs.
+    pub took_us: u64,
+    pub config: Arc<Config>,
+}
+
+/// A stable 64-bit hash of a config (not a security hash: it names versions).
+pub fn config_hash(config: &Config) -> String {
+    let bytes = serde_json::to_vec(config).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// Start-up options that are not part of the config file.
@@ -52,6 +86,8 @@ pub struct Options {
     pub workers: usize,
     /// Serve the admin API if the config has an `admin` section.
     pub admin: bool,
+    /// The file the config came from: `POST /reload`, SIGHUP and the file watch re-read it.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// A running gateway.
@@ -67,6 +103,10 @@ pub struct Gateway {
     pub admin_addr: Option<SocketAddr>,
     ready: Arc<AtomicBool>,
     reloads: AtomicUsize,
+    config_path: Option<std::path::PathBuf>,
+    /// Applied configs, oldest first, at most `admin.history` of them. Reloads are serialised
+    /// by this lock (they are rare and run on the control runtime, never on a worker).
+    history: Mutex<std::collections::VecDeque<Applied>>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -98,13 +138,16 @@ impl Gateway {
     /// Compiles `config`, binds every listener and starts serving. Must be called inside a tokio
     /// runtime, which then hosts the admin API and health checks.
     pub async fn start(config: Config, opts: Options) -> Result<Arc<Gateway>, StartError> {
+        let started = std::time::Instant::now();
         let workers = worker_count(&opts, &config);
         let registry = Registry::new();
         let limiters = Limiters::new();
         let admin_cfg = config.admin.clone();
         let access_logs = crate::access_log::AccessLogs::default();
+        let metrics = crate::metrics::Metrics::new(workers);
         let mut snapshot = compile(config, &registry, &limiters)?;
         snapshot.access_log = access_logs.get(&snapshot.config.access_log);
+        snapshot.metrics = bind_metrics(&metrics, &snapshot);
         // Bind every listener once per worker (SO_REUSEPORT); port 0 resolves on the first bind.
         let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
@@ -130,13 +173,14 @@ impl Gateway {
             stop: Arc::new(tokio::sync::Notify::new()),
             connections: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
+            metrics,
         });
         let mut handles = Vec::new();
         for (w, listeners) in per_worker.into_iter().enumerate() {
             let shared = shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{w}"))
-                .spawn(move || run_worker(listeners, shared))
+                .spawn(move || run_worker(w, listeners, shared))
                 .map_err(StartError::Worker)?;
             handles.push(h);
         }
@@ -155,7 +199,7 @@ impl Gateway {
         let ready = Arc::new(AtomicBool::new(true));
         let (admin_stop, _) = watch::channel(false);
         let mut admin_addr = None;
-        let mut admin_task = None;
+        let mut admin_listener = None;
         if opts.admin {
             if let Some(a) = admin_cfg {
                 let addr = parse_listen_addr(&a.address)?;
@@ -163,32 +207,61 @@ impl Gateway {
                     .await
                     .map_err(|e| StartError::Bind { addr: a.address.clone(), source: e })?;
                 admin_addr = l.local_addr().ok();
-                let state = crate::admin::AdminState { shared: shared.clone(), ready: ready.clone() };
-                // The admin API has its own stop signal: it keeps answering (readiness 503) while
-                // traffic drains, and stops when the drain is over.
-                let rx = admin_stop.subscribe();
-                admin_task = Some(tokio::spawn(crate::simple_http::serve(
-                    l,
-                    move |req| {
-                        let state = state.clone();
-                        async move { state.handle(req) }
-                    },
-                    rx,
-                )));
+                admin_listener = Some(l);
             }
         }
+        let first = {
+            let snap = shared.snapshot.load();
+            let config = snap.config.clone();
+            let took = started.elapsed();
+            let hash = config_hash(&config);
+            shared.metrics.reload_succeeded(&hash, took, true);
+            Applied {
+                id: 1,
+                hash,
+                applied_at_ms: crate::metrics::unix_ms(),
+                source: "start",
+                took_us: took.as_micros() as u64,
+                config,
+            }
+        };
         let gw = Arc::new(Gateway {
             health: Mutex::new(health::spawn_all(&shared.snapshot.load().upstreams)),
             shared,
             shutdown_tx,
             workers: Mutex::new(handles),
-            admin_task: Mutex::new(admin_task),
+            admin_task: Mutex::new(None),
             admin_stop,
             listen_addrs,
             admin_addr,
             ready,
             reloads: AtomicUsize::new(0),
+            config_path: opts.config_path.clone(),
+            history: Mutex::new(std::collections::VecDeque::from([first])),
         });
+        if let Some(l) = admin_listener {
+            // The admin API has its own stop signal: it keeps answering (readiness 503) while
+            // traffic drains, and stops when the drain is over. It holds the gateway weakly (the
+            // gateway owns its task).
+            let state = crate::admin::AdminState {
+                shared: gw.shared.clone(),
+                ready: gw.ready.clone(),
+                gateway: Arc::downgrade(&gw),
+            };
+            let rx = gw.admin_stop.subscribe();
+            let task = tokio::spawn(crate::simple_http::serve(
+                l,
+                move |req| {
+                    let state = state.clone();
+                    async move { state.handle(req) }
+                },
+                rx,
+            ));
+            *gw.admin_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        if opts.config_path.is_some() {
+            crate::watch::spawn(Arc::downgrade(&gw), gw.shared.shutdown.clone());
+        }
         Ok(gw)
     }
 
@@ -203,7 +276,102 @@ impl Gateway {
 
     /// Applies an already validated config: compile, check listeners, swap, restart health checks.
     /// On error the running snapshot stays in place.
-    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+    pub fn reload(&self, config: Config) -> Result<Applied, ReloadError> {
+        self.reload_from(config, "api")
+    }
+
+    /// Loads `text` (YAML or JSON, `${ENV}` from the process environment) and applies it.
+    pub fn apply_text(&self, text: &str, source: &'static str) -> Result<Applied, ReloadError> {
+        let started = std::time::Instant::now();
+        match gatehouse_config::load_str_env(text) {
+            Ok(config) => self.apply(config, source, started),
+            Err(errors) => {
+                self.shared.metrics.reload_failed();
+                let e = ReloadError::Config(errors);
+                tracing::error!(source, error = %e, "reload refused; keeping the running config");
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-reads the config file the gateway was started with and applies it.
+    pub fn reload_file(&self, source: &'static str) -> Result<Applied, ReloadError> {
+        let Some(path) = &self.config_path else { return Err(ReloadError::NoFile) };
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.apply_text(&text, source),
+            Err(e) => {
+                self.shared.metrics.reload_failed();
+                let msg = format!("cannot read {}: {e}", path.display());
+                Err(ReloadError::Config(vec![gatehouse_config::ConfigError::new("", msg)]))
+            }
+        }
+    }
+
+    /// The config file the gateway re-reads, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Applied configs, oldest first.
+    pub fn history(&self) -> Vec<Applied> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// Applies the config of history entry `id` again (as a new entry).
+    pub fn rollback(&self, id: u64) -> Result<Applied, ReloadError> {
+        let config = self
+            .history()
+            .into_iter()
+            .find(|a| a.id == id)
+            .map(|a| (*a.config).clone())
+            .ok_or(ReloadError::UnknownVersion(id))?;
+        self.reload_from(config, "rollback")
+    }
+
+    /// Applies a loaded config, recording the outcome under `source`.
+    pub fn reload_from(&self, config: Config, source: &'static str) -> Result<Applied, ReloadError> {
+        self.apply(config, source, std::time::Instant::now())
+    }
+
+    fn apply(&self, config: Config, source: &'static str, started: std::time::Instant) -> Result<Applied, ReloadError> {
+        // One reload at a time: history ids and the swap order stay consistent.
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.swap(config);
+        let took = started.elapsed();
+        match r {
+            Ok(config) => {
+                let hash = config_hash(&config);
+                self.shared.metrics.reload_succeeded(&hash, took, false);
+                let applied = Applied {
+                    id: history.back().map_or(1, |a| a.id + 1),
+                    hash,
+                    applied_at_ms: crate::metrics::unix_ms(),
+                    source,
+                    took_us: took.as_micros() as u64,
+                    config,
+                };
+                let keep = applied
+                    .config
+                    .admin
+                    .as_ref()
+                    .map_or(gatehouse_config::types::defaults::admin_history(), |a| a.history);
+                history.push_back(applied.clone());
+                while history.len() > keep.max(1) {
+                    history.pop_front();
+                }
+                tracing::info!(source, id = applied.id, hash = %applied.hash, took_ms = took.as_secs_f64() * 1e3, "config applied");
+                Ok(applied)
+            }
+            Err(e) => {
+                self.shared.metrics.reload_failed();
+                tracing::error!(source, error = %e, "reload refused; keeping the running config");
+                Err(e)
+            }
+        }
+    }
+
+    /// Compiles and swaps; returns the applied config.
+    fn swap(&self, config: Config) -> Result<Arc<Config>, ReloadError> {
         let old = self.shared.snapshot.load_full();
         let old_l: Vec<_> = old.listeners.iter().map(|l| l.address).collect();
         let new_l: Vec<_> = config
@@ -219,12 +387,14 @@ impl Gateway {
         let mut snap = compile(config, &self.shared.registry, &self.shared.limiters)
             .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         snap.access_log = self.shared.access_logs.get(&snap.config.access_log);
+        snap.metrics = bind_metrics(&self.shared.metrics, &snap);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.drain(..).for_each(|h| h.abort());
         *health = health::spawn_all(&snap.upstreams);
+        let config = snap.config.clone();
         self.shared.snapshot.store(Arc::new(snap));
         self.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(config)
     }
 
     pub fn reload_count(&self) -> usize {
@@ -264,7 +434,13 @@ impl Gateway {
     }
 }
 
-fn run_worker(listeners: Vec<(usize, std::net::TcpListener)>, shared: Arc<Shared>) {
+/// Resolves the snapshot's per-route metric cells (kept for routes that survive a reload).
+fn bind_metrics(metrics: &crate::metrics::Metrics, snap: &Snapshot) -> crate::metrics::Bound {
+    metrics.bind(snap.routes.iter().map(|r| (r.name.as_str(), r.upstream.name.as_str())))
+}
+
+fn run_worker(index: usize, listeners: Vec<(usize, std::net::TcpListener)>, shared: Arc<Shared>) {
+    crate::metrics::set_worker(index);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -4,9 +4,11 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod counted;
 pub mod error;
 pub mod gateway;
 pub mod http1;
+pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;
@@ -15,6 +17,7 @@ pub mod router;
 pub mod simple_http;
 pub mod snapshot;
 pub mod upstream;
+pub mod watch;
 
 pub use error::{GatewayError, LocalResponse};
 pub use gateway::{Gateway, Options, ReloadError, StartError};

@@ -146,6 +146,12 @@ pub struct RequestCtx {
     pub target: Option<usize>,
     /// Time from the request sent upstream to the response head, in microseconds.
     pub upstream_us: Option<u64>,
+    /// When the request head was complete (request duration, metrics and access log).
+    pub started: tokio::time::Instant,
+    /// Bytes of this request read from the client (head and body) and written to it; set just
+    /// before the log phase.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     /// Only filled when the access log is on (no cost otherwise): start time, host, query.
     pub log: Option<LogFields>,
 }
@@ -153,7 +159,6 @@ pub struct RequestCtx {
 /// What the access log needs beyond the context's own fields.
 #[derive(Debug)]
 pub struct LogFields {
-    pub started: tokio::time::Instant,
     pub host: String,
     pub query: Option<String>,
 }
@@ -237,8 +242,19 @@ impl Stack {
 }
 
 /// The log phase: runs for every request, errors included, after the response was written.
-/// Writes the access-log line when the access log is on; metrics (issue 7) hang here too.
+/// Records the request's metrics, and writes the access-log line when the access log is on.
 pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8], path: &str) {
+    let duration_us = ctx.started.elapsed().as_micros() as u64;
+    if let Some(m) = snap.metrics.for_route(ctx.route) {
+        m.observe(&crate::metrics::Observation {
+            method,
+            status: ctx.status,
+            duration_us,
+            upstream_us: ctx.upstream_us,
+            bytes_in: ctx.bytes_in,
+            bytes_out: ctx.bytes_out,
+        });
+    }
     tracing::debug!(
         request_id = %ctx.request_id_str(),
         client_ip = %ctx.client_ip,
@@ -264,7 +280,9 @@ pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8],
         "target": target.map(|t| t.url.as_str()),
         "status": ctx.status,
         "upstream_status": ctx.upstream_status,
-        "duration_ms": f.started.elapsed().as_secs_f64() * 1000.0,
+        "bytes_received": ctx.bytes_in,
+        "bytes_sent": ctx.bytes_out,
+        "duration_ms": duration_us as f64 / 1000.0,
         "upstream_ms": ctx.upstream_us.map(|us| us as f64 / 1000.0),
         "error_kind": ctx.error_kind,
     });

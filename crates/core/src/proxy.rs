@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::counted::Counted;
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::headers::trim;
 use crate::http1::{self, parse_request, parse_response, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
@@ -52,6 +53,8 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Requests being processed.
     pub inflight: AtomicUsize,
+    /// Request counters and reload figures for `/metrics`, kept across reloads.
+    pub metrics: crate::metrics::Metrics,
 }
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -97,6 +100,8 @@ struct Conn {
     /// Registered with `Shared::stop` once per connection (not per request): no lock per request.
     stop: Pin<Box<tokio::sync::futures::OwnedNotified>>,
     timer: Pin<Box<Sleep>>,
+    /// Client bytes consumed and written before the current request (see `counted`).
+    mark: (u64, u64),
 }
 
 impl Conn {
@@ -138,7 +143,7 @@ enum Fail {
 }
 
 /// Serves one client connection until it closes, errs, idles out, or the gateway drains.
-pub async fn serve_connection<S>(mut io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>)
+pub async fn serve_connection<S>(io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -157,12 +162,15 @@ where
         stop: Box::pin(shared.stop.clone().notified_owned()),
         shared: shared.clone(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        mark: (0, 0),
     };
+    let mut io = Counted::new(io);
     loop {
         // Only the listener's read settings are needed to wait for a head; the snapshot used for
         // the request is loaded once the head is complete, so a reload applies to the very next
         // request even on a connection that was idle across it.
         let Some(rs) = shared.snapshot.load().listeners.get(listener).map(ReadSettings::of) else { break };
+        c.mark = (io.read - c.rbuf.len() as u64, io.written);
         match read_head(&mut io, &mut c, rs).await {
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
@@ -331,8 +339,20 @@ async fn write_local<S: AsyncWrite + Unpin>(
     io.write_all(&c.wbuf).await.is_ok()
 }
 
+/// Sets the request's byte counts from the connection's totals, just before the log phase.
+fn settle_bytes<S>(io: &Counted<S>, c: &Conn, ctx: &mut RequestCtx) {
+    ctx.bytes_in = (io.read - c.rbuf.len() as u64).saturating_sub(c.mark.0);
+    ctx.bytes_out = io.written.saturating_sub(c.mark.1);
+}
+
 /// Runs one request to completion. Returns whether the connection may serve another.
-async fn handle_request<S>(io: &mut S, c: &mut Conn, mut head: RequestHead, snap: &Snapshot, l: &ListenerRt) -> bool
+async fn handle_request<S>(
+    io: &mut Counted<S>,
+    c: &mut Conn,
+    mut head: RequestHead,
+    snap: &Snapshot,
+    l: &ListenerRt,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -353,11 +373,14 @@ where
         local_headers: Vec::new(),
         target: None,
         upstream_us: None,
+        started: Instant::now(),
+        bytes_in: 0,
+        bytes_out: 0,
         log: None,
     };
     if snap.access_log.is_some() {
         let host = head.authority.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-        ctx.log = Some(crate::pipeline::LogFields { started: Instant::now(), host, query: None });
+        ctx.log = Some(crate::pipeline::LogFields { host, query: None });
     }
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;
@@ -463,6 +486,7 @@ where
         let mut resp = resp;
         resp.close = !keep;
         let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+        settle_bytes(io, c, &mut ctx);
         on_log(&ctx, snap, &method, path);
         return ok && keep;
     }
@@ -470,6 +494,7 @@ where
     let out_path = rewrite_path(route, path, &ctx.params);
     match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done).await {
         Ok(keep) => {
+            settle_bytes(io, c, &mut ctx);
             on_log(&ctx, snap, &method, path);
             keep
         }
@@ -482,6 +507,7 @@ where
         }
         Err(Fail::After) => {
             ctx.error_kind.get_or_insert("response_aborted");
+            settle_bytes(io, c, &mut ctx);
             on_log(&ctx, snap, &method, path);
             false
         }
@@ -490,7 +516,7 @@ where
 
 #[allow(clippy::too_many_arguments)]
 async fn finish_error<S: AsyncWrite + Unpin>(
-    io: &mut S,
+    io: &mut Counted<S>,
     c: &mut Conn,
     snap: &Snapshot,
     ctx: &mut RequestCtx,
@@ -511,6 +537,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     ctx.status = resp.status;
     ctx.error_kind = Some(err.code());
     let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+    settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && !resp.close
 }

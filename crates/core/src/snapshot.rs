@@ -66,6 +66,9 @@ pub struct Snapshot {
     /// The access-log writer when `access_log.enabled` (set by the gateway from its registry of
     /// open logs, so compiling opens no files).
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// Per-route request counters, bound by the gateway from its metrics registry (empty when
+    /// compiled outside a gateway, e.g. by `gatehouse explain`).
+    pub metrics: crate::metrics::Bound,
     pub router: RouteTable,
     pub routes: Vec<Route>,
     pub upstreams: Vec<Arc<Upstream>>,
@@ -307,6 +310,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     }
     Ok(Snapshot {
         access_log: None,
+        metrics: Default::default(),
         drain_timeout: config.server.drain_timeout.0,
         config: Arc::new(config),
         router,

@@ -127,7 +127,7 @@ pub async fn run() -> anyhow::Result<()> {
             errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
         )
     })?;
-    let gw = Gateway::start(config, Options { workers: 1, admin: true })
+    let gw = Gateway::start(config, Options { workers: 1, admin: true, ..Default::default() })
         .await
         .map_err(|e| anyhow::anyhow!("{e} (is another program using this port? set GATEHOUSE_QUICKSTART_LISTEN)"))?;
     let g = gw.listen_addrs[0];
@@ -169,5 +169,5 @@ Press Ctrl-C to stop.
         u0 = users[0],
         u1 = users[1],
     );
-    crate::serve_until_signal(gw, None).await
+    crate::serve_until_signal(gw).await
 }

@@ -152,9 +152,8 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
         stderr.lock().unwrap()
     );
     // The log line follows the swap, and the stderr reader thread may lag behind: wait for it.
-    let logged =
-        wait_for(Duration::from_secs(3), || async { stderr.lock().unwrap().contains("config reloaded") }).await;
-    assert!(logged, "no `config reloaded` log; stderr:\n{}", stderr.lock().unwrap());
+    let logged = wait_for(Duration::from_secs(3), || async { stderr.lock().unwrap().contains("config applied") }).await;
+    assert!(logged, "no `config applied` log; stderr:\n{}", stderr.lock().unwrap());
 
     // An invalid config: refused, logged, the old one keeps serving.
     let bad = binary_config(listen, admin, &backend.url(), "  - {name: c, upstream: nowhere, mystery: 1}\n");
@@ -328,7 +327,7 @@ async fn admin_endpoints() {
     assert_eq!(r.json()["error"]["code"], "not_found");
     let r = request(admin, "POST", "/config", &[], b"{}").await;
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PUT"));
     // Admin endpoints are not served on the traffic listener.
     let r = request(gw.addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(r.status, 200);

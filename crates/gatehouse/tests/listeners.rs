@@ -27,9 +27,12 @@ routes:
 #[tokio::test]
 async fn each_listener_serves_with_its_own_settings() {
     let backend = Backend::named("b").await;
-    let gw = Gateway::start(load(&yaml(&backend.url())), gatehouse_core::Options { workers: 1, admin: false })
-        .await
-        .expect("starts");
+    let gw = Gateway::start(
+        load(&yaml(&backend.url())),
+        gatehouse_core::Options { workers: 1, admin: false, ..Default::default() },
+    )
+    .await
+    .expect("starts");
     assert_eq!(gw.listen_addrs.len(), 2);
     let (public, internal) = (gw.listen_addrs[0], gw.listen_addrs[1]);
     assert_ne!(public.port(), internal.port());
@@ -55,9 +58,12 @@ async fn each_listener_serves_with_its_own_settings() {
 #[tokio::test]
 async fn several_workers_share_a_listener() {
     let backend = Backend::named("b").await;
-    let gw = Gateway::start(load(&yaml(&backend.url())), gatehouse_core::Options { workers: 3, admin: false })
-        .await
-        .expect("starts");
+    let gw = Gateway::start(
+        load(&yaml(&backend.url())),
+        gatehouse_core::Options { workers: 3, admin: false, ..Default::default() },
+    )
+    .await
+    .expect("starts");
     let addr = gw.listen_addrs[0];
     // Many short connections: the kernel spreads them over the workers' sockets; all succeed.
     let mut tasks = Vec::new();

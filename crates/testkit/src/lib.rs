@@ -329,7 +329,9 @@ pub struct TestGateway {
 /// Parses `yaml` through the real loader (panics listing every problem) and starts it.
 pub async fn gateway(yaml: &str) -> TestGateway {
     let config = load(yaml);
-    let gw = Gateway::start(config, gatehouse_core::Options { workers: 1, admin: true }).await.expect("gateway starts");
+    let gw = Gateway::start(config, gatehouse_core::Options { workers: 1, admin: true, ..Default::default() })
+        .await
+        .expect("gateway starts");
     TestGateway { addr: gw.listen_addrs[0], admin: gw.admin_addr, gw }
 }
 

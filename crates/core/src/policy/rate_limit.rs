@@ -380,6 +380,16 @@ fn ceil_secs(ns: u64) -> u64 {
 }
 
 impl RateLimitPolicy {
+    /// The policy's name (its `name`, else the route's), as in the draft headers.
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.quoted_name).unwrap_or("\"\"").trim_matches('"')
+    }
+
+    /// Whether decisions are made in Redis (cluster mode).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     pub fn new(rl: &cfg::RateLimit, route: &str, limiter: std::sync::Arc<RateLimiter>) -> RateLimitPolicy {
         let name = rl.name.as_deref().unwrap_or(route);
         let quoted_name = Bytes::from(format!("\"{name}\""));

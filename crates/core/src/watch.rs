@@ -1,0 +1,106 @@
+//! Hot reload on file change: watches the config file's *directory* (not the file), so editors
+//! that replace the file and Kubernetes ConfigMap updates (an atomic `..data` symlink swap) are
+//! both seen, then re-reads the file through the same validate → compile → swap path as SIGHUP
+//! and the admin API.
+//!
+//! Invariants: events are debounced (`DEBOUNCE`), so a burst of writes is one reload; the file is
+//! applied only when its content differs from the last content this watcher saw, so a `touch` or
+//! an event for a sibling file reloads nothing; a file that does not load (half written, invalid)
+//! leaves the running config in place and the next change is tried again. `server.watch_config:
+//! false` in the running config pauses reloads from the watcher. The watcher holds the gateway
+//! weakly and stops with the gateway's shutdown signal.
+
+use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::{mpsc, watch};
+
+use crate::gateway::Gateway;
+
+/// Quiet time after the last event before the file is read.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+fn file_hash(text: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in text {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The directory to watch: the config file's parent (`.` for a bare file name).
+fn watch_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Starts watching the gateway's config file, if it has one. Must run inside a tokio runtime.
+pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let Some(path) = gw.upgrade().and_then(|g| g.config_path().map(Path::to_path_buf)) else { return };
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or the admin API");
+            return;
+        }
+    };
+    let dir = watch_dir(&path);
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; reload with SIGHUP or the admin API");
+        return;
+    }
+    let mut last = std::fs::read(&path).map(|t| file_hash(&t)).ok();
+    tokio::spawn(async move {
+        let _watcher = watcher; // dropped (and the inotify watch removed) when this task ends
+        loop {
+            tokio::select! {
+                ev = rx.recv() => if ev.is_none() { return },
+                _ = shutdown.changed() => return,
+            }
+            // Debounce: wait until no event came for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let Some(gw) = gw.upgrade() else { return };
+            if !gw.snapshot().config.server.watch_config {
+                continue;
+            }
+            let Ok(text) = std::fs::read(&path) else { continue };
+            let h = file_hash(&text);
+            if last == Some(h) {
+                continue;
+            }
+            last = Some(h);
+            let text = String::from_utf8_lossy(&text).into_owned();
+            // Errors are logged and counted by `apply_text`.
+            let _ = gw.apply_text(&text, "file");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_the_parent_directory() {
+        assert_eq!(watch_dir(Path::new("/etc/gatehouse/config.yaml")), PathBuf::from("/etc/gatehouse"));
+        assert_eq!(watch_dir(Path::new("config.yaml")), PathBuf::from("."));
+        assert_ne!(file_hash(b"a"), file_hash(b"b"));
+    }
+}

@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use gatehouse_core::Gateway;
 
+pub mod prom;
+
 /// What a backend received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -560,6 +562,18 @@ impl GatewayProcess {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = dir.join("gatehouse.yaml");
         std::fs::write(&config, yaml).expect("write config");
+        GatewayProcess::spawn_file(bin, global_args, dir, config, ready)
+    }
+
+    /// Runs `bin run --config CONFIG` on an existing file (in `dir`, removed by nobody: the
+    /// caller owns it); waits until `ready` answers /readyz, up to 10 s.
+    pub fn spawn_file(
+        bin: &str,
+        global_args: &[&str],
+        dir: PathBuf,
+        config: PathBuf,
+        ready: SocketAddr,
+    ) -> GatewayProcess {
         let child = Command::new(bin)
             .args(global_args)
             .args(["run", "--config"])

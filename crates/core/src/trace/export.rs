@@ -270,11 +270,28 @@ impl Exporter {
     }
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.shutdown(Duration::from_secs(1));
+impl Exporter {
+    /// Starts a shutdown with `timeout` and returns at once: the thread exports what is queued
+    /// (until the deadline) and exits by itself. For places that must not block.
+    pub fn shutdown_in_background(&self, timeout: Duration) {
+        let mut q = self.shared.lock();
+        if q.shutdown_deadline.is_none() {
+            q.shutdown_deadline = Some(Instant::now() + timeout);
+        }
+        drop(q);
+        self.shared.wake.notify_one();
     }
 }
+
+impl Drop for Exporter {
+    /// Never blocks: the last owner may be a worker thread finishing a span.
+    fn drop(&mut self) {
+        self.shutdown_in_background(DROP_FLUSH);
+    }
+}
+
+/// How long a dropped exporter's thread keeps sending what was queued.
+const DROP_FLUSH: Duration = Duration::from_secs(5);
 
 fn run(sh: Arc<Shared>, settings: ExporterSettings) {
     let mut client = Client::new(&settings);

@@ -50,9 +50,6 @@ pub mod attr {
 /// The instrumentation scope name in exported data.
 pub const SCOPE_NAME: &str = "gatehouse";
 
-/// How long `Drop for Tracer` waits for queued spans.
-const DROP_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Sampling, id generation and the exporter, built once from a `TracingConfig`.
 #[derive(Debug)]
 pub struct Tracer {
@@ -157,19 +154,14 @@ impl Tracer {
 
     /// Exports what is queued within `timeout` and stops the exporter thread; spans finished after
     /// this are dropped (counted). Call on gateway shutdown, after the workers have drained.
+    /// (Dropping the last `Arc<Tracer>`, e.g. after a reload replaced it, shuts down in the
+    /// background instead: the last owner may be a worker finishing a span, which must not wait.)
     pub fn shutdown(&self, timeout: std::time::Duration) -> bool {
         self.exporter.shutdown(timeout)
     }
 
     fn export(&self, span: SpanRecord) {
         self.exporter.enqueue(span);
-    }
-}
-
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        // The last reference went away (e.g. a reload replaced the tracer): send what is left.
-        self.exporter.shutdown(DROP_FLUSH);
     }
 }
 
@@ -295,8 +287,9 @@ impl ServerSpan {
         self.ctx.span_id_hex()
     }
 
-    /// Records the request line and peers (call once the head is parsed). `client_address` is the
-    /// resolved client (after trusted X-Forwarded-For), `peer` the TCP peer.
+    /// Records the request line and peers (call once the head is parsed). `path` is without the
+    /// query (it may hold credentials); `client_address` is the resolved client (after trusted
+    /// X-Forwarded-For), `peer` the TCP peer.
     pub fn set_request(
         &mut self,
         method: &str,
@@ -528,6 +521,16 @@ mod tests {
         let off = tracer(Sampler::AlwaysOff);
         let root = off.start_server(None);
         assert!(!root.is_sampled() && root.context().trace_id != [0; 16]);
+    }
+
+    #[test]
+    fn dropping_the_last_tracer_reference_never_blocks() {
+        let t = tracer(Sampler::AlwaysOn);
+        let span = t.start_server(None);
+        drop(t);
+        let started = std::time::Instant::now();
+        span.finish(Some(200), None); // drops the last Arc<Tracer>, as a worker would after a reload
+        assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -144,6 +144,8 @@ struct Queue {
     /// Highest `pushed` value a flush is waiting for.
     flush_target: u64,
     shutdown_deadline: Option<Instant>,
+    /// Spans still queued when the shutdown deadline passed.
+    shutdown_dropped: u64,
     stopped: bool,
 }
 
@@ -239,7 +241,8 @@ impl Exporter {
     }
 
     /// Stops accepting spans, exports what is queued within `timeout` (dropping the rest, counted)
-    /// and stops the thread. Returns whether everything queued was settled in time. Idempotent.
+    /// and stops the thread. Returns whether everything queued was sent (or failed for good) in
+    /// time, rather than dropped at the deadline. Idempotent.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let sh = &self.shared;
         let deadline = Instant::now() + timeout;
@@ -266,7 +269,7 @@ impl Exporter {
             let _ = t.join();
         }
         let q = sh.lock();
-        q.settled == q.pushed
+        q.settled == q.pushed && q.shutdown_dropped == 0
     }
 }
 
@@ -315,6 +318,7 @@ fn run(sh: Arc<Shared>, settings: ExporterSettings) {
                     let left = q.spans.len() as u64;
                     q.spans.clear();
                     q.settled += left;
+                    q.shutdown_dropped = left;
                     q.stopped = true;
                     drop(q);
                     sh.counters.dropped.fetch_add(left, Ordering::Relaxed);

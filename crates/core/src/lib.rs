@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod router;
 pub mod simple_http;
 pub mod snapshot;
+pub mod trace;
 pub mod upstream;
 pub mod watch;
 

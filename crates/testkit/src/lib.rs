@@ -1,6 +1,7 @@
 //! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients,
-//! launchers for the gateway (in-process through the real pipeline, or the real binary), and a
-//! real `redis-server` (`RedisServer`) for cluster-mode tests.
+//! launchers for the gateway (in-process through the real pipeline, or the real binary), a
+//! real `redis-server` (`RedisServer`) for cluster-mode tests, and a real OTLP trace receiver
+//! (`OtlpReceiver`, Python with the official `opentelemetry-proto` decoder).
 //!
 //! Invariants: backends are independent implementations (hyper's server), so a test checks the
 //! gateway against another parser, never against itself; every wait is bounded in time.
@@ -793,4 +794,98 @@ pub fn assert_three_per_minute(rs: &[Resp]) {
     assert_eq!(v["error"]["status"], 429);
     assert_eq!(v["error"]["code"], "rate_limited");
     assert_eq!(v["error"]["request_id"].as_str(), refused.header("x-request-id"));
+}
+
+/// A real OTLP/HTTP trace receiver: `otlp_receiver.py` decoding with the official
+/// `opentelemetry-proto` Python package (an independent decoder of what the exporter encodes).
+/// Killed on drop.
+pub struct OtlpReceiver {
+    /// Base URL (`http://127.0.0.1:PORT`), as `OTEL_EXPORTER_OTLP_ENDPOINT` takes it.
+    pub endpoint: String,
+    pub port: u16,
+    child: Child,
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> OtlpReceiver {
+        OtlpReceiver::start_with(&[])
+    }
+
+    /// Starts the receiver with extra arguments (`--port N`, `--fail-first N`, `--fail-status S`,
+    /// `--retry-after S`); waits up to 10 s for it to listen.
+    pub fn start_with(args: &[&str]) -> OtlpReceiver {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("otlp_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (the OTLP receiver needs `pip install opentelemetry-proto`, see .ci/run)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let ev = events.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(p) = line.strip_prefix("PORT ") {
+                    let _ = port_tx.send(p.trim().parse::<u16>().expect("port number"));
+                } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    ev.lock().expect("events").push(v);
+                }
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the OTLP receiver did not start (is opentelemetry-proto installed? see .ci/run)");
+            }
+        };
+        OtlpReceiver { endpoint: format!("http://127.0.0.1:{port}"), port, child, events }
+    }
+
+    fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events.lock().expect("events").iter().filter(|e| e["event"] == kind).cloned().collect()
+    }
+
+    /// The decoded spans received so far, waiting up to `wait` for at least one.
+    pub fn spans(&self, wait: Duration) -> Vec<serde_json::Value> {
+        self.wait_spans(1, wait)
+    }
+
+    /// Waits up to `wait` for at least `n` spans; returns all received (maybe fewer on timeout).
+    pub fn wait_spans(&self, n: usize, wait: Duration) -> Vec<serde_json::Value> {
+        self.wait_events("span", n, wait)
+    }
+
+    /// One entry per export request (`status` answered, request `headers`, `spans` decoded),
+    /// waiting up to `wait` for at least `n`. The receiver's output is read asynchronously, so an
+    /// export the client saw answered may take a moment to show here.
+    pub fn wait_requests(&self, n: usize, wait: Duration) -> Vec<serde_json::Value> {
+        self.wait_events("request", n, wait)
+    }
+
+    fn wait_events(&self, kind: &str, n: usize, wait: Duration) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let events = self.events_of(kind);
+            if events.len() >= n || std::time::Instant::now() >= deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -184,10 +184,16 @@ impl AdminState {
         })
     }
 
-    pub fn handle(&self, req: SimpleRequest) -> LocalResponse {
+    pub async fn handle(&self, req: SimpleRequest) -> LocalResponse {
         if req.method != "GET" && req.method != "HEAD" {
-            if let Some(resp) = self.write(&req) {
-                return resp;
+            // Loading and compiling a large config takes a while: off the control runtime, so
+            // health checks, signals and other admin requests keep being served meanwhile.
+            let state = self.clone();
+            let written = tokio::task::spawn_blocking(move || state.write(&req).ok_or(req)).await;
+            match written {
+                Ok(Ok(resp)) => return resp,
+                Ok(Err(_)) => {}
+                Err(_) => return error(500, "internal", "the config change did not complete"),
             }
             return error(405, "method_not_allowed", "this admin endpoint is read-only").header("allow", "GET, HEAD");
         }

@@ -253,7 +253,7 @@ impl Gateway {
                 l,
                 move |req| {
                     let state = state.clone();
-                    async move { state.handle(req) }
+                    async move { state.handle(req).await }
                 },
                 rx,
             ));

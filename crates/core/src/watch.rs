@@ -87,8 +87,8 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
             }
             last = Some(h);
             let text = String::from_utf8_lossy(&text).into_owned();
-            // Errors are logged and counted by `apply_text`.
-            let _ = gw.apply_text(&text, "file");
+            // Errors are logged and counted by `apply_text`; compiling runs off the runtime.
+            let _ = tokio::task::spawn_blocking(move || gw.apply_text(&text, "file")).await;
         }
     });
 }

@@ -214,8 +214,10 @@ pub(crate) async fn serve_until_signal(gw: Arc<Gateway>) -> anyhow::Result<()> {
                     tracing::info!("SIGHUP ignored: no config file (quickstart)");
                     continue;
                 }
-                // Outcome (applied, or refused with every problem) is logged by the gateway.
-                let _ = gw.reload_file("signal");
+                // Outcome (applied, or refused with every problem) is logged by the gateway;
+                // compiling runs off this runtime.
+                let g = gw.clone();
+                let _ = tokio::task::spawn_blocking(move || g.reload_file("signal")).await;
             }
         }
     }

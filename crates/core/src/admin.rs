@@ -2,7 +2,8 @@
 //!
 //! Endpoints: `GET /healthz` (process alive), `GET /readyz` (config loaded and listeners bound,
 //! 503 while draining), `GET /config` (running config as JSON, secrets redacted), `GET /upstreams`
-//! (targets with health and load). Invariant: handlers only read the snapshot and registries.
+//! (targets with health, passive-health ejection, load; each upstream's circuit breaker and
+//! resilience counters; routes' own breakers). Invariant: handlers only read the snapshot and registries.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,6 +95,7 @@ impl AdminState {
             }
             "/upstreams" => {
                 let snap = self.shared.snapshot.load();
+                let now = crate::upstream::mono_ns();
                 let ups: Vec<Value> = snap
                     .upstreams
                     .iter()
@@ -103,26 +105,69 @@ impl AdminState {
                             .iter()
                             .map(|t| {
                                 let s = &t.state;
+                                let ejected = s.outlier.is_ejected(now);
+                                let health = if !s.actively_healthy() {
+                                    "unhealthy"
+                                } else if ejected {
+                                    "ejected"
+                                } else {
+                                    "healthy"
+                                };
+                                let ejection = ejected.then(|| {
+                                    let left = s.outlier.ejected_until().saturating_sub(now);
+                                    json!({
+                                        "reason": s.outlier.reason().map(|r| r.as_str()),
+                                        "remaining_ms": left / 1_000_000,
+                                        "until": crate::access_log::rfc3339(
+                                            std::time::SystemTime::now() + std::time::Duration::from_nanos(left)
+                                        ),
+                                    })
+                                });
                                 json!({
                                     "url": t.url,
                                     "weight": t.weight,
-                                    "health": if s.is_healthy() { "healthy" } else { "unhealthy" },
+                                    "health": health,
                                     "active_checks": u.health_check.is_some(),
                                     "last_check": s.last_check.lock().ok().and_then(|l| l.clone()),
+                                    "ejection": ejection,
+                                    "ejections_total": s.outlier.ejections_total(),
+                                    "consecutive_failures": s.outlier.consecutive_failures(),
                                     "inflight": s.inflight.load(Ordering::Relaxed),
                                     "latency_ewma_ms": s.ewma_ns.load(Ordering::Relaxed) as f64 / 1e6,
                                 })
                             })
                             .collect();
+                        let st = &u.state;
                         json!({
                             "name": u.name,
                             "balancer": u.balancer.name(),
-                            "healthy_targets": u.targets.iter().filter(|t| t.state.is_healthy()).count(),
+                            "healthy_targets": u.targets.iter().filter(|t| t.state.is_healthy_at(now)).count(),
+                            "circuit": st.breaker.as_ref().map(|b| breaker_json(b, now)),
+                            "requests_in_flight": st.requests_in_flight(),
+                            "pending_connects": st.pending_connects(),
+                            "counters": {
+                                "retries": st.retries_total(),
+                                "retries_budget_exhausted": st.retries_exhausted_total(),
+                                "hedges": st.hedges_total(),
+                                "ejections": st.ejections_total(),
+                                "overloaded": st.overloaded_total(),
+                            },
                             "targets": targets,
                         })
                     })
                     .collect();
-                LocalResponse::json(200, serde_json::to_string_pretty(&json!({ "upstreams": ups })).unwrap_or_default())
+                let routes: Vec<Value> = snap
+                    .routes
+                    .iter()
+                    .filter_map(|r| {
+                        r.breaker.as_ref().map(|b| json!({"route": r.name, "circuit": breaker_json(b, now)}))
+                    })
+                    .collect();
+                LocalResponse::json(
+                    200,
+                    serde_json::to_string_pretty(&json!({ "upstreams": ups, "route_breakers": routes }))
+                        .unwrap_or_default(),
+                )
             }
             _ => LocalResponse::json(
                 404,
@@ -130,6 +175,24 @@ impl AdminState {
             ),
         }
     }
+}
+
+/// A circuit breaker's state and transition counters.
+fn breaker_json(b: &crate::upstream::breaker::CircuitBreaker, now: u64) -> Value {
+    use crate::upstream::breaker::BreakerState;
+    let (state, retry_after) = match b.state(now) {
+        BreakerState::Closed => ("closed", None),
+        BreakerState::Open { remaining_ns } => ("open", Some(crate::upstream::breaker::secs_ceil(remaining_ns))),
+        BreakerState::HalfOpen => ("half_open", None),
+    };
+    json!({
+        "state": state,
+        "retry_after_s": retry_after,
+        "opened_total": b.opened_total(),
+        "half_opened_total": b.half_opened_total(),
+        "closed_total": b.closed_total(),
+        "rejected_total": b.rejected_total(),
+    })
 }
 
 #[cfg(test)]

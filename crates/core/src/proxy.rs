@@ -747,16 +747,16 @@ fn tried_bit(i: usize) -> u64 {
     1 << (i % 64)
 }
 
-/// The balancer's choice, or, when that target was already tried by this request, another
-/// healthy untried one (retries go elsewhere when they can).
+/// A target for a retry or a hedged attempt: a healthy one this request has not tried yet (from
+/// a random start, so retries spread), else the balancer's choice. The balancer is asked only
+/// when everything was tried, so retries do not shift its round-robin sequence.
 fn pick_target(u: &Upstream, key: Option<&[u8]>, tried: u64) -> Option<usize> {
-    let first = u.balancer.pick(&u.targets, key)?;
-    if tried & tried_bit(first) == 0 {
-        return Some(first);
-    }
     let n = u.targets.len();
-    let s = (rand_u64() % n as u64) as usize;
-    (0..n).map(|k| (s + k) % n).find(|&i| tried & tried_bit(i) == 0 && u.targets[i].state.is_healthy()).or(Some(first))
+    let s = (rand_u64() % n.max(1) as u64) as usize;
+    (0..n)
+        .map(|k| (s + k) % n)
+        .find(|&i| tried & tried_bit(i) == 0 && u.targets[i].state.is_healthy())
+        .or_else(|| u.balancer.pick(&u.targets, key))
 }
 
 /// Records one attempt's outcome for passive health; logs an ejection.

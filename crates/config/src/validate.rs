@@ -1461,6 +1461,53 @@ upstreams:
     }
 
     #[test]
+    fn resilience_settings() {
+        let u = |extra: &str| upstream(&format!("  - name: u\n    targets: [{{url: \"http://a:1\"}}]\n{extra}"));
+        expect_ok(&u("    outlier_detection: {consecutive_failures: 3, base_ejection: 1s}\n    circuit_breaker: {slow_call_duration: 1s}\n"));
+        expect_one(
+            &u("    outlier_detection: {failure_rate: 101}\n"),
+            "upstreams[0].outlier_detection.failure_rate",
+            "between 0 and 100",
+        );
+        expect_one(
+            &u("    outlier_detection: {base_ejection: 10s, max_ejection: 5s}\n"),
+            "upstreams[0].outlier_detection.max_ejection",
+            "must not be shorter",
+        );
+        expect_one(&u("    circuit_breaker: {min_calls: 0}\n"), "upstreams[0].circuit_breaker.min_calls", "at least 1");
+        expect_one(
+            &u("    circuit_breaker: {open_duration: 0s}\n"),
+            "upstreams[0].circuit_breaker.open_duration",
+            "greater than 0",
+        );
+        expect_one(&u("    limits: {max_requests: 0}\n"), "upstreams[0].limits.max_requests", "between 1");
+        expect_one(&u("    retry_budget: {percent: 5000}\n"), "upstreams[0].retry_budget.percent", "at most");
+        let r = |extra: &str| routes(&format!("  - name: r\n    upstream: users\n{extra}"));
+        expect_ok(&r("    retry: {attempts: 3, on: [connect_failure, reset, timeout, 503]}\n    deadline: {timeout: 2s, format: grpc}\n    hedge: {delay: 50ms}\n"));
+        expect_one(&r("    retry: {attempts: 0}\n"), "routes[0].retry.attempts", "between 1");
+        expect_one(&r("    retry: {on: [200]}\n"), "routes[0].retry.on[0]", "4xx and 5xx");
+        expect_one(&r("    retry: {on: [503, 503]}\n"), "routes[0].retry.on[1]", "listed twice");
+        expect_one(
+            &r("    retry: {backoff: {base: 100ms, max: 10ms}}\n"),
+            "routes[0].retry.backoff.max",
+            "must not be shorter",
+        );
+        expect_one(
+            &r("    deadline: {timeout: 1s, header: \"bad header\"}\n"),
+            "routes[0].deadline.header",
+            "invalid header name",
+        );
+        expect_one(&r("    hedge: {delay: 0s}\n"), "routes[0].hedge.delay", "greater than 0");
+        expect_one(
+            &r("    circuit_breaker: {half_open_probes: 0}\n"),
+            "routes[0].circuit_breaker.half_open_probes",
+            "between 1",
+        );
+        let errs = problems(&r("    retry: {on: [sometimes]}\n"));
+        assert!(errs.iter().any(|e| e.message.contains("unknown retry condition")), "{errs:?}");
+    }
+
+    #[test]
     fn route_names_and_upstreams() {
         expect_ok(&routes(
             "  - {name: a, upstream: users}\n  - {name: b.v2, upstream: orders, match: {hosts: [x.com]}}\n",

@@ -299,6 +299,21 @@ mod tests {
         assert!(one[0].state.is_healthy_at(5 * S));
     }
 
+    /// The balancer's `is_healthy` reads tokio's clock: paused time drives the return.
+    #[tokio::test(start_paused = true)]
+    async fn ejection_ends_on_tokio_time() {
+        let t = targets(2);
+        let now = crate::upstream::mono_ns();
+        for _ in 0..3 {
+            observe(&cfg(), &t, 0, true, now);
+        }
+        assert!(!t[0].state.is_healthy());
+        tokio::time::advance(std::time::Duration::from_secs(29)).await;
+        assert!(!t[0].state.is_healthy());
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert!(t[0].state.is_healthy());
+    }
+
     #[test]
     fn uneject_by_active_check() {
         let t = targets(2);

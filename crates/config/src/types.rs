@@ -218,6 +218,276 @@ pub struct Upstream {
     pub timeouts: UpstreamTimeouts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Passive health: targets that keep failing real requests leave rotation for a while.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    /// Fail fast while the upstream as a whole is failing.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+    /// Caps on concurrent work sent to this upstream; overflow is 503 `upstream_overloaded` at once.
+    #[serde(default)]
+    pub limits: UpstreamLimits,
+    /// How many retries the routes to this upstream may add, as a share of its requests.
+    #[serde(default)]
+    pub retry_budget: RetryBudget,
+}
+
+/// `upstreams[].outlier_detection`: passive health from the outcomes of real requests.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Consecutive failures (5xx, connect failure, reset, timeout) that eject a target; 0 = off.
+    #[serde(default = "defaults::od_consecutive")]
+    pub consecutive_failures: u32,
+    /// Failure percentage over `window` that ejects a target (given `min_requests`); 0 = off.
+    #[serde(default = "defaults::od_failure_rate")]
+    pub failure_rate: u32,
+    /// Requests a target must have served within `window` before its failure rate counts.
+    #[serde(default = "defaults::od_min_requests")]
+    pub min_requests: u32,
+    /// The sliding window of the failure rate.
+    #[serde(default = "defaults::window")]
+    pub window: Dur,
+    /// First ejection time; the n-th consecutive ejection lasts n × this, up to `max_ejection`.
+    #[serde(default = "defaults::od_base_ejection")]
+    pub base_ejection: Dur,
+    #[serde(default = "defaults::od_max_ejection")]
+    pub max_ejection: Dur,
+    /// At most this share of the upstream's targets is ejected at once (rounded down).
+    #[serde(default = "defaults::od_max_ejected_percent")]
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            enabled: true,
+            consecutive_failures: defaults::od_consecutive(),
+            failure_rate: defaults::od_failure_rate(),
+            min_requests: defaults::od_min_requests(),
+            window: defaults::window(),
+            base_ejection: defaults::od_base_ejection(),
+            max_ejection: defaults::od_max_ejection(),
+            max_ejected_percent: defaults::od_max_ejected_percent(),
+        }
+    }
+}
+
+/// `circuit_breaker` (upstream, or a route's override): closed → open → half-open → closed.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Failed-request percentage over `window` that opens the circuit (given `min_calls`); 0 = off.
+    #[serde(default = "defaults::cb_failure_rate")]
+    pub failure_rate: u32,
+    /// A request slower than this (response head) is a slow call; absent = slow calls not tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_call_duration: Option<Dur>,
+    /// Slow-call percentage over `window` that opens the circuit (with `slow_call_duration`).
+    #[serde(default = "defaults::cb_slow_call_rate")]
+    pub slow_call_rate: u32,
+    /// Requests within `window` before either rate is judged.
+    #[serde(default = "defaults::cb_min_calls")]
+    pub min_calls: u32,
+    #[serde(default = "defaults::window")]
+    pub window: Dur,
+    /// How long the circuit stays open (503 + `Retry-After`, upstream untouched).
+    #[serde(default = "defaults::cb_open_duration")]
+    pub open_duration: Dur,
+    /// Probe requests let through when half-open; all must succeed to close the circuit.
+    #[serde(default = "defaults::cb_half_open_probes")]
+    pub half_open_probes: u32,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker {
+            enabled: true,
+            failure_rate: defaults::cb_failure_rate(),
+            slow_call_duration: None,
+            slow_call_rate: defaults::cb_slow_call_rate(),
+            min_calls: defaults::cb_min_calls(),
+            window: defaults::window(),
+            open_duration: defaults::cb_open_duration(),
+            half_open_probes: defaults::cb_half_open_probes(),
+        }
+    }
+}
+
+/// `upstreams[].limits`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamLimits {
+    /// Requests in flight to this upstream (all targets, all workers).
+    #[serde(default = "defaults::max_requests")]
+    pub max_requests: u32,
+    /// Connections being opened to this upstream at once.
+    #[serde(default = "defaults::max_pending")]
+    pub max_pending: u32,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits { max_requests: defaults::max_requests(), max_pending: defaults::max_pending() }
+    }
+}
+
+/// `upstreams[].retry_budget`: retries ≤ `percent` % of requests + `min_per_second`, over 10 s.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    #[serde(default = "defaults::budget_percent")]
+    pub percent: u32,
+    /// Retries always allowed per second (so a quiet upstream can still be retried).
+    #[serde(default = "defaults::budget_min_per_second")]
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget { percent: defaults::budget_percent(), min_per_second: defaults::budget_min_per_second() }
+    }
+}
+
+/// `routes[].retry`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts in total, the first included; 1 = no retries.
+    #[serde(default = "defaults::retry_attempts")]
+    pub attempts: u32,
+    /// Failures that are retried: `connect_failure`, `reset`, `timeout`, or a status (`503`).
+    #[serde(default = "defaults::retry_on")]
+    pub on: Vec<RetryOn>,
+    /// Also retry non-idempotent methods (POST, PATCH) whose body was buffered. Only when the
+    /// upstream de-duplicates (e.g. an idempotency key): the first attempt may have been applied.
+    #[serde(default)]
+    pub non_idempotent: bool,
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: defaults::retry_attempts(),
+            on: defaults::retry_on(),
+            non_idempotent: false,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: attempt n waits a random time in [0, min(max, base × 2ⁿ⁻¹)].
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    #[serde(default = "defaults::backoff_base")]
+    pub base: Dur,
+    #[serde(default = "defaults::backoff_max")]
+    pub max: Dur,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: defaults::backoff_base(), max: defaults::backoff_max() }
+    }
+}
+
+/// One retry condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    /// The connection could not be opened (refused, unreachable, connect timeout).
+    ConnectFailure,
+    /// The connection broke before a response head arrived.
+    Reset,
+    /// No response head within the per-attempt timeout.
+    Timeout,
+    /// The upstream answered with this status.
+    Status(u16),
+}
+
+impl<'de> Deserialize<'de> for RetryOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RetryOn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`connect_failure`, `reset`, `timeout` or a status code such as 503")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RetryOn, E> {
+                match v {
+                    "connect_failure" => Ok(RetryOn::ConnectFailure),
+                    "reset" => Ok(RetryOn::Reset),
+                    "timeout" => Ok(RetryOn::Timeout),
+                    other => match other.parse::<u16>() {
+                        Ok(s) => Ok(RetryOn::Status(s)),
+                        Err(_) => Err(E::custom(format!(
+                            "unknown retry condition `{other}`: use connect_failure, reset, timeout or a status code such as 503"
+                        ))),
+                    },
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RetryOn, E> {
+                u16::try_from(v).map(RetryOn::Status).map_err(|_| E::custom(format!("{v} is not an HTTP status")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RetryOn, E> {
+                u16::try_from(v).map(RetryOn::Status).map_err(|_| E::custom(format!("{v} is not an HTTP status")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for RetryOn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RetryOn::ConnectFailure => s.serialize_str("connect_failure"),
+            RetryOn::Reset => s.serialize_str("reset"),
+            RetryOn::Timeout => s.serialize_str("timeout"),
+            RetryOn::Status(c) => s.serialize_u16(*c),
+        }
+    }
+}
+
+/// `routes[].deadline`: one time limit for the whole request, all attempts and backoffs included.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deadline {
+    pub timeout: Dur,
+    /// Send the remaining time upstream with each attempt.
+    #[serde(default = "defaults::yes")]
+    pub propagate: bool,
+    /// The header carrying it; default `x-request-timeout` (`grpc-timeout` for `format: grpc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub format: DeadlineFormat,
+}
+
+/// How the remaining time is written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineFormat {
+    /// Whole milliseconds: `2500`.
+    #[default]
+    Milliseconds,
+    /// Seconds with millisecond precision: `2.500`.
+    Seconds,
+    /// gRPC's `grpc-timeout` form: `2500m`.
+    Grpc,
+}
+
+/// `routes[].hedge`: for idempotent requests, a second attempt (another target when possible)
+/// after `delay` without a response head; the first response head wins.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hedge {
+    pub delay: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -341,6 +611,18 @@ pub struct Route {
     /// The route's policies, run in this order in the request phase (see docs "Policies").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Policy>,
+    /// When and how failed attempts are retried.
+    #[serde(default)]
+    pub retry: Retry,
+    /// A total time limit over all attempts, propagated upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
+    /// Hedged requests (idempotent only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<Hedge>,
+    /// This route's own circuit breaker, used instead of the upstream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 /// One route policy: `- rate_limit: {...}` or `- concurrency_limit: {...}`.
@@ -732,5 +1014,65 @@ pub mod defaults {
     }
     pub fn queue_timeout() -> Dur {
         Dur(Duration::from_secs(1))
+    }
+    pub fn window() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn od_consecutive() -> u32 {
+        5
+    }
+    pub fn od_failure_rate() -> u32 {
+        50
+    }
+    pub fn od_min_requests() -> u32 {
+        20
+    }
+    pub fn od_base_ejection() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub fn od_max_ejection() -> Dur {
+        Dur(Duration::from_secs(300))
+    }
+    pub fn od_max_ejected_percent() -> u32 {
+        50
+    }
+    pub fn cb_failure_rate() -> u32 {
+        50
+    }
+    pub fn cb_slow_call_rate() -> u32 {
+        80
+    }
+    pub fn cb_min_calls() -> u32 {
+        20
+    }
+    pub fn cb_open_duration() -> Dur {
+        Dur(Duration::from_secs(5))
+    }
+    pub fn cb_half_open_probes() -> u32 {
+        3
+    }
+    pub fn max_requests() -> u32 {
+        1024
+    }
+    pub fn max_pending() -> u32 {
+        1024
+    }
+    pub fn budget_percent() -> u32 {
+        20
+    }
+    pub fn budget_min_per_second() -> u32 {
+        3
+    }
+    pub fn retry_attempts() -> u32 {
+        2
+    }
+    pub fn retry_on() -> Vec<super::RetryOn> {
+        vec![super::RetryOn::ConnectFailure, super::RetryOn::Reset]
+    }
+    pub fn backoff_base() -> Dur {
+        Dur(Duration::from_millis(25))
+    }
+    pub fn backoff_max() -> Dur {
+        Dur(Duration::from_millis(250))
     }
 }

@@ -19,6 +19,7 @@ use crate::types::{
     Balancer, ConcurrencyLimit, Config, HashOn, HeaderOps, HealthCheck, KeyPart, LimitKey, Listener, PathMatch, Policy,
     RateLimit, RateLimitMode, Redis, Route, RouteMatch, Upstream, ValueMatch,
 };
+use crate::types::{CircuitBreaker, DeadlineFormat, OutlierDetection, Retry, RetryOn};
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
 /// Headers the gateway manages itself; routes may not set, add or remove them.
@@ -35,6 +36,10 @@ pub const HOP_BY_HOP_HEADERS: &[&str] = &[
 
 /// Largest allowed target weight.
 pub const MAX_WEIGHT: u32 = 10_000;
+/// Most attempts a route may make for one request (the first included).
+pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Largest retry budget share, in percent of requests.
+pub const MAX_BUDGET_PERCENT: u32 = 1000;
 /// Largest allowed `pool.max_idle_per_target`.
 pub const MAX_IDLE_PER_TARGET: usize = 100_000;
 
@@ -445,6 +450,102 @@ impl Validator<'_> {
         if let Some(hc) = &u.health_check {
             self.health_check(hc, &join_key(p, "health_check"));
         }
+        self.outlier_detection(&u.outlier_detection, &join_key(p, "outlier_detection"));
+        self.circuit_breaker(&u.circuit_breaker, &join_key(p, "circuit_breaker"));
+        let lp = join_key(p, "limits");
+        for (field, v) in [("max_requests", u.limits.max_requests), ("max_pending", u.limits.max_pending)] {
+            if !(1..=MAX_CONCURRENCY).contains(&v) {
+                self.err(join_key(&lp, field), format!("must be between 1 and {MAX_CONCURRENCY}, got {v}"));
+            }
+        }
+        let bp = join_key(p, "retry_budget");
+        if u.retry_budget.percent > MAX_BUDGET_PERCENT {
+            self.err(
+                join_key(&bp, "percent"),
+                format!("must be at most {MAX_BUDGET_PERCENT}, got {}", u.retry_budget.percent),
+            );
+        }
+        if u.retry_budget.min_per_second > MAX_CONCURRENCY {
+            self.err(
+                join_key(&bp, "min_per_second"),
+                format!("must be at most {MAX_CONCURRENCY}, got {}", u.retry_budget.min_per_second),
+            );
+        }
+    }
+
+    fn percent(&mut self, path: String, v: u32) {
+        if v > 100 {
+            self.err(path, format!("a percentage must be between 0 and 100, got {v}"));
+        }
+    }
+
+    fn outlier_detection(&mut self, o: &OutlierDetection, p: &str) {
+        self.percent(join_key(p, "failure_rate"), o.failure_rate);
+        self.percent(join_key(p, "max_ejected_percent"), o.max_ejected_percent);
+        self.positive_dur(join_key(p, "window"), &o.window);
+        self.positive_dur(join_key(p, "base_ejection"), &o.base_ejection);
+        if o.max_ejection.0 < o.base_ejection.0 {
+            self.err(
+                join_key(p, "max_ejection"),
+                format!(
+                    "max_ejection ({}) must not be shorter than base_ejection ({})",
+                    o.max_ejection, o.base_ejection
+                ),
+            );
+        }
+        if o.failure_rate > 0 && o.min_requests == 0 {
+            self.err(join_key(p, "min_requests"), "must be at least 1 when failure_rate is set");
+        }
+    }
+
+    fn circuit_breaker(&mut self, cb: &CircuitBreaker, p: &str) {
+        self.percent(join_key(p, "failure_rate"), cb.failure_rate);
+        self.percent(join_key(p, "slow_call_rate"), cb.slow_call_rate);
+        if let Some(d) = &cb.slow_call_duration {
+            self.positive_dur(join_key(p, "slow_call_duration"), d);
+        }
+        if cb.min_calls == 0 {
+            self.err(join_key(p, "min_calls"), "must be at least 1");
+        }
+        self.positive_dur(join_key(p, "window"), &cb.window);
+        self.positive_dur(join_key(p, "open_duration"), &cb.open_duration);
+        if !(1..=MAX_CONCURRENCY).contains(&cb.half_open_probes) {
+            self.err(
+                join_key(p, "half_open_probes"),
+                format!("must be between 1 and {MAX_CONCURRENCY}, got {}", cb.half_open_probes),
+            );
+        }
+    }
+
+    fn retry(&mut self, r: &Retry, p: &str) {
+        if !(1..=MAX_RETRY_ATTEMPTS).contains(&r.attempts) {
+            self.err(
+                join_key(p, "attempts"),
+                format!("must be between 1 (no retries) and {MAX_RETRY_ATTEMPTS}, got {}", r.attempts),
+            );
+        }
+        let op = join_key(p, "on");
+        let mut seen = Vec::new();
+        for (k, on) in r.on.iter().enumerate() {
+            let kp = join_index(&op, k);
+            if let RetryOn::Status(s) = on {
+                if !(400..=599).contains(s) {
+                    self.err(&kp, format!("only 4xx and 5xx statuses can be retried, got {s}"));
+                }
+            }
+            if seen.contains(on) {
+                self.err(&kp, "listed twice");
+            }
+            seen.push(*on);
+        }
+        let bp = join_key(p, "backoff");
+        self.positive_dur(join_key(&bp, "base"), &r.backoff.base);
+        if r.backoff.max.0 < r.backoff.base.0 {
+            self.err(
+                join_key(&bp, "max"),
+                format!("max ({}) must not be shorter than base ({})", r.backoff.max, r.backoff.base),
+            );
+        }
     }
 
     fn health_check(&mut self, hc: &HealthCheck, p: &str) {
@@ -523,6 +624,27 @@ impl Validator<'_> {
                 self.err(join_key(&p, "timeout"), "must be greater than 0");
             }
             self.policies(&r.policies, &join_key(&p, "policies"));
+            self.retry(&r.retry, &join_key(&p, "retry"));
+            if let Some(d) = &r.deadline {
+                let dp = join_key(&p, "deadline");
+                self.positive_dur(join_key(&dp, "timeout"), &d.timeout);
+                if let Some(h) = &d.header {
+                    if !is_token(h) {
+                        self.err(join_key(&dp, "header"), format!("invalid header name {h:?}"));
+                    } else if HOP_BY_HOP_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                        self.err(join_key(&dp, "header"), format!("`{h}` is managed by the gateway"));
+                    }
+                }
+                if d.format == DeadlineFormat::Grpc && d.timeout.0.as_millis() > 99_999_999 {
+                    self.err(join_key(&dp, "timeout"), "too long for the grpc-timeout format (8 digits of ms)");
+                }
+            }
+            if let Some(h) = &r.hedge {
+                self.positive_dur(join_key(&join_key(&p, "hedge"), "delay"), &h.delay);
+            }
+            if let Some(cb) = &r.circuit_breaker {
+                self.circuit_breaker(cb, &join_key(&p, "circuit_breaker"));
+            }
             let key = match_key(&r.matches);
             if partial.tainted_routes.contains(&i) {
                 // Its match may lack parts that failed to parse; comparing it would mislead.
@@ -1352,6 +1474,53 @@ upstreams:
     }
 
     #[test]
+    fn resilience_settings() {
+        let u = |extra: &str| upstream(&format!("  - name: u\n    targets: [{{url: \"http://a:1\"}}]\n{extra}"));
+        expect_ok(&u("    outlier_detection: {consecutive_failures: 3, base_ejection: 1s}\n    circuit_breaker: {slow_call_duration: 1s}\n"));
+        expect_one(
+            &u("    outlier_detection: {failure_rate: 101}\n"),
+            "upstreams[0].outlier_detection.failure_rate",
+            "between 0 and 100",
+        );
+        expect_one(
+            &u("    outlier_detection: {base_ejection: 10s, max_ejection: 5s}\n"),
+            "upstreams[0].outlier_detection.max_ejection",
+            "must not be shorter",
+        );
+        expect_one(&u("    circuit_breaker: {min_calls: 0}\n"), "upstreams[0].circuit_breaker.min_calls", "at least 1");
+        expect_one(
+            &u("    circuit_breaker: {open_duration: 0s}\n"),
+            "upstreams[0].circuit_breaker.open_duration",
+            "greater than 0",
+        );
+        expect_one(&u("    limits: {max_requests: 0}\n"), "upstreams[0].limits.max_requests", "between 1");
+        expect_one(&u("    retry_budget: {percent: 5000}\n"), "upstreams[0].retry_budget.percent", "at most");
+        let r = |extra: &str| routes(&format!("  - name: r\n    upstream: users\n{extra}"));
+        expect_ok(&r("    retry: {attempts: 3, on: [connect_failure, reset, timeout, 503]}\n    deadline: {timeout: 2s, format: grpc}\n    hedge: {delay: 50ms}\n"));
+        expect_one(&r("    retry: {attempts: 0}\n"), "routes[0].retry.attempts", "between 1");
+        expect_one(&r("    retry: {on: [200]}\n"), "routes[0].retry.on[0]", "4xx and 5xx");
+        expect_one(&r("    retry: {on: [503, 503]}\n"), "routes[0].retry.on[1]", "listed twice");
+        expect_one(
+            &r("    retry: {backoff: {base: 100ms, max: 10ms}}\n"),
+            "routes[0].retry.backoff.max",
+            "must not be shorter",
+        );
+        expect_one(
+            &r("    deadline: {timeout: 1s, header: \"bad header\"}\n"),
+            "routes[0].deadline.header",
+            "invalid header name",
+        );
+        expect_one(&r("    hedge: {delay: 0s}\n"), "routes[0].hedge.delay", "greater than 0");
+        expect_one(
+            &r("    circuit_breaker: {half_open_probes: 0}\n"),
+            "routes[0].circuit_breaker.half_open_probes",
+            "between 1",
+        );
+        let errs = problems(&r("    retry: {on: [sometimes]}\n"));
+        assert!(errs.iter().any(|e| e.message.contains("unknown retry condition")), "{errs:?}");
+    }
+
+    #[test]
     fn route_names_and_upstreams() {
         expect_ok(&routes(
             "  - {name: a, upstream: users}\n  - {name: b.v2, upstream: orders, match: {hosts: [x.com]}}\n",
@@ -1760,6 +1929,10 @@ upstreams:
             max_body_bytes: None,
             timeout: None,
             policies: Vec::new(),
+            retry: Default::default(),
+            deadline: None,
+            hedge: None,
+            circuit_breaker: None,
         });
         let errors = validate(&cfg);
         assert_eq!(errors.len(), 1);

@@ -99,15 +99,17 @@ impl AccessLogs {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-28T05:16:08.123Z`.
 pub fn rfc3339_now() -> String {
-    rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+    rfc3339(SystemTime::now())
 }
 
 /// RFC 3339 UTC time of `ms` milliseconds since the Unix epoch.
 pub fn rfc3339_at(ms: u64) -> String {
-    rfc3339(std::time::Duration::from_millis(ms))
+    rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 
-fn rfc3339(d: std::time::Duration) -> String {
+/// `t` in RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

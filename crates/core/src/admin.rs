@@ -3,8 +3,9 @@
 //! Read endpoints (open): `GET /healthz` (process alive), `GET /readyz` (config loaded and
 //! listeners bound, 503 while draining), `GET /config` (running config as JSON, secrets
 //! redacted), `GET /config/history` (applied configs: id, hash, time, source),
-//! `GET /config/history/{id}` (one of them, redacted), `GET /upstreams` (targets with health and
-//! load), `GET /metrics` (Prometheus text format).
+//! `GET /config/history/{id}` (one of them, redacted), `GET /upstreams` (targets with health,
+//! passive-health ejection and load; each upstream's circuit breaker and resilience counters;
+//! routes' own breakers), `GET /metrics` (Prometheus text format).
 //!
 //! Write endpoints (need `Authorization: Bearer <admin.token>`; 403 when no token is configured):
 //! `PUT /config` (a YAML or JSON config body), `POST /reload` (re-read the config file),
@@ -153,25 +154,29 @@ impl AdminState {
         }
     }
 
-    fn write(&self, req: &SimpleRequest) -> Option<LocalResponse> {
+    /// The `Allow` value of an endpoint that accepts writes, `None` for read-only ones.
+    fn write_allow(path: &str) -> Option<&'static str> {
+        match path {
+            "/config" => Some("GET, HEAD, PUT"),
+            "/reload" => Some("POST"),
+            p if p.starts_with("/config/rollback/") => Some("POST"),
+            _ => None,
+        }
+    }
+
+    fn write(&self, req: &SimpleRequest, allow: &'static str) -> LocalResponse {
         let path = req.path.as_str();
-        let allow = match path {
-            "/config" => "GET, HEAD, PUT",
-            "/reload" => "POST",
-            p if p.starts_with("/config/rollback/") => "POST",
-            _ => return None,
-        };
         let wanted = if path == "/config" { "PUT" } else { "POST" };
         if req.method != wanted {
-            return Some(error(405, "method_not_allowed", &format!("{path} accepts {allow}")).header("allow", allow));
+            return error(405, "method_not_allowed", &format!("{path} accepts {allow}")).header("allow", allow);
         }
         if let Err(resp) = self.authorize(req) {
-            return Some(resp);
+            return resp;
         }
         let Some(gw) = self.gateway.upgrade() else {
-            return Some(error(503, "stopping", "the gateway is stopping"));
+            return error(503, "stopping", "the gateway is stopping");
         };
-        Some(match path {
+        match path {
             "/config" => match std::str::from_utf8(&req.body) {
                 Ok(text) => reload_result(gw.apply_text(text, "admin")),
                 Err(_) => error(400, "invalid_config", "the body is not UTF-8"),
@@ -181,19 +186,18 @@ impl AdminState {
                 Ok(id) => reload_result(gw.rollback(id)),
                 Err(_) => error(404, "unknown_version", "rollback needs a numeric history id"),
             },
-        })
+        }
     }
 
     pub async fn handle(&self, req: SimpleRequest) -> LocalResponse {
         if req.method != "GET" && req.method != "HEAD" {
             // Loading and compiling a large config takes a while: off the control runtime, so
             // health checks, signals and other admin requests keep being served meanwhile.
-            let state = self.clone();
-            let written = tokio::task::spawn_blocking(move || state.write(&req).ok_or(req)).await;
-            match written {
-                Ok(Ok(resp)) => return resp,
-                Ok(Err(_)) => {}
-                Err(_) => return error(500, "internal", "the config change did not complete"),
+            if let Some(allow) = AdminState::write_allow(&req.path) {
+                let state = self.clone();
+                return tokio::task::spawn_blocking(move || state.write(&req, allow))
+                    .await
+                    .unwrap_or_else(|_| error(500, "internal", "the config change did not complete"));
             }
             return error(405, "method_not_allowed", "this admin endpoint is read-only").header("allow", "GET, HEAD");
         }
@@ -234,6 +238,7 @@ impl AdminState {
             }
             "/upstreams" => {
                 let snap = self.shared.snapshot.load();
+                let now = crate::upstream::mono_ns();
                 let ups: Vec<Value> = snap
                     .upstreams
                     .iter()
@@ -243,26 +248,69 @@ impl AdminState {
                             .iter()
                             .map(|t| {
                                 let s = &t.state;
+                                let ejected = s.outlier.is_ejected(now);
+                                let health = if !s.actively_healthy() {
+                                    "unhealthy"
+                                } else if ejected {
+                                    "ejected"
+                                } else {
+                                    "healthy"
+                                };
+                                let ejection = ejected.then(|| {
+                                    let left = s.outlier.ejected_until().saturating_sub(now);
+                                    json!({
+                                        "reason": s.outlier.reason().map(|r| r.as_str()),
+                                        "remaining_ms": left / 1_000_000,
+                                        "until": crate::access_log::rfc3339(
+                                            std::time::SystemTime::now() + std::time::Duration::from_nanos(left)
+                                        ),
+                                    })
+                                });
                                 json!({
                                     "url": t.url,
                                     "weight": t.weight,
-                                    "health": if s.is_healthy() { "healthy" } else { "unhealthy" },
+                                    "health": health,
                                     "active_checks": u.health_check.is_some(),
                                     "last_check": s.last_check.lock().ok().and_then(|l| l.clone()),
+                                    "ejection": ejection,
+                                    "ejections_total": s.outlier.ejections_total(),
+                                    "consecutive_failures": s.outlier.consecutive_failures(),
                                     "inflight": s.inflight.load(Ordering::Relaxed),
                                     "latency_ewma_ms": s.ewma_ns.load(Ordering::Relaxed) as f64 / 1e6,
                                 })
                             })
                             .collect();
+                        let st = &u.state;
                         json!({
                             "name": u.name,
                             "balancer": u.balancer.name(),
-                            "healthy_targets": u.targets.iter().filter(|t| t.state.is_healthy()).count(),
+                            "healthy_targets": u.targets.iter().filter(|t| t.state.is_healthy_at(now)).count(),
+                            "circuit": st.breaker.as_ref().map(|b| breaker_json(b, now)),
+                            "requests_in_flight": st.requests_in_flight(),
+                            "pending_connects": st.pending_connects(),
+                            "counters": {
+                                "retries": st.retries_total(),
+                                "retries_budget_exhausted": st.retries_exhausted_total(),
+                                "hedges": st.hedges_total(),
+                                "ejections": st.ejections_total(),
+                                "overloaded": st.overloaded_total(),
+                            },
                             "targets": targets,
                         })
                     })
                     .collect();
-                LocalResponse::json(200, serde_json::to_string_pretty(&json!({ "upstreams": ups })).unwrap_or_default())
+                let routes: Vec<Value> = snap
+                    .routes
+                    .iter()
+                    .filter_map(|r| {
+                        r.breaker.as_ref().map(|b| json!({"route": r.name, "circuit": breaker_json(b, now)}))
+                    })
+                    .collect();
+                LocalResponse::json(
+                    200,
+                    serde_json::to_string_pretty(&json!({ "upstreams": ups, "route_breakers": routes }))
+                        .unwrap_or_default(),
+                )
             }
             _ => error(
                 404,
@@ -382,6 +430,24 @@ impl AdminState {
         x.sample(names::START_TIME, &[], m.started_ms() as f64 / 1000.0);
         x.finish()
     }
+}
+
+/// A circuit breaker's state and transition counters.
+fn breaker_json(b: &crate::upstream::breaker::CircuitBreaker, now: u64) -> Value {
+    use crate::upstream::breaker::BreakerState;
+    let (state, retry_after) = match b.state(now) {
+        BreakerState::Closed => ("closed", None),
+        BreakerState::Open { remaining_ns } => ("open", Some(crate::upstream::breaker::secs_ceil(remaining_ns))),
+        BreakerState::HalfOpen => ("half_open", None),
+    };
+    json!({
+        "state": state,
+        "retry_after_s": retry_after,
+        "opened_total": b.opened_total(),
+        "half_opened_total": b.half_opened_total(),
+        "closed_total": b.closed_total(),
+        "rejected_total": b.rejected_total(),
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,16 @@ pub enum GatewayError {
     ConcurrencyLimited,
     #[error("the rate limit cannot be checked right now; try again later")]
     RateLimitUnavailable,
+    #[error("upstream `{upstream}` is failing; its circuit breaker is open, retry in {retry_after} s")]
+    CircuitOpen {
+        upstream: String,
+        /// Whole seconds, rounded up, until the breaker lets probes through (`Retry-After`).
+        retry_after: u64,
+    },
+    #[error("upstream `{upstream}` has too many requests in flight; try again later")]
+    UpstreamOverloaded { upstream: String },
+    #[error("the route's deadline passed before upstream `{upstream}` answered")]
+    DeadlineExceeded { upstream: String },
 }
 
 impl GatewayError {
@@ -69,12 +79,14 @@ impl GatewayError {
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::ShuttingDown
             | GatewayError::ConcurrencyLimited
-            | GatewayError::RateLimitUnavailable => 503,
+            | GatewayError::RateLimitUnavailable
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::UpstreamOverloaded { .. } => 503,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => 502,
-            GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::UpstreamTimeout { .. } | GatewayError::DeadlineExceeded { .. } => 504,
         }
     }
 
@@ -97,6 +109,9 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ConcurrencyLimited => "concurrency_limited",
             GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
+            GatewayError::CircuitOpen { .. } => "circuit_open",
+            GatewayError::UpstreamOverloaded { .. } => "upstream_overloaded",
+            GatewayError::DeadlineExceeded { .. } => "deadline_exceeded",
         }
     }
 
@@ -114,10 +129,13 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
-            | GatewayError::UpstreamReset { .. } => ErrorSource::Upstream,
-            GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited | GatewayError::RateLimitUnavailable => {
-                ErrorSource::Gateway
-            }
+            | GatewayError::UpstreamReset { .. }
+            | GatewayError::DeadlineExceeded { .. } => ErrorSource::Upstream,
+            GatewayError::ShuttingDown
+            | GatewayError::ConcurrencyLimited
+            | GatewayError::RateLimitUnavailable
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::UpstreamOverloaded { .. } => ErrorSource::Gateway,
         }
     }
 
@@ -154,6 +172,13 @@ impl GatewayError {
             }
             // Redis is retried after a short backoff; a second is a sensible hint for clients.
             GatewayError::RateLimitUnavailable => {
+                r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
+            }
+            GatewayError::CircuitOpen { retry_after, .. } => {
+                r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from(retry_after.to_string())));
+            }
+            // Overload clears as soon as requests finish: a second is the shortest useful hint.
+            GatewayError::UpstreamOverloaded { .. } => {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
             }
             _ => {}
@@ -272,6 +297,19 @@ mod tests {
         assert_eq!((u.status(), u.code(), u.source()), (503, "rate_limit_unavailable", ErrorSource::Gateway));
         let r = u.to_response("id");
         assert!(r.headers.iter().any(|(n, v)| &n[..] == b"retry-after" && &v[..] == b"1"));
+    }
+
+    #[test]
+    fn resilience_errors() {
+        let e = GatewayError::CircuitOpen { upstream: "users".into(), retry_after: 4 };
+        assert_eq!((e.status(), e.code(), e.source()), (503, "circuit_open", ErrorSource::Gateway));
+        let r = e.to_response("id");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"retry-after" && &v[..] == b"4"));
+        assert!(!r.close);
+        let o = GatewayError::UpstreamOverloaded { upstream: "users".into() };
+        assert_eq!((o.status(), o.code()), (503, "upstream_overloaded"));
+        let d = GatewayError::DeadlineExceeded { upstream: "users".into() };
+        assert_eq!((d.status(), d.code(), d.source()), (504, "deadline_exceeded", ErrorSource::Upstream));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod normalize;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod retry;
 pub mod router;
 pub mod simple_http;
 pub mod snapshot;

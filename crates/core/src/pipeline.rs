@@ -142,8 +142,10 @@ pub struct RequestCtx {
     /// Headers for a response the gateway produces itself for this request (an error after the
     /// request phase), e.g. the rate-limit headers.
     pub local_headers: Vec<(Bytes, Bytes)>,
-    /// The chosen target's index in the route's upstream.
+    /// The chosen target's index in the route's upstream (of the last attempt).
     pub target: Option<usize>,
+    /// Attempts made upstream (retries and a hedged attempt included); 0 = none.
+    pub attempts: u32,
     /// Time from the request sent upstream to the response head, in microseconds.
     pub upstream_us: Option<u64>,
     /// When the request head was complete (request duration, metrics and access log).
@@ -284,6 +286,7 @@ pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8],
         "bytes_sent": ctx.bytes_out,
         "duration_ms": duration_us as f64 / 1000.0,
         "upstream_ms": ctx.upstream_us.map(|us| us as f64 / 1000.0),
+        "attempts": ctx.attempts,
         "error_kind": ctx.error_kind,
     });
     if let (Some(q), Some(obj)) = (&f.query, line.as_object_mut()) {

@@ -30,11 +30,12 @@ use crate::http1::headers::trim;
 use crate::http1::{self, parse_request, parse_response, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
 use crate::normalize::{is_normal_path, normalize_target};
 use crate::pipeline::{on_log, Flow, RequestCtx};
+use crate::retry::{self, AttemptFailure};
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::{ListenerRt, Rewrite, Route, Snapshot, TplPart};
 use crate::upstream::balancer::rand_u64;
 use crate::upstream::pool::{self, UpConn};
-use crate::upstream::{observe_latency, HashKey, Registry, Target, Upstream};
+use crate::upstream::{mono_ns, observe_latency, outlier, HashKey, Registry, Target, Upstream};
 
 /// State shared by every worker: the current snapshot, long-lived registries, lifecycle.
 pub struct Shared {
@@ -372,6 +373,7 @@ where
         permits: Vec::new(),
         local_headers: Vec::new(),
         target: None,
+        attempts: 0,
         upstream_us: None,
         started: Instant::now(),
         bytes_in: 0,
@@ -668,10 +670,6 @@ fn hash_key<'a>(key: &HashKey, head: &'a RequestHead, path: &'a str, ip: &'a str
     }
 }
 
-fn idempotent(method: &[u8]) -> bool {
-    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE")
-}
-
 fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
@@ -679,6 +677,7 @@ fn write_request_head(
     query: Option<&str>,
     host: &[u8],
     framing: BodyKind,
+    extra: Option<(Bytes, Bytes)>,
 ) {
     out.clear();
     out.extend_from_slice(&head.method);
@@ -709,6 +708,12 @@ fn write_request_head(
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyKind::Empty | BodyKind::UntilClose => {}
     }
+    if let Some((n, v)) = extra {
+        out.extend_from_slice(&n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&v);
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -718,7 +723,287 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Sends the request upstream and relays the response. `Ok(keep_alive)` on success.
+/// How one attempt ended without a usable response head.
+enum AttemptErr {
+    /// No connection (refused, unreachable, connect timeout): nothing reached the upstream.
+    Connect { timed_out: bool },
+    /// `max_pending` connects were already in progress.
+    Overloaded,
+    /// The connection broke before a response head.
+    Reset,
+    /// No response head in time (the attempt's timeout or the route's deadline).
+    Timeout,
+    /// The upstream's answer was not valid HTTP.
+    Protocol(&'static str),
+    /// The client side failed while its body streamed upstream.
+    Client(Fail),
+}
+
+impl AttemptErr {
+    fn failure(&self) -> Option<AttemptFailure> {
+        match self {
+            AttemptErr::Connect { .. } => Some(AttemptFailure::Connect),
+            AttemptErr::Reset => Some(AttemptFailure::Reset),
+            AttemptErr::Timeout => Some(AttemptFailure::Timeout),
+            AttemptErr::Protocol(_) | AttemptErr::Overloaded | AttemptErr::Client(_) => None,
+        }
+    }
+
+    /// Whether this says something about the target's health (passive health, breaker).
+    fn target_failed(&self) -> bool {
+        !matches!(self, AttemptErr::Overloaded | AttemptErr::Client(_))
+    }
+
+    fn into_fail(self, upstream: &str, deadline_passed: bool) -> Fail {
+        let upstream = upstream.to_string();
+        Fail::Before(match self {
+            AttemptErr::Client(f) => return f,
+            AttemptErr::Timeout | AttemptErr::Connect { timed_out: true } if deadline_passed => {
+                GatewayError::DeadlineExceeded { upstream }
+            }
+            AttemptErr::Connect { timed_out: true } | AttemptErr::Timeout => GatewayError::UpstreamTimeout { upstream },
+            AttemptErr::Connect { timed_out: false } => GatewayError::UpstreamConnect { upstream },
+            AttemptErr::Overloaded => GatewayError::UpstreamOverloaded { upstream },
+            AttemptErr::Reset => GatewayError::UpstreamReset { upstream },
+            AttemptErr::Protocol(detail) => GatewayError::UpstreamProtocol { upstream, detail },
+        })
+    }
+}
+
+fn tried_bit(i: usize) -> u64 {
+    1 << (i % 64)
+}
+
+/// A target for a retry or a hedged attempt: a healthy one this request has not tried yet (from
+/// a random start, so retries spread), else the balancer's choice. The balancer is asked only
+/// when everything was tried, so retries do not shift its round-robin sequence.
+fn pick_target(u: &Upstream, key: Option<&[u8]>, tried: u64) -> Option<usize> {
+    let n = u.targets.len();
+    let s = (rand_u64() % n.max(1) as u64) as usize;
+    (0..n)
+        .map(|k| (s + k) % n)
+        .find(|&i| tried & tried_bit(i) == 0 && u.targets[i].state.is_healthy())
+        .or_else(|| u.balancer.pick(&u.targets, key))
+}
+
+/// Records one attempt's outcome for passive health; logs an ejection.
+fn observe_target(upstream: &Upstream, ti: usize, failed: bool) {
+    let Some(oc) = &upstream.outlier else { return };
+    if let Some(reason) = outlier::observe(oc, &upstream.targets, ti, failed, mono_ns()) {
+        upstream.state.note_ejection();
+        let t = &upstream.targets[ti];
+        let secs = t.state.outlier.ejected_until().saturating_sub(mono_ns()) as f64 / 1e9;
+        tracing::warn!(upstream = %upstream.name, target = %t.url, reason = reason.as_str(), seconds = secs, "target ejected");
+    }
+}
+
+/// Everything needed to write the request head for one attempt.
+struct HeadParts<'a> {
+    head: &'a RequestHead,
+    route: &'a Route,
+    path: &'a str,
+    query: Option<&'a str>,
+    /// The client's Host (routes with `preserve_host` or a `Host` set by request_headers).
+    fixed_host: Option<Bytes>,
+    framing: BodyKind,
+    pre: &'a [u8],
+}
+
+impl HeadParts<'_> {
+    /// The request for `target`: head (with the remaining deadline, if propagated) and the
+    /// buffered body.
+    fn build(&self, out: &mut Vec<u8>, target: &Target, deadline: Option<Instant>) {
+        let host = self.fixed_host.as_ref().unwrap_or(&target.authority);
+        let extra = match (&self.route.deadline, deadline) {
+            (Some(d), Some(at)) => {
+                d.header.as_ref().map(|h| (h.clone(), d.value(at.saturating_duration_since(Instant::now()))))
+            }
+            _ => None,
+        };
+        write_request_head(out, self.head, self.path, self.query, host, self.framing, extra);
+        if self.framing == BodyKind::Chunked {
+            if !self.pre.is_empty() {
+                push_chunk(out, self.pre);
+            }
+        } else {
+            out.extend_from_slice(self.pre);
+        }
+    }
+}
+
+/// A pooled connection to `target`, or a new one (counted against `max_pending`).
+async fn get_conn(
+    target: &Target,
+    upstream: &Upstream,
+    now: Instant,
+    deadline: Option<Instant>,
+) -> Result<UpConn, AttemptErr> {
+    if let Some(conn) = pool::checkout(target.state.id, now) {
+        return Ok(conn);
+    }
+    let Some(_pending) = upstream.state.pending_slot(upstream.max_pending) else {
+        return Err(AttemptErr::Overloaded);
+    };
+    let timeout = match deadline {
+        Some(d) => upstream.connect_timeout.min(d.saturating_duration_since(now)),
+        None => upstream.connect_timeout,
+    };
+    pool::connect(target, timeout).await.map_err(|e| {
+        tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "connect failed");
+        AttemptErr::Connect { timed_out: e.kind() == std::io::ErrorKind::TimedOut }
+    })
+}
+
+/// One attempt with a fully buffered request: send `req`, read the response head. Touches no
+/// client state, so two can run at once (hedging). A reused connection that fails before any
+/// response byte is retried once on a fresh one when `resend_ok` (a stale keep-alive
+/// connection is not the target's fault).
+#[allow(clippy::too_many_arguments)]
+async fn exchange_buffered(
+    target: &Target,
+    upstream: &Upstream,
+    req: &[u8],
+    is_head: bool,
+    response_timeout: Duration,
+    deadline: Option<Instant>,
+    resend_ok: bool,
+    timer: &mut Pin<Box<Sleep>>,
+) -> Result<(UpConn, http1::ResponseHead, Instant), AttemptErr> {
+    let mut fresh_try = false;
+    loop {
+        let t0 = Instant::now();
+        let mut conn = get_conn(target, upstream, t0, deadline).await?;
+        let reused = conn.reused && !fresh_try;
+        if conn.stream.write_all(req).await.is_err() {
+            // Nothing was read from the client beyond `req`: safe to send again.
+            if reused {
+                fresh_try = true;
+                continue;
+            }
+            return Err(AttemptErr::Reset);
+        }
+        let head_by = deadline.map_or(t0 + response_timeout, |d| d.min(t0 + response_timeout));
+        match read_response_head(&mut conn, is_head, head_by, timer).await {
+            Ok(resp) => return Ok((conn, resp, t0)),
+            Err(ReadFail::ClosedEarly) if reused && resend_ok => fresh_try = true,
+            Err(ReadFail::ClosedEarly) => return Err(AttemptErr::Reset),
+            Err(ReadFail::Timeout) => return Err(AttemptErr::Timeout),
+            Err(ReadFail::Protocol(d)) => return Err(AttemptErr::Protocol(d)),
+        }
+    }
+}
+
+/// One attempt whose body is still streaming from the client (not replayable): send the head and
+/// buffered start, stream the rest, read the response head.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_streaming<S: AsyncRead + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    body: &mut BodyDecoder,
+    framing: BodyKind,
+    limit: u64,
+    body_sent: u64,
+    l: &ListenerRt,
+    target: &Target,
+    upstream: &Upstream,
+    req: &[u8],
+    is_head: bool,
+    response_timeout: Duration,
+    deadline: Option<Instant>,
+    body_done: &mut bool,
+) -> Result<(UpConn, http1::ResponseHead, Instant), AttemptErr> {
+    let mut fresh_try = false;
+    let mut conn = loop {
+        let t0 = Instant::now();
+        let mut conn = get_conn(target, upstream, t0, deadline).await?;
+        if conn.stream.write_all(req).await.is_err() {
+            // Only `req` was sent; the client's remaining body is untouched: send again once.
+            if conn.reused && !fresh_try {
+                fresh_try = true;
+                continue;
+            }
+            return Err(AttemptErr::Reset);
+        }
+        break conn;
+    };
+    stream_request_body(io, c, &mut conn, body, framing, limit, body_sent, l, upstream).await.map_err(|f| match f {
+        Fail::Before(GatewayError::UpstreamReset { .. }) => AttemptErr::Reset,
+        other => AttemptErr::Client(other),
+    })?;
+    *body_done = true;
+    let sent_at = Instant::now();
+    let head_by = deadline.map_or(sent_at + response_timeout, |d| d.min(sent_at + response_timeout));
+    match read_response_head(&mut conn, is_head, head_by, &mut c.timer).await {
+        Ok(resp) => Ok((conn, resp, sent_at)),
+        Err(ReadFail::ClosedEarly) => Err(AttemptErr::Reset),
+        Err(ReadFail::Timeout) => Err(AttemptErr::Timeout),
+        Err(ReadFail::Protocol(d)) => Err(AttemptErr::Protocol(d)),
+    }
+}
+
+type Exchange = Result<(UpConn, http1::ResponseHead, Instant), AttemptErr>;
+
+/// The first attempt, hedged: when no response head arrived after `delay`, a second attempt goes
+/// to another target (if the retry budget allows); the first head wins, the other connection is
+/// dropped. Returns the winning target's index with its result.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_hedged(
+    ti: usize,
+    parts: &HeadParts<'_>,
+    upstream: &Upstream,
+    key: Option<&[u8]>,
+    req: &[u8],
+    is_head: bool,
+    response_timeout: Duration,
+    deadline: Option<Instant>,
+    delay: Duration,
+    timer: &mut Pin<Box<Sleep>>,
+) -> (usize, Exchange) {
+    let targets = &upstream.targets;
+    let first = exchange_buffered(&targets[ti], upstream, req, is_head, response_timeout, deadline, true, timer);
+    tokio::pin!(first);
+    tokio::select! {
+        biased;
+        r = &mut first => return (ti, r),
+        _ = tokio::time::sleep(delay) => {}
+    }
+    let second = pick_target(upstream, key, tried_bit(ti)).filter(|&j| j != ti);
+    let Some(tj) = second.filter(|_| upstream.state.budget.try_retry(mono_ns())) else {
+        return (ti, first.await);
+    };
+    upstream.state.note_hedge();
+    let t2 = &targets[tj];
+    t2.state.inflight.fetch_add(1, Ordering::Relaxed);
+    let _inflight = InflightGuard(t2);
+    let mut req2 = Vec::with_capacity(req.len());
+    parts.build(&mut req2, t2, deadline);
+    let mut timer2 = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let second = exchange_buffered(t2, upstream, &req2, is_head, response_timeout, deadline, true, &mut timer2);
+    tokio::pin!(second);
+    tokio::select! {
+        r1 = &mut first => match r1 {
+            Ok(_) => (ti, r1),
+            Err(e) => {
+                if e.target_failed() {
+                    observe_target(upstream, ti, true);
+                }
+                (tj, second.await)
+            }
+        },
+        r2 = &mut second => match r2 {
+            Ok(_) => (tj, r2),
+            Err(e) => {
+                if e.target_failed() {
+                    observe_target(upstream, tj, true);
+                }
+                (ti, first.await)
+            }
+        },
+    }
+}
+
+/// Sends the request upstream (with retries, hedging, the deadline, the breaker and the
+/// upstream's limits) and relays the response. `Ok(keep_alive)` on success.
 #[allow(clippy::too_many_arguments)]
 async fn forward<S>(
     io: &mut S,
@@ -736,6 +1021,35 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let upstream: &Upstream = &route.upstream;
+    let ust = &upstream.state;
+    let started = Instant::now();
+
+    // Fail fast: an open breaker answers before anything else happens.
+    let breaker = route.breaker();
+    let admit = match breaker {
+        None => None,
+        Some(b) => match b.admit(mono_ns()) {
+            Ok(a) => Some(a),
+            Err(retry_after) => {
+                return Err(Fail::Before(GatewayError::CircuitOpen { upstream: upstream.name.clone(), retry_after }))
+            }
+        },
+    };
+    let record = |failed: bool| {
+        if let (Some(b), Some(a)) = (breaker, admit) {
+            let slow = b.cfg.slow_call_ns.is_some_and(|ns| started.elapsed().as_nanos() as u64 >= ns);
+            b.record(a, failed, slow, mono_ns());
+        }
+    };
+    let Some(_request_slot) = ust.request_slot(upstream.max_requests) else {
+        return Err(Fail::Before(GatewayError::UpstreamOverloaded { upstream: upstream.name.clone() }));
+    };
+    ust.budget.on_request(mono_ns());
+    if let Some(h) = route.deadline.as_ref().and_then(|d| d.header.as_ref()) {
+        // The gateway states the remaining time; a client's own value is replaced.
+        head.headers.remove(std::str::from_utf8(h).unwrap_or(""));
+    }
+
     let ip_s;
     let key = match upstream.balancer.hash_key() {
         Some(HashKey::ClientIp) => {
@@ -745,26 +1059,24 @@ where
         Some(k) => hash_key(k, head, path, ""),
         None => None,
     };
-    let Some(ti) = upstream.balancer.pick(&upstream.targets, key) else {
+    // Fail before reading the body when nothing can take the request.
+    let Some(first_pick) = upstream.balancer.pick(&upstream.targets, key) else {
         return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
     };
-    let target = &upstream.targets[ti];
-    ctx.target = Some(ti);
-    target.state.inflight.fetch_add(1, Ordering::Relaxed);
-    let _inflight = InflightGuard(target);
-
-    let host: Bytes = match head.headers.get("host") {
-        Some(h) => Bytes::copy_from_slice(h),
-        None if route.preserve_host => head.authority.clone().unwrap_or_else(|| target.authority.clone()),
-        None => target.authority.clone(),
+    let mut next_pick = Some(first_pick);
+    let fixed_host: Option<Bytes> = match head.headers.get("host") {
+        Some(h) => Some(Bytes::copy_from_slice(h)),
+        None if route.preserve_host => head.authority.clone(),
+        None => None,
     };
     let response_timeout = route.timeout.unwrap_or(upstream.response_timeout);
-    let uname = || upstream.name.clone();
+    let deadline = route.deadline.as_ref().map(|d| started + d.timeout);
 
     // Small request bodies (up to PREBUFFER bytes, and the start of every chunked body) are read
     // before anything goes upstream: a malformed or oversized body is then refused before a
-    // backend sees the request, a fully buffered body can be re-sent on a fresh connection, and a
-    // small chunked body goes upstream with a Content-Length. Larger bodies stream.
+    // backend sees the request, a fully buffered body can be re-sent (retries, hedging, stale
+    // connections), and a small chunked body goes upstream with a Content-Length. Larger bodies
+    // stream, and are then never sent twice.
     let mut body = BodyDecoder::new(head.body);
     let mut pre: Vec<u8> = Vec::new();
     let mut framing = head.body;
@@ -786,60 +1098,136 @@ where
             }
         }
     }
-    let mut ubuf = std::mem::take(&mut c.ubuf);
-    write_request_head(&mut ubuf, head, path, query, &host, framing);
-    if framing == BodyKind::Chunked {
-        if !pre.is_empty() {
-            push_chunk(&mut ubuf, &pre);
-        }
-    } else {
-        ubuf.extend_from_slice(&pre);
-    }
     let body_sent = pre.len() as u64;
-    drop(pre);
-    // Re-sending is safe when the whole request is in `ubuf` and the method is idempotent.
-    let retry_safe = body.is_done() && idempotent(&head.method);
+    let replayable = body.is_done();
     let is_head = &head.method[..] == b"HEAD";
+    let safe_method = retry::idempotent(&head.method);
+    // Sending the request again after it may have reached the upstream.
+    let may_resend = replayable && (safe_method || route.retry.non_idempotent);
+    let hedge = route.hedge.filter(|_| replayable && safe_method && upstream.targets.len() > 1);
+    let parts = HeadParts { head, route, path, query, fixed_host, framing, pre: &pre };
 
-    // One clock read before the exchange and one after it serve the pool, the deadline and the
-    // latency estimate.
-    let t0 = Instant::now();
-    let mut attempt = 0;
-    let (mut conn, resp, sent_at) = loop {
+    let mut ubuf = std::mem::take(&mut c.ubuf);
+    let mut tried = 0u64;
+    let mut attempt = 0u32;
+    let mut last: Option<Fail> = None;
+    let mut _inflight: Option<InflightGuard> = None;
+    let (ti, mut conn, resp, sent_at) = loop {
         attempt += 1;
-        let mut conn = match pool::checkout(target.state.id, t0) {
-            Some(conn) => conn,
-            None => pool::connect(target, upstream.connect_timeout).await.map_err(|e| {
-                ctx.error_kind = Some("upstream_connect_failed");
-                tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "connect failed");
-                if e.kind() == std::io::ErrorKind::TimedOut {
-                    Fail::Before(GatewayError::UpstreamTimeout { upstream: uname() })
-                } else {
-                    Fail::Before(GatewayError::UpstreamConnect { upstream: uname() })
-                }
-            })?,
+        ctx.attempts = attempt;
+        let Some(mut ti) = next_pick.take().or_else(|| pick_target(upstream, key, tried)) else {
+            record(true);
+            return Err(
+                last.unwrap_or(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }))
+            );
         };
-        if conn.stream.write_all(&ubuf).await.is_err() {
-            // Nothing was consumed from the client beyond what `ubuf` still holds: safe to resend.
-            if conn.reused && attempt == 1 {
-                continue;
-            }
-            return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() }));
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            record(true);
+            return Err(Fail::Before(GatewayError::DeadlineExceeded { upstream: upstream.name.clone() }));
         }
-        let sent_at = if body.is_done() {
-            t0
+        tried |= tried_bit(ti);
+        ctx.target = Some(ti);
+        upstream.targets[ti].state.inflight.fetch_add(1, Ordering::Relaxed);
+        _inflight = Some(InflightGuard(&upstream.targets[ti]));
+        parts.build(&mut ubuf, &upstream.targets[ti], deadline);
+        let result = if let (Some(delay), 1) = (hedge, attempt) {
+            let (winner, r) = exchange_hedged(
+                ti,
+                &parts,
+                upstream,
+                key,
+                &ubuf,
+                is_head,
+                response_timeout,
+                deadline,
+                delay,
+                &mut c.timer,
+            )
+            .await;
+            if winner != ti {
+                ti = winner;
+                tried |= tried_bit(ti);
+                ctx.target = Some(ti);
+                upstream.targets[ti].state.inflight.fetch_add(1, Ordering::Relaxed);
+                _inflight = Some(InflightGuard(&upstream.targets[ti]));
+            }
+            r
+        } else if replayable {
+            let t = &upstream.targets[ti];
+            exchange_buffered(t, upstream, &ubuf, is_head, response_timeout, deadline, may_resend, &mut c.timer).await
         } else {
-            stream_request_body(io, c, &mut conn, &mut body, framing, limit, body_sent, l, upstream).await?;
-            *body_done = true;
-            Instant::now()
+            let t = &upstream.targets[ti];
+            exchange_streaming(
+                io,
+                c,
+                &mut body,
+                framing,
+                limit,
+                body_sent,
+                l,
+                t,
+                upstream,
+                &ubuf,
+                is_head,
+                response_timeout,
+                deadline,
+                body_done,
+            )
+            .await
         };
-        match read_response_head(&mut conn, is_head, sent_at + response_timeout, upstream, &mut c.timer).await {
-            Ok(resp) => break (conn, resp, sent_at),
-            Err(ReadFail::ClosedEarly) if conn.reused && attempt == 1 && retry_safe => continue,
-            Err(ReadFail::ClosedEarly) => return Err(Fail::Before(GatewayError::UpstreamReset { upstream: uname() })),
-            Err(ReadFail::Err(e)) => return Err(Fail::Before(e)),
+        // May this request go out again? Attempts, time and the upstream's budget must allow it.
+        let retry_allowed = |n: u32| -> Option<Duration> {
+            if n >= route.retry.attempts {
+                return None;
+            }
+            let wait = route.retry.backoff(n);
+            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                return None;
+            }
+            ust.budget.try_retry(mono_ns()).then_some(wait)
+        };
+        match result {
+            Ok((conn, resp, sent_at)) => {
+                observe_target(upstream, ti, resp.status >= 500);
+                if may_resend && route.retry.retries_status(resp.status) {
+                    if let Some(wait) = retry_allowed(attempt) {
+                        // The answer is dropped unread with its connection.
+                        drop(conn);
+                        ctx.upstream_status = Some(resp.status);
+                        tracing::debug!(upstream = %upstream.name, status = resp.status, attempt, "retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+                break (ti, conn, resp, sent_at);
+            }
+            Err(AttemptErr::Client(f)) => return Err(f),
+            Err(e) => {
+                if e.target_failed() {
+                    observe_target(upstream, ti, true);
+                }
+                let retryable = e.failure().is_some_and(|f| route.retry.retries(f))
+                    && (matches!(e, AttemptErr::Connect { .. }) || may_resend);
+                let deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
+                let failed_target = e.target_failed();
+                let fail = e.into_fail(&upstream.name, deadline_passed);
+                if retryable && !deadline_passed {
+                    if let Some(wait) = retry_allowed(attempt) {
+                        tracing::debug!(upstream = %upstream.name, attempt, "retrying");
+                        last = Some(fail);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+                if failed_target {
+                    record(true);
+                }
+                return Err(fail);
+            }
         }
     };
+    record(resp.status >= 500);
+    let target = &upstream.targets[ti];
     c.ubuf = ubuf;
     let t1 = Instant::now();
     ctx.upstream_us = Some(t1.saturating_duration_since(sent_at).as_micros() as u64);
@@ -1074,36 +1462,28 @@ async fn stream_request_body<S: AsyncRead + Unpin>(
 enum ReadFail {
     /// The connection closed before any response byte (stale keep-alive connection).
     ClosedEarly,
-    Err(GatewayError),
+    /// No complete head before the deadline.
+    Timeout,
+    /// Not a valid response head.
+    Protocol(&'static str),
 }
 
 async fn read_response_head(
     conn: &mut UpConn,
     is_head: bool,
     deadline: Instant,
-    upstream: &Upstream,
     timer: &mut Pin<Box<Sleep>>,
 ) -> Result<http1::ResponseHead, ReadFail> {
     timer.as_mut().reset(deadline);
     let mut got_any = !conn.rbuf.is_empty();
     loop {
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
-            Ok(Some(h)) if h.status == 101 => {
-                return Err(ReadFail::Err(GatewayError::UpstreamProtocol {
-                    upstream: upstream.name.clone(),
-                    detail: "unsolicited 101",
-                }))
-            }
+            Ok(Some(h)) if h.status == 101 => return Err(ReadFail::Protocol("unsolicited 101")),
             // Interim responses (100, 102, 103) are consumed; the final one follows.
             Ok(Some(h)) if h.status < 200 => continue,
             Ok(Some(h)) => return Ok(h),
             Ok(None) => {}
-            Err(_) => {
-                return Err(ReadFail::Err(GatewayError::UpstreamProtocol {
-                    upstream: upstream.name.clone(),
-                    detail: "malformed response head",
-                }))
-            }
+            Err(_) => return Err(ReadFail::Protocol("malformed response head")),
         }
         reserve(&mut conn.rbuf);
         let read = tokio::select! {
@@ -1114,16 +1494,13 @@ async fn read_response_head(
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 return Err(if got_any {
-                    ReadFail::Err(GatewayError::UpstreamProtocol {
-                        upstream: upstream.name.clone(),
-                        detail: "connection closed inside the response head",
-                    })
+                    ReadFail::Protocol("connection closed inside the response head")
                 } else {
                     ReadFail::ClosedEarly
                 })
             }
             Ok(Ok(_)) => got_any = true,
-            Err(_) => return Err(ReadFail::Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() })),
+            Err(_) => return Err(ReadFail::Timeout),
         }
     }
 }

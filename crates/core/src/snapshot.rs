@@ -16,7 +16,10 @@ use crate::http1::parse::MAX_HEADER_SLOTS;
 use crate::http1::HeadLimits;
 use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
 use crate::policy::{ClusterLimit, ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter};
+use crate::retry::{DeadlinePolicy, RetryPolicy};
 use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
+use crate::upstream::breaker::{BreakerConfig, CircuitBreaker};
+use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::{target_addr, Balancer, HashKey, Registry, Target, Upstream};
 
 /// A listener's compiled settings (the socket itself is bound once at start).
@@ -58,6 +61,19 @@ pub struct Route {
     pub max_body: Option<u64>,
     pub timeout: Option<Duration>,
     pub stack: Stack,
+    pub retry: RetryPolicy,
+    pub deadline: Option<DeadlinePolicy>,
+    /// Delay before a hedged second attempt (idempotent, fully buffered requests only).
+    pub hedge: Option<Duration>,
+    /// The route's own breaker, used instead of the upstream's.
+    pub breaker: Option<Arc<CircuitBreaker>>,
+}
+
+impl Route {
+    /// The breaker guarding this route's requests, if any.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_deref().or(self.upstream.state.breaker.as_ref())
+    }
 }
 
 /// The immutable runtime configuration, swapped atomically on reload.
@@ -143,17 +159,20 @@ fn state_fingerprint(p: &cfg::Policy) -> String {
 pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Result<Snapshot, CompileError> {
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
     let mut live = Vec::new();
+    let mut live_states = Vec::new();
     for u in &config.upstreams {
         let mut targets = Vec::new();
         for t in &u.targets {
             let (addr, authority) = target_addr(&t.url).map_err(CompileError)?;
             live.push((u.name.clone(), t.url.clone()));
+            let state = registry.target(&u.name, &t.url);
+            state.outlier.set_window(u.outlier_detection.window.0.as_nanos() as u64);
             targets.push(Target {
                 url: t.url.clone(),
                 addr,
                 authority: Bytes::from(authority),
                 weight: t.weight.max(1),
-                state: registry.target(&u.name, &t.url),
+                state,
             });
         }
         let balancer = match &u.balancer {
@@ -183,9 +202,18 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             connect_timeout: u.timeouts.connect.0,
             response_timeout: u.timeouts.response_header.0,
             health_check: u.health_check.clone(),
+            outlier: OutlierConfig::from_config(&u.outlier_detection),
+            max_requests: u.limits.max_requests,
+            max_pending: u.limits.max_pending,
+            state: {
+                let st = registry.upstream(&u.name, BreakerConfig::from_config(&u.circuit_breaker), &u.retry_budget);
+                live_states.push(st.clone());
+                st
+            },
         }));
     }
     registry.retain(&live);
+    let mut live_breakers = Vec::new();
 
     // The fleet's Redis, only when some policy uses it (created lazily; connects on first use).
     let redis_cfg = config.cluster.as_ref().and_then(|c| c.redis.as_ref());
@@ -280,8 +308,17 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             max_body: r.max_body_bytes.map(|b| b.0),
             timeout: r.timeout.map(|d| d.0),
             stack,
+            retry: RetryPolicy::from_config(&r.retry),
+            deadline: r.deadline.as_ref().map(DeadlinePolicy::from_config),
+            hedge: r.hedge.as_ref().map(|h| h.delay.0),
+            breaker: r.circuit_breaker.as_ref().and_then(BreakerConfig::from_config).map(|c| {
+                let b = registry.route_breaker(&r.name, c);
+                live_breakers.push(b.clone());
+                b
+            }),
         });
     }
+    registry.retain_resilience(&live_states, &live_breakers);
     let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
     limiters.retain(&live_limiters);
     limiters.retain_redis(redis.as_ref().map(|(rc, _)| crate::policy::redis_id(rc)).as_ref());

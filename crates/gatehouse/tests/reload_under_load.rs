@@ -38,13 +38,11 @@ async fn put(admin: std::net::SocketAddr, body: &str) -> gatehouse_testkit::Resp
     request(admin, "PUT", "/config", &[("authorization", &auth)], body.as_bytes()).await
 }
 
+/// A load client's task: (start time and latency of each answered request, failures).
+type Client = tokio::task::JoinHandle<(Vec<(Instant, Duration)>, usize)>;
+
 /// Keep-alive clients sending GET `path` in a loop until `stop`; each returns (latencies, failures).
-fn start_load(
-    addr: std::net::SocketAddr,
-    path: &'static str,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(Vec<(Instant, Duration)>, usize)>> {
+fn start_load(addr: std::net::SocketAddr, path: &'static str, clients: usize, stop: Arc<AtomicBool>) -> Vec<Client> {
     (0..clients)
         .map(|_| {
             let stop = stop.clone();
@@ -68,9 +66,7 @@ fn start_load(
         .collect()
 }
 
-async fn finish(
-    load: Vec<tokio::task::JoinHandle<(Vec<(Instant, Duration)>, usize)>>,
-) -> (Vec<(Instant, Duration)>, usize) {
+async fn finish(load: Vec<Client>) -> (Vec<(Instant, Duration)>, usize) {
     let (mut all, mut failed) = (Vec::new(), 0);
     for h in load {
         match h.await {

@@ -889,3 +889,194 @@ impl Drop for OtlpReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// How a `FaultyBackend` answers right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 200 with `{"backend":NAME}`, keep-alive.
+    Healthy,
+    /// This status with a short body, keep-alive.
+    Status(u16),
+    /// Reads the request and never answers.
+    Hang,
+    /// Answers 200 after this delay.
+    Slow(Duration),
+    /// Resets the connection (RST) after reading the request, before any response byte.
+    Reset,
+    /// Writes bytes that are not HTTP, then closes.
+    Garbage,
+    /// Sends a head announcing 1000 bytes, 10 of them, then closes.
+    CloseMidBody,
+}
+
+/// A backend that misbehaves on command (`set`), can be killed (listener and every open
+/// connection dropped: new connections are refused) and revived on the same address. It speaks
+/// just enough HTTP/1.1 by hand (head, `Content-Length` bodies) to break it in controlled ways;
+/// correct responses are checked by the gateway's parser, not by this one.
+pub struct FaultyBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    fault: Arc<Mutex<Fault>>,
+    hits: Arc<AtomicUsize>,
+    /// Values of this request header seen, when `watch_header` is set.
+    seen: Arc<Mutex<Vec<String>>>,
+    watch_header: Arc<Mutex<Option<String>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl FaultyBackend {
+    pub async fn start(name: &str) -> FaultyBackend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let b = FaultyBackend {
+            addr: l.local_addr().expect("addr"),
+            name: name.to_string(),
+            fault: Arc::new(Mutex::new(Fault::Healthy)),
+            hits: Arc::new(AtomicUsize::new(0)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            watch_header: Arc::new(Mutex::new(None)),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        b.serve(l);
+        b
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes how every following request is answered.
+    pub fn set(&self, f: Fault) {
+        *self.fault.lock().expect("lock") = f;
+    }
+
+    /// Requests received (complete heads), whatever the answer.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Records the values of request header `name` (lower-case) from now on.
+    pub fn watch_header(&self, name: &str) {
+        *self.watch_header.lock().expect("lock") = Some(name.to_string());
+    }
+
+    pub fn seen_header_values(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Kills the backend: stops listening and drops every open connection.
+    pub fn kill(&self) {
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Listens again on the same address (after `kill`).
+    pub async fn revive(&self) {
+        let l = TcpListener::bind(self.addr).await.expect("rebind");
+        self.serve(l);
+    }
+
+    fn serve(&self, l: TcpListener) {
+        let (fault, hits, tasks) = (self.fault.clone(), self.hits.clone(), self.tasks.clone());
+        let (seen, watch, name) = (self.seen.clone(), self.watch_header.clone(), self.name.clone());
+        let conn_tasks = tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { continue };
+                let (fault, hits, seen, watch, name) =
+                    (fault.clone(), hits.clone(), seen.clone(), watch.clone(), name.clone());
+                let h = tokio::spawn(async move { faulty_conn(s, fault, hits, seen, watch, name).await });
+                conn_tasks.lock().expect("lock").push(h.abort_handle());
+            }
+        });
+        tasks.lock().expect("lock").push(accept.abort_handle());
+    }
+}
+
+impl Drop for FaultyBackend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn faulty_conn(
+    mut s: TcpStream,
+    fault: Arc<Mutex<Fault>>,
+    hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
+    watch: Arc<Mutex<Option<String>>>,
+    name: String,
+) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        // One request: head, then a Content-Length body if any.
+        let head_end = loop {
+            if let Some(p) = find(&buf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        while buf.len() < head_end + body_len {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        buf.drain(..head_end + body_len);
+        if let Some(h) = watch.lock().expect("lock").clone() {
+            let prefix = format!("{h}:");
+            if let Some(v) = head.lines().find_map(|l| l.strip_prefix(prefix.as_str())) {
+                seen.lock().expect("lock").push(v.trim().to_string());
+            }
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let f = *fault.lock().expect("lock");
+        let ok = || {
+            let body = format!("{{\"backend\":\"{name}\"}}");
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+        };
+        let out = match f {
+            Fault::Healthy => ok(),
+            Fault::Slow(d) => {
+                tokio::time::sleep(d).await;
+                ok()
+            }
+            Fault::Status(code) => {
+                format!("HTTP/1.1 {code} Whatever\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\r\nsick")
+            }
+            Fault::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Fault::Reset => {
+                let _ = s.set_zero_linger();
+                return;
+            }
+            Fault::Garbage => {
+                let _ = s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n").await;
+                return;
+            }
+            Fault::CloseMidBody => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789").await;
+                return;
+            }
+        };
+        if s.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Fetches the admin `/upstreams` JSON.
+pub async fn upstreams_view(gw: &TestGateway) -> serde_json::Value {
+    get(gw.admin.expect("admin listener"), "/upstreams").await.json()
+}

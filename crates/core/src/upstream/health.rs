@@ -3,7 +3,8 @@
 //! Invariants: one task per checked target, spawned for a snapshot and aborted when the next
 //! snapshot replaces it; the health verdict lives in the target's registry state, so restarting
 //! the tasks on reload neither forgets nor resets it. A target leaves rotation after
-//! `unhealthy_threshold` consecutive failures and returns after `healthy_threshold` successes.
+//! `unhealthy_threshold` consecutive failures and returns after `healthy_threshold` successes;
+//! that return also ends a passive-health ejection (`outlier.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ fn record(upstream: &str, t: &Target, hc: &gatehouse_config::HealthCheck, result
         let n = s.hc_ok.fetch_add(1, Ordering::Relaxed) + 1;
         if !s.is_healthy() && n >= hc.healthy_threshold {
             s.set_healthy(true);
+            // Active checks have the last word on a target they just saw recover.
+            s.outlier.uneject();
             tracing::info!(upstream, target = %t.url, "target healthy again");
         }
     } else {

@@ -1,17 +1,28 @@
 //! Upstreams: compiled target lists, their long-lived state, and the registry that keeps that
 //! state across reloads.
 //!
-//! Invariants: a `TargetState` (health, in-flight count, latency estimate) is keyed by
-//! (upstream name, target URL) in the `Registry`; a reload that keeps a target keeps its state,
-//! so health and load do not reset. Per-request work touches only atomics; the registry's mutex
-//! is taken at compile time only.
+//! Invariants: a `TargetState` (health, passive-health ejection, in-flight count, latency
+//! estimate) is keyed by (upstream name, target URL) in the `Registry`; an `UpstreamState`
+//! (circuit breaker, retry budget, concurrency counters) by (upstream name, the settings it
+//! depends on); a route's own circuit breaker by (route name, its settings). A reload that keeps
+//! a target or those settings keeps the state, so health, load, breakers and budgets do not
+//! reset. Per-request work touches only atomics; the registry's mutexes are taken at compile
+//! time only.
 
 pub mod balancer;
+pub mod breaker;
+pub mod budget;
 pub mod health;
+pub mod outlier;
 pub mod pool;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use breaker::{BreakerConfig, CircuitBreaker};
+use budget::RetryBudget;
+use outlier::{OutlierConfig, OutlierState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +46,8 @@ pub struct TargetState {
     pub hc_fail: AtomicU32,
     /// Last health-check outcome text, for the admin API.
     pub last_check: Mutex<Option<String>>,
+    /// Passive health (ejection by real requests' outcomes).
+    pub outlier: OutlierState,
 }
 
 impl TargetState {
@@ -48,10 +61,24 @@ impl TargetState {
             hc_ok: AtomicU32::new(0),
             hc_fail: AtomicU32::new(0),
             last_check: Mutex::new(None),
+            outlier: OutlierState::default(),
         }
     }
 
+    /// In rotation: active checks (if any) say healthy and passive health has not ejected it.
+    /// The clock is read only while an ejection is pending.
     pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && (self.outlier.ejected_until() == 0 || !self.outlier.is_ejected(mono_ns()))
+    }
+
+    /// `is_healthy` at a given clock value (tests, admin).
+    pub fn is_healthy_at(&self, now: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.outlier.is_ejected(now)
+    }
+
+    /// The active health checks' verdict alone.
+    pub fn actively_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
@@ -90,6 +117,113 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub health_check: Option<gatehouse_config::HealthCheck>,
+    /// Passive health settings; `None` when disabled.
+    pub outlier: Option<OutlierConfig>,
+    pub max_requests: u32,
+    pub max_pending: u32,
+    /// Breaker, budget and counters, from the registry.
+    pub state: Arc<UpstreamState>,
+}
+
+/// State of one upstream that outlives config snapshots while its settings stay the same.
+#[derive(Debug)]
+pub struct UpstreamState {
+    /// `None` when the upstream's circuit breaker is disabled.
+    pub breaker: Option<CircuitBreaker>,
+    pub budget: RetryBudget,
+    requests: AtomicU32,
+    pending: AtomicU32,
+    overloaded: AtomicU64,
+    ejections: AtomicU64,
+    hedges: AtomicU64,
+}
+
+/// A held unit of an upstream's `max_requests` or `max_pending`; released on drop.
+#[derive(Debug)]
+pub struct Slot<'a>(&'a AtomicU32);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn take_slot(counter: &AtomicU32, max: u32) -> Option<Slot<'_>> {
+    if counter.fetch_add(1, Ordering::Relaxed) >= max {
+        counter.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(Slot(counter))
+}
+
+impl UpstreamState {
+    pub fn new(breaker: Option<BreakerConfig>, budget: &gatehouse_config::RetryBudget) -> UpstreamState {
+        UpstreamState {
+            breaker: breaker.map(CircuitBreaker::new),
+            budget: RetryBudget::new(budget.percent, budget.min_per_second),
+            requests: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            overloaded: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            hedges: AtomicU64::new(0),
+        }
+    }
+
+    /// A request slot, or `None` when `max` requests are in flight (counted as overloaded).
+    pub fn request_slot(&self, max: u32) -> Option<Slot<'_>> {
+        let s = take_slot(&self.requests, max);
+        if s.is_none() {
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// A slot for opening a connection, or `None` when `max` connects are pending.
+    pub fn pending_slot(&self, max: u32) -> Option<Slot<'_>> {
+        let s = take_slot(&self.pending, max);
+        if s.is_none() {
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
+        s
+    }
+
+    pub fn note_ejection(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn note_hedge(&self) {
+        self.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests in flight to this upstream.
+    pub fn requests_in_flight(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    /// Connections being opened.
+    pub fn pending_connects(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed)
+    }
+    /// Requests refused with 503 `upstream_overloaded` (`max_requests` or `max_pending`).
+    pub fn overloaded_total(&self) -> u64 {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+    /// Target ejections by passive health in this upstream (per-target totals are on
+    /// `TargetState::outlier`).
+    pub fn ejections_total(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+    /// Retries allowed by the budget (hedged attempts included).
+    pub fn retries_total(&self) -> u64 {
+        self.budget.retries_total()
+    }
+    /// Retries refused because the budget was spent.
+    pub fn retries_exhausted_total(&self) -> u64 {
+        self.budget.exhausted_total()
+    }
+    /// Hedged second attempts sent.
+    pub fn hedges_total(&self) -> u64 {
+        self.hedges.load(Ordering::Relaxed)
+    }
 }
 
 impl Upstream {
@@ -99,11 +233,15 @@ impl Upstream {
     }
 }
 
-/// Long-lived per-target state keyed by stable names.
+/// Long-lived per-target, per-upstream and per-route state keyed by stable names.
 #[derive(Debug, Default)]
 pub struct Registry {
     targets: Mutex<HashMap<(String, String), Arc<TargetState>>>,
     next_id: AtomicU64,
+    /// (upstream name, settings fingerprint) → breaker, budget, counters.
+    upstreams: Mutex<HashMap<(String, String), Arc<UpstreamState>>>,
+    /// (route name, settings fingerprint) → the route's own breaker.
+    route_breakers: Mutex<HashMap<(String, String), Arc<CircuitBreaker>>>,
 }
 
 impl Registry {
@@ -124,6 +262,44 @@ impl Registry {
         let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|k, _| live.contains(k));
     }
+
+    /// The state of upstream `name` with these settings: kept across reloads while they stay.
+    pub fn upstream(
+        &self,
+        name: &str,
+        breaker: Option<BreakerConfig>,
+        budget: &gatehouse_config::RetryBudget,
+    ) -> Arc<UpstreamState> {
+        let key = (name.to_string(), format!("{breaker:?} {budget:?}"));
+        let mut map = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key).or_insert_with(|| Arc::new(UpstreamState::new(breaker, budget))).clone()
+    }
+
+    /// A route's own circuit breaker with these settings.
+    pub fn route_breaker(&self, route: &str, cfg: BreakerConfig) -> Arc<CircuitBreaker> {
+        let key = (route.to_string(), format!("{cfg:?}"));
+        let mut map = self.route_breakers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key).or_insert_with(|| Arc::new(CircuitBreaker::new(cfg))).clone()
+    }
+
+    /// Drops upstream and route state no longer referenced by the running snapshot (after a
+    /// successful compile; the new snapshot holds `Arc`s to what it uses).
+    pub fn retain_resilience(&self, upstreams: &[Arc<UpstreamState>], breakers: &[Arc<CircuitBreaker>]) {
+        let mut map = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, v| upstreams.iter().any(|u| Arc::ptr_eq(u, v)));
+        drop(map);
+        let mut map = self.route_breakers.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, v| breakers.iter().any(|b| Arc::ptr_eq(b, v)));
+    }
+}
+
+static MONO_EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+
+/// Nanoseconds on tokio's clock since a process-wide epoch: the clock of breakers, ejections and
+/// budgets (tokio's, so tests can pause and advance it).
+pub fn mono_ns() -> u64 {
+    let now = tokio::time::Instant::now();
+    now.saturating_duration_since(*MONO_EPOCH.get_or_init(|| now)).as_nanos() as u64
 }
 
 /// Parses a target URL with the config crate's parser into where to connect and the authority

@@ -337,18 +337,91 @@ impl AdminState {
         x.family(names::REQUESTS_IN_FLIGHT, "gauge", "Requests being processed.");
         x.sample(names::REQUESTS_IN_FLIGHT, &[], shared.inflight.load(Ordering::Relaxed) as f64);
 
-        x.family(names::TARGET_HEALTH, "gauge", "1 for the target's current health state (healthy or unhealthy).");
+        let now = crate::upstream::mono_ns();
+        x.family(
+            names::TARGET_HEALTH,
+            "gauge",
+            "1 for the target's current state: healthy, unhealthy (active checks) or ejected (passive health).",
+        );
         for u in &snap.upstreams {
             for t in &u.targets {
-                let healthy = t.state.is_healthy();
-                for (state, on) in [("healthy", healthy), ("unhealthy", !healthy)] {
-                    x.sample(
-                        names::TARGET_HEALTH,
-                        &[("upstream", &u.name), ("target", &t.url), ("state", state)],
-                        on as u8 as f64,
-                    );
+                let current = if !t.state.actively_healthy() {
+                    "unhealthy"
+                } else if t.state.outlier.is_ejected(now) {
+                    "ejected"
+                } else {
+                    "healthy"
+                };
+                for state in ["healthy", "unhealthy", "ejected"] {
+                    let on = (state == current) as u8 as f64;
+                    x.sample(names::TARGET_HEALTH, &[("upstream", &u.name), ("target", &t.url), ("state", state)], on);
                 }
             }
+        }
+        x.family(names::TARGET_EJECTIONS, "counter", "Passive-health ejections of each target.");
+        for u in &snap.upstreams {
+            for t in &u.targets {
+                let n = t.state.outlier.ejections_total();
+                x.sample(names::TARGET_EJECTIONS, &[("upstream", &u.name), ("target", &t.url)], n as f64);
+            }
+        }
+        type Get = fn(&crate::upstream::UpstreamState) -> u64;
+        let upstream_counters: [(&str, &str, &str, Get); 7] = [
+            (names::RETRIES, "counter", "Retries sent (each a further attempt of a request).", |s| s.retries_total()),
+            (names::RETRIES_EXHAUSTED, "counter", "Retries the retry budget refused.", |s| s.retries_exhausted_total()),
+            (names::HEDGES, "counter", "Hedged (second, parallel) attempts sent.", |s| s.hedges_total()),
+            (names::OVERLOADED, "counter", "Requests refused by the upstream's max_requests or max_pending.", |s| {
+                s.overloaded_total()
+            }),
+            (names::EJECTIONS, "counter", "Passive-health ejections in the upstream.", |s| s.ejections_total()),
+            (names::UPSTREAM_IN_FLIGHT, "gauge", "Requests in flight to the upstream.", |s| {
+                s.requests_in_flight() as u64
+            }),
+            (names::PENDING_CONNECTS, "gauge", "Connection attempts in progress to the upstream.", |s| {
+                s.pending_connects() as u64
+            }),
+        ];
+        for (name, kind, help, get) in upstream_counters {
+            x.family(name, kind, help);
+            for u in &snap.upstreams {
+                x.sample(name, &[("upstream", &u.name)], get(&u.state) as f64);
+            }
+        }
+        // Circuit breakers: the upstreams' own (route label empty), then routes' own.
+        use crate::upstream::breaker::{BreakerState, CircuitBreaker};
+        let breakers: Vec<(&str, &str, &CircuitBreaker)> = snap
+            .upstreams
+            .iter()
+            .filter_map(|u| u.state.breaker.as_ref().map(|b| (u.name.as_str(), "", b)))
+            .chain(
+                snap.routes
+                    .iter()
+                    .filter_map(|r| r.breaker.as_deref().map(|b| (r.upstream.name.as_str(), r.name.as_str(), b))),
+            )
+            .collect();
+        x.family(names::BREAKER_STATE, "gauge", "1 for the circuit breaker's current state.");
+        for (u, r, b) in &breakers {
+            let current = match b.state(now) {
+                BreakerState::Closed => "closed",
+                BreakerState::Open { .. } => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+            for state in ["closed", "open", "half_open"] {
+                let on = (state == current) as u8 as f64;
+                x.sample(names::BREAKER_STATE, &[("upstream", u), ("route", r), ("state", state)], on);
+            }
+        }
+        x.family(names::BREAKER_TRANSITIONS, "counter", "Circuit-breaker transitions, by the state entered.");
+        for (u, r, b) in &breakers {
+            for (to, n) in
+                [("open", b.opened_total()), ("half_open", b.half_opened_total()), ("closed", b.closed_total())]
+            {
+                x.sample(names::BREAKER_TRANSITIONS, &[("upstream", u), ("route", r), ("to", to)], n as f64);
+            }
+        }
+        x.family(names::BREAKER_REJECTED, "counter", "Requests answered 503 at once because the circuit was open.");
+        for (u, r, b) in &breakers {
+            x.sample(names::BREAKER_REJECTED, &[("upstream", u), ("route", r)], b.rejected_total() as f64);
         }
         x.family(names::TARGET_IN_FLIGHT, "gauge", "Requests in flight to each target.");
         for u in &snap.upstreams {

@@ -36,6 +36,17 @@ pub mod names {
     pub const TARGET_HEALTH: &str = "gatehouse_upstream_target_health";
     pub const TARGET_IN_FLIGHT: &str = "gatehouse_upstream_target_requests_in_flight";
     pub const HEALTHY_TARGETS: &str = "gatehouse_upstream_healthy_targets";
+    pub const TARGET_EJECTIONS: &str = "gatehouse_upstream_target_ejections_total";
+    pub const RETRIES: &str = "gatehouse_upstream_retries_total";
+    pub const RETRIES_EXHAUSTED: &str = "gatehouse_upstream_retry_budget_exhausted_total";
+    pub const HEDGES: &str = "gatehouse_upstream_hedges_total";
+    pub const OVERLOADED: &str = "gatehouse_upstream_overloaded_total";
+    pub const EJECTIONS: &str = "gatehouse_upstream_ejections_total";
+    pub const UPSTREAM_IN_FLIGHT: &str = "gatehouse_upstream_requests_in_flight";
+    pub const PENDING_CONNECTS: &str = "gatehouse_upstream_pending_connects";
+    pub const BREAKER_STATE: &str = "gatehouse_circuit_breaker_state";
+    pub const BREAKER_TRANSITIONS: &str = "gatehouse_circuit_breaker_transitions_total";
+    pub const BREAKER_REJECTED: &str = "gatehouse_circuit_breaker_rejected_total";
     pub const RATELIMIT: &str = "gatehouse_ratelimit_decisions_total";
     pub const CONCURRENCY: &str = "gatehouse_concurrency_limit_decisions_total";
     pub const RELOADS: &str = "gatehouse_config_reloads_total";

@@ -178,3 +178,32 @@ async fn reloads_are_counted_and_route_counters_survive_them() {
     assert!(value(&after, "gatehouse_config_last_reload_success_timestamp_seconds", &[]) > 1.7e9);
     stop(gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_ejections_and_breaker_state_are_exported() {
+    let backend = Backend::named("b").await;
+    // A second target where nothing listens: connect failures, retried on the live target,
+    // until passive health ejects it.
+    let dead = format!("http://127.0.0.1:{}", gatehouse_testkit::free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {}\n      - url: {dead}\nroutes:\n  - name: all\n    upstream: backend\n",
+        backend.url()
+    );
+    let gw = gateway(&yaml).await;
+    for _ in 0..20 {
+        assert_eq!(get(gw.addr, "/x").await.status, 200, "connect failures are retried on the live target");
+    }
+    let (text, s) = scrape(gw.admin.expect("admin"), 20.0).await;
+    let up = [("upstream", "backend")];
+    assert!(value(&s, "gatehouse_upstream_retries_total", &up) >= 5.0, "{text}");
+    assert_eq!(value(&s, "gatehouse_upstream_ejections_total", &up), 1.0, "{text}");
+    let dead_target = [("upstream", "backend"), ("target", dead.as_str())];
+    assert_eq!(
+        value(&s, "gatehouse_upstream_target_health", &[dead_target.as_slice(), &[("state", "ejected")]].concat()),
+        1.0
+    );
+    assert_eq!(value(&s, "gatehouse_upstream_target_ejections_total", &dead_target), 1.0);
+    let breaker = [("upstream", "backend"), ("route", ""), ("state", "closed")];
+    assert_eq!(value(&s, "gatehouse_circuit_breaker_state", &breaker), 1.0, "{text}");
+    stop(gw).await;
+}

@@ -61,6 +61,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "policies",
     "cluster",
     "access_log",
+    "tracing",
 ];
 
 /// Loads a config from text. `env` resolves `${NAME}` references (return `None` for unset).
@@ -102,6 +103,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             "policies" => parts.set(&mut cfg.policies, value, k),
             "cluster" => parts.set(&mut cfg.cluster, value, k),
             "access_log" => parts.set(&mut cfg.access_log, value, k),
+            "tracing" => parts.set(&mut cfg.tracing, value, k),
             "listeners" => {
                 let list = parts.list::<Listener>(value, k);
                 items.listener_items = list.len();

@@ -40,6 +40,41 @@ pub struct Config {
     /// One JSON line per request.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// Distributed tracing (W3C trace context, OTLP/HTTP export). Off unless enabled.
+    #[serde(default)]
+    pub tracing: Tracing,
+}
+
+/// `tracing`: spans exported over OTLP/HTTP (protobuf). Fields left out come from the standard
+/// `OTEL_*` environment variables, then the defaults (see docs/tracing.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Collector base URL (`http://host:4318`); `/v1/traces` is appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// `parentbased_always_on` (default), `parentbased_traceidratio`, `traceidratio`,
+    /// `parentbased_always_off`, `always_on`, `always_off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
+    /// The ratio of the `*traceidratio` samplers, 0.0 to 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_delay: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_timeout: Option<Dur>,
+    /// Extra headers on every export request (e.g. an API key; use `${ENV}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `access_log`: one JSON object per request, written off the request path.

@@ -150,6 +150,7 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     v.reserved(cfg);
     v.cluster(cfg);
     v.access_log(cfg);
+    v.tracing(cfg);
     v.upstreams(cfg, partial);
     v.routes(cfg, partial);
     v.errors
@@ -352,6 +353,58 @@ impl Validator<'_> {
         let p = &cfg.access_log.path;
         if p.is_empty() || p.chars().any(|c| c.is_control()) {
             self.err("access_log.path", "must be `stdout` or a file path without control characters");
+        }
+    }
+
+    fn tracing(&mut self, cfg: &Config) {
+        let t = &cfg.tracing;
+        if let Some(e) = &t.endpoint {
+            match e.strip_prefix("http://") {
+                Some(rest) if !rest.is_empty() && !rest.contains('@') => {}
+                Some(_) => self.err("tracing.endpoint", "must be http://host:port without credentials (use headers)"),
+                None if e.starts_with("https://") => self.err(
+                    "tracing.endpoint",
+                    "https:// collectors are not supported yet; point it at a local collector or agent over http://",
+                ),
+                None => self.err("tracing.endpoint", "must be an http:// URL such as http://127.0.0.1:4318"),
+            }
+        }
+        const SAMPLERS: &[&str] = &[
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+            "traceidratio",
+            "always_on",
+            "always_off",
+        ];
+        if let Some(sm) = &t.sampler {
+            if !SAMPLERS.contains(&sm.as_str()) {
+                self.err("tracing.sampler", format!("unknown sampler; expected one of {}", SAMPLERS.join(", ")));
+            }
+        }
+        if let Some(r) = t.ratio {
+            if !(0.0..=1.0).contains(&r) {
+                self.err("tracing.ratio", "must be between 0.0 and 1.0");
+            }
+        }
+        if t.batch_size == Some(0) {
+            self.err("tracing.batch_size", "must be at least 1");
+        }
+        if t.queue_size == Some(0) {
+            self.err("tracing.queue_size", "must be at least 1");
+        }
+        if let (Some(b), Some(q)) = (t.batch_size, t.queue_size) {
+            if b > q {
+                self.err("tracing.batch_size", "must not exceed tracing.queue_size");
+            }
+        }
+        for (k, v) in &t.headers {
+            if !is_token(k) {
+                self.err(format!("tracing.headers.{k}"), "not a valid header name");
+            }
+            if v.chars().any(|c| c.is_control()) {
+                self.err(format!("tracing.headers.{k}"), "header values must not contain control characters");
+            }
         }
     }
 
@@ -1105,6 +1158,26 @@ mod access_log_tests {
         assert!(errs.iter().any(|e| e.path.starts_with("access_log")), "{errs:?}");
         let errs = crate::load_str(&format!("{base}access_log:\n  path: \"\"\n"), &|_| None).unwrap_err();
         assert!(errs.iter().any(|e| e.path == "access_log.path"), "{errs:?}");
+    }
+
+    #[test]
+    fn tracing_section() {
+        let base = "listeners:\n  - address: 127.0.0.1:0\n";
+        let ok = crate::load_str(
+            &format!("{base}tracing:\n  enabled: true\n  endpoint: http://127.0.0.1:4318\n  sampler: parentbased_traceidratio\n  ratio: 0.25\n  headers: {{x-api-key: k}}\n"),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(ok.tracing.enabled && ok.tracing.ratio == Some(0.25));
+        let errs = crate::load_str(
+            &format!("{base}tracing:\n  endpoint: https://c:4318\n  sampler: jaeger\n  ratio: 2\n  batch_size: 10\n  queue_size: 5\n"),
+            &|_| None,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for p in ["tracing.endpoint", "tracing.sampler", "tracing.ratio", "tracing.batch_size"] {
+            assert!(paths.contains(&p), "{p} missing from {paths:?}");
+        }
     }
 }
 

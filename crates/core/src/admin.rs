@@ -497,6 +497,17 @@ impl AdminState {
         x.family(names::ACCESS_LOG_DROPPED, "counter", "Access-log lines dropped because the writer fell behind.");
         let dropped = snap.access_log.as_ref().map_or(0, |l| l.dropped.load(Ordering::Relaxed));
         x.sample(names::ACCESS_LOG_DROPPED, &[], dropped as f64);
+        if let Some(t) = &snap.tracer {
+            let c = t.counters();
+            x.family(names::TRACING_SPANS, "counter", "Spans by export outcome (dropped: queue full or shutdown).");
+            for (result, n) in
+                [("exported", c.spans_exported()), ("dropped", c.spans_dropped()), ("failed", c.spans_failed())]
+            {
+                x.sample(names::TRACING_SPANS, &[("result", result)], n as f64);
+            }
+            x.family(names::TRACING_EXPORT_FAILURES, "counter", "OTLP export requests that failed (after retries).");
+            x.sample(names::TRACING_EXPORT_FAILURES, &[], c.export_failures() as f64);
+        }
         x.family(names::BUILD_INFO, "gauge", "Gatehouse version (value always 1).");
         x.sample(names::BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         x.family(names::START_TIME, "gauge", "Unix time the gateway started.");

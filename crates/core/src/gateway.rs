@@ -148,6 +148,8 @@ impl Gateway {
         let mut snapshot = compile(config, &registry, &limiters)?;
         snapshot.access_log = access_logs.get(&snapshot.config.access_log);
         snapshot.metrics = bind_metrics(&metrics, &snapshot);
+        let tracer_slot = Mutex::new(None);
+        snapshot.tracer = tracer_for(&tracer_slot, &snapshot.config.tracing);
         // Bind every listener once per worker (SO_REUSEPORT); port 0 resolves on the first bind.
         let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
@@ -174,6 +176,7 @@ impl Gateway {
             connections: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
             metrics,
+            tracer: tracer_slot,
         });
         let mut handles = Vec::new();
         for (w, listeners) in per_worker.into_iter().enumerate() {
@@ -388,6 +391,7 @@ impl Gateway {
             .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         snap.access_log = self.shared.access_logs.get(&snap.config.access_log);
         snap.metrics = bind_metrics(&self.shared.metrics, &snap);
+        snap.tracer = tracer_for(&self.shared.tracer, &snap.config.tracing);
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.drain(..).for_each(|h| h.abort());
         *health = health::spawn_all(&snap.upstreams);
@@ -415,6 +419,10 @@ impl Gateway {
         for h in self.health.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             h.abort();
         }
+        // Send the spans still queued (bounded), off the runtime: the exporter blocks.
+        if let Some(t) = self.shared.snapshot.load().tracer.clone() {
+            let _ = tokio::task::spawn_blocking(move || t.shutdown(Duration::from_secs(5))).await;
+        }
         let _ = self.admin_stop.send(true);
         if let Some(t) = self.admin_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
@@ -431,6 +439,52 @@ impl Gateway {
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// The tracer for a `tracing` section: the running one when the section did not change, else a
+/// new one (the old one flushes in the background when its last snapshot goes). `None` when
+/// tracing is off (in the file, or by `OTEL_SDK_DISABLED`) or the exporter cannot be built
+/// (logged; the reload itself goes on).
+type TracerSlot = Mutex<Option<(gatehouse_config::Tracing, Arc<crate::trace::Tracer>)>>;
+
+fn tracer_for(slot: &TracerSlot, cfg: &gatehouse_config::Tracing) -> Option<Arc<crate::trace::Tracer>> {
+    use crate::trace::{Sampler, Tracer, TracingConfig, TracingOverrides};
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if !cfg.enabled {
+        *slot = None;
+        return None;
+    }
+    if let Some((c, t)) = slot.as_ref() {
+        if c == cfg {
+            return Some(t.clone());
+        }
+    }
+    let overrides = TracingOverrides {
+        enabled: Some(true),
+        endpoint: cfg.endpoint.clone(),
+        service_name: cfg.service_name.clone(),
+        sampler: cfg.sampler.as_deref().and_then(|n| Sampler::from_name(n, cfg.ratio)),
+        max_export_batch_size: cfg.batch_size,
+        max_queue_size: cfg.queue_size,
+        schedule_delay: cfg.schedule_delay.map(|d| d.0),
+        export_timeout: cfg.export_timeout.map(|d| d.0),
+        headers: cfg.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    match Tracer::new(&TracingConfig::resolve(&overrides)) {
+        Ok(Some(t)) => {
+            *slot = Some((cfg.clone(), t.clone()));
+            Some(t)
+        }
+        Ok(None) => {
+            *slot = None;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "tracing stays off: the span exporter cannot be built");
+            *slot = None;
+            None
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub mod names {
     pub const RELOAD_DURATION: &str = "gatehouse_config_last_reload_duration_seconds";
     pub const CONFIG_INFO: &str = "gatehouse_config_info";
     pub const ACCESS_LOG_DROPPED: &str = "gatehouse_access_log_dropped_total";
+    pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
+    pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
     pub const BUILD_INFO: &str = "gatehouse_build_info";
     pub const START_TIME: &str = "process_start_time_seconds";
 }

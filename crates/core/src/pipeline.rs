@@ -156,6 +156,8 @@ pub struct RequestCtx {
     pub bytes_out: u64,
     /// Only filled when the access log is on (no cost otherwise): start time, host, query.
     pub log: Option<LogFields>,
+    /// The request's SERVER span when tracing is on; ended by the log phase.
+    pub span: Option<crate::trace::ServerSpan>,
 }
 
 /// What the access log needs beyond the context's own fields.
@@ -245,7 +247,7 @@ impl Stack {
 
 /// The log phase: runs for every request, errors included, after the response was written.
 /// Records the request's metrics, and writes the access-log line when the access log is on.
-pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8], path: &str) {
+pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8], path: &str) {
     let duration_us = ctx.started.elapsed().as_micros() as u64;
     if let Some(m) = snap.metrics.for_route(ctx.route) {
         m.observe(&crate::metrics::Observation {
@@ -267,6 +269,13 @@ pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8],
         error_kind = ctx.error_kind,
         "request"
     );
+    // The trace ids join the log line to the trace (also for unsampled requests).
+    let ids = ctx.span.as_ref().filter(|_| snap.access_log.is_some()).map(|s| (s.trace_id_hex(), s.span_id_hex()));
+    if let Some(span) = ctx.span.take() {
+        // Only a response the gateway produced itself has an error kind worth a span status.
+        let status = (ctx.status != 0).then_some(ctx.status);
+        span.finish(status, ctx.error_kind);
+    }
     let (Some(log), Some(f)) = (&snap.access_log, &ctx.log) else { return };
     let route = ctx.route.and_then(|i| snap.routes.get(i));
     let target = ctx.target.and_then(|t| route.and_then(|r| r.upstream.targets.get(t)));
@@ -289,8 +298,14 @@ pub fn on_log(ctx: &RequestCtx, snap: &crate::snapshot::Snapshot, method: &[u8],
         "attempts": ctx.attempts,
         "error_kind": ctx.error_kind,
     });
-    if let (Some(q), Some(obj)) = (&f.query, line.as_object_mut()) {
-        obj.insert("query".into(), serde_json::Value::String(q.clone()));
+    if let Some(obj) = line.as_object_mut() {
+        if let Some(q) = &f.query {
+            obj.insert("query".into(), serde_json::Value::String(q.clone()));
+        }
+        if let Some((trace_id, span_id)) = ids {
+            obj.insert("trace_id".into(), serde_json::Value::String(trace_id));
+            obj.insert("span_id".into(), serde_json::Value::String(span_id));
+        }
     }
     log.write(serde_json::to_vec(&line).unwrap_or_default());
 }

@@ -33,6 +33,7 @@ use crate::pipeline::{on_log, Flow, RequestCtx};
 use crate::retry::{self, AttemptFailure};
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::{ListenerRt, Rewrite, Route, Snapshot, TplPart};
+use crate::trace::{ClientSpan, ServerSpan};
 use crate::upstream::balancer::rand_u64;
 use crate::upstream::pool::{self, UpConn};
 use crate::upstream::{mono_ns, observe_latency, outlier, HashKey, Registry, Target, Upstream};
@@ -56,6 +57,9 @@ pub struct Shared {
     pub inflight: AtomicUsize,
     /// Request counters and reload figures for `/metrics`, kept across reloads.
     pub metrics: crate::metrics::Metrics,
+    /// The tracer and the `tracing` config it was built from: a reload that keeps the section
+    /// keeps the tracer (its queue and exporter connection).
+    pub tracer: std::sync::Mutex<Option<(gatehouse_config::Tracing, Arc<crate::trace::Tracer>)>>,
 }
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -379,7 +383,20 @@ where
         bytes_in: 0,
         bytes_out: 0,
         log: None,
+        span: None,
     };
+    if let Some(t) = &snap.tracer {
+        // The SERVER span starts with the request; the caller's trace context (if valid) is its
+        // parent. With propagation on, the client's headers are replaced per upstream attempt.
+        let parents: Vec<&[u8]> = head.headers.get_all("traceparent").collect();
+        let states: Vec<&[u8]> = head.headers.get_all("tracestate").collect();
+        let incoming = t.extract(&parents, &states);
+        ctx.span = Some(t.start_server(incoming));
+        if t.propagates() {
+            head.headers.remove("traceparent");
+            head.headers.remove("tracestate");
+        }
+    }
     if snap.access_log.is_some() {
         let host = head.authority.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
         ctx.log = Some(crate::pipeline::LogFields { host, query: None });
@@ -428,6 +445,11 @@ where
 
     let authority = head.authority.clone();
     let host = authority.as_deref().map(host_key).unwrap_or_default();
+    if let Some(span) = ctx.span.as_mut().filter(|s| s.is_sampled()) {
+        let (client, peer) = (ctx.client_ip.to_string(), c.peer.ip().to_string());
+        let m = std::str::from_utf8(&method).unwrap_or("_OTHER");
+        span.set_request(m, path, Some(&host), Some(&client), Some(&peer));
+    }
     if let Some(f) = ctx.log.as_mut() {
         if snap.config.access_log.include_query {
             f.query = query.map(str::to_string);
@@ -459,6 +481,9 @@ where
     };
     let route = &snap.routes[route_idx];
     ctx.route = Some(route_idx);
+    if let Some(span) = ctx.span.as_mut() {
+        span.set_route(&route.http_route);
+    }
     ctx.params = params;
 
     let limit = route.max_body.unwrap_or(l.max_body);
@@ -489,7 +514,7 @@ where
         resp.close = !keep;
         let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
         settle_bytes(io, c, &mut ctx);
-        on_log(&ctx, snap, &method, path);
+        on_log(&mut ctx, snap, &method, path);
         return ok && keep;
     }
 
@@ -497,7 +522,7 @@ where
     match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done).await {
         Ok(keep) => {
             settle_bytes(io, c, &mut ctx);
-            on_log(&ctx, snap, &method, path);
+            on_log(&mut ctx, snap, &method, path);
             keep
         }
         Err(Fail::Before(err)) => {
@@ -510,7 +535,7 @@ where
         Err(Fail::After) => {
             ctx.error_kind.get_or_insert("response_aborted");
             settle_bytes(io, c, &mut ctx);
-            on_log(&ctx, snap, &method, path);
+            on_log(&mut ctx, snap, &method, path);
             false
         }
     }
@@ -678,6 +703,7 @@ fn write_request_head(
     host: &[u8],
     framing: BodyKind,
     extra: Option<(Bytes, Bytes)>,
+    trace: Option<&ClientSpan>,
 ) {
     out.clear();
     out.extend_from_slice(&head.method);
@@ -714,7 +740,41 @@ fn write_request_head(
         out.extend_from_slice(&v);
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(tp) = trace.and_then(ClientSpan::traceparent) {
+        out.extend_from_slice(b"traceparent: ");
+        out.extend_from_slice(&tp);
+        out.extend_from_slice(b"\r\n");
+        if let Some(ts) = trace.and_then(ClientSpan::tracestate) {
+            out.extend_from_slice(b"tracestate: ");
+            out.extend_from_slice(ts.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// A CLIENT span for one upstream attempt to `target` (when the request is traced).
+fn client_span(server: Option<&ServerSpan>, method: &[u8], target: &Target) -> Option<ClientSpan> {
+    let mut span = server?.child_client();
+    if span.context().is_sampled() {
+        let m = std::str::from_utf8(method).unwrap_or("_OTHER");
+        let authority = std::str::from_utf8(&target.authority).unwrap_or("");
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') => (h, p.parse().unwrap_or(80)),
+            _ => (authority, 80),
+        };
+        span.set_request(m, host.trim_start_matches('[').trim_end_matches(']'), port, Some(&target.url));
+    }
+    Some(span)
+}
+
+/// Ends an attempt's CLIENT span with the upstream's status or what went wrong.
+fn finish_client_span(span: Option<ClientSpan>, result: &Exchange) {
+    let Some(span) = span else { return };
+    match result {
+        Ok((_, resp, _)) => span.finish(Some(resp.status), None),
+        Err(e) => span.finish(None, Some(e.error_type())),
+    }
 }
 
 fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
@@ -740,6 +800,19 @@ enum AttemptErr {
 }
 
 impl AttemptErr {
+    /// `error.type` of the attempt's CLIENT span.
+    fn error_type(&self) -> &'static str {
+        match self {
+            AttemptErr::Connect { timed_out: true } => "connect_timeout",
+            AttemptErr::Connect { timed_out: false } => "connect_error",
+            AttemptErr::Overloaded => "upstream_overloaded",
+            AttemptErr::Reset => "upstream_reset",
+            AttemptErr::Timeout => "upstream_timeout",
+            AttemptErr::Protocol(_) => "upstream_invalid_response",
+            AttemptErr::Client(_) => "client_error",
+        }
+    }
+
     fn failure(&self) -> Option<AttemptFailure> {
         match self {
             AttemptErr::Connect { .. } => Some(AttemptFailure::Connect),
@@ -812,7 +885,7 @@ struct HeadParts<'a> {
 impl HeadParts<'_> {
     /// The request for `target`: head (with the remaining deadline, if propagated) and the
     /// buffered body.
-    fn build(&self, out: &mut Vec<u8>, target: &Target, deadline: Option<Instant>) {
+    fn build(&self, out: &mut Vec<u8>, target: &Target, deadline: Option<Instant>, trace: Option<&ClientSpan>) {
         let host = self.fixed_host.as_ref().unwrap_or(&target.authority);
         let extra = match (&self.route.deadline, deadline) {
             (Some(d), Some(at)) => {
@@ -820,7 +893,7 @@ impl HeadParts<'_> {
             }
             _ => None,
         };
-        write_request_head(out, self.head, self.path, self.query, host, self.framing, extra);
+        write_request_head(out, self.head, self.path, self.query, host, self.framing, extra, trace);
         if self.framing == BodyKind::Chunked {
             if !self.pre.is_empty() {
                 push_chunk(out, self.pre);
@@ -958,6 +1031,7 @@ async fn exchange_hedged(
     deadline: Option<Instant>,
     delay: Duration,
     timer: &mut Pin<Box<Sleep>>,
+    server_span: Option<&ServerSpan>,
 ) -> (usize, Exchange) {
     let targets = &upstream.targets;
     let first = exchange_buffered(&targets[ti], upstream, req, is_head, response_timeout, deadline, true, timer);
@@ -976,9 +1050,15 @@ async fn exchange_hedged(
     t2.state.inflight.fetch_add(1, Ordering::Relaxed);
     let _inflight = InflightGuard(t2);
     let mut req2 = Vec::with_capacity(req.len());
-    parts.build(&mut req2, t2, deadline);
+    // The hedged attempt is an attempt of its own: its own CLIENT span, ended with its outcome.
+    let span2 = client_span(server_span, &parts.head.method, t2);
+    parts.build(&mut req2, t2, deadline, span2.as_ref());
     let mut timer2 = Box::pin(tokio::time::sleep(Duration::ZERO));
-    let second = exchange_buffered(t2, upstream, &req2, is_head, response_timeout, deadline, true, &mut timer2);
+    let second = async {
+        let r = exchange_buffered(t2, upstream, &req2, is_head, response_timeout, deadline, true, &mut timer2).await;
+        finish_client_span(span2, &r);
+        r
+    };
     tokio::pin!(second);
     tokio::select! {
         r1 = &mut first => match r1 {
@@ -1129,7 +1209,10 @@ where
         ctx.target = Some(ti);
         upstream.targets[ti].state.inflight.fetch_add(1, Ordering::Relaxed);
         _inflight = Some(InflightGuard(&upstream.targets[ti]));
-        parts.build(&mut ubuf, &upstream.targets[ti], deadline);
+        let span = client_span(ctx.span.as_ref(), &parts.head.method, &upstream.targets[ti]);
+        parts.build(&mut ubuf, &upstream.targets[ti], deadline, span.as_ref());
+        // Whether a hedged second attempt answered first (the first attempt's span then ends so).
+        let mut first_lost = false;
         let result = if let (Some(delay), 1) = (hedge, attempt) {
             let (winner, r) = exchange_hedged(
                 ti,
@@ -1142,9 +1225,11 @@ where
                 deadline,
                 delay,
                 &mut c.timer,
+                ctx.span.as_ref(),
             )
             .await;
             if winner != ti {
+                first_lost = true;
                 ti = winner;
                 tried |= tried_bit(ti);
                 ctx.target = Some(ti);
@@ -1175,6 +1260,13 @@ where
             )
             .await
         };
+        if first_lost {
+            if let Some(s) = span {
+                s.finish(None, Some("hedge_lost"));
+            }
+        } else {
+            finish_client_span(span, &result);
+        }
         // May this request go out again? Attempts, time and the upstream's budget must allow it.
         let retry_allowed = |n: u32| -> Option<Duration> {
             if n >= route.retry.attempts {

@@ -55,6 +55,9 @@ pub enum TplPart {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// The matched-path template for traces (`http.route`): the exact path or template, a
+    /// prefix as `/api/*`, the route's name for a regex. Never a raw request path.
+    pub http_route: String,
     pub upstream: Arc<Upstream>,
     pub rewrite: Rewrite,
     pub preserve_host: bool,
@@ -82,6 +85,9 @@ pub struct Snapshot {
     /// The access-log writer when `access_log.enabled` (set by the gateway from its registry of
     /// open logs, so compiling opens no files).
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// The span exporter when `tracing.enabled` (set by the gateway, which keeps one tracer per
+    /// tracing config across reloads).
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// Per-route request counters, bound by the gateway from its metrics registry (empty when
     /// compiled outside a gateway, e.g. by `gatehouse explain`).
     pub metrics: crate::metrics::Bound,
@@ -300,8 +306,16 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
         if !resp.is_empty() {
             stack.response.push(ResponsePolicy::Headers(resp));
         }
+        let http_route = match &r.matches.path {
+            None => "/".to_string(),
+            Some(cfg::PathMatch::Exact(p)) | Some(cfg::PathMatch::Template(p)) => p.clone(),
+            Some(cfg::PathMatch::Prefix(p)) => format!("{}/*", p.trim_end_matches('/')),
+            // A regex is no template: the route's name stands for it.
+            Some(cfg::PathMatch::Regex(_)) => r.name.clone(),
+        };
         routes.push(Route {
             name: r.name.clone(),
+            http_route,
             upstream,
             rewrite,
             preserve_host: r.preserve_host,
@@ -347,6 +361,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     }
     Ok(Snapshot {
         access_log: None,
+        tracer: None,
         metrics: Default::default(),
         drain_timeout: config.server.drain_timeout.0,
         config: Arc::new(config),

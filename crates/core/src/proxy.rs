@@ -695,6 +695,7 @@ fn hash_key<'a>(key: &HashKey, head: &'a RequestHead, path: &'a str, ip: &'a str
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,

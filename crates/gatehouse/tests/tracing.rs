@@ -20,7 +20,7 @@ fn config(receiver: &OtlpReceiver, targets: &[String], log: &std::path::Path, ex
     )
 }
 
-fn of_kind<'a>(spans: &'a [Value], kind: i64) -> Vec<&'a Value> {
+fn of_kind(spans: &[Value], kind: i64) -> Vec<&Value> {
     spans.iter().filter(|s| s["kind"] == kind).collect()
 }
 

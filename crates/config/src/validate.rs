@@ -21,6 +21,9 @@ use crate::types::{
 };
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
+mod auth;
+pub use auth::{parse_service_url, JWT_ALGORITHMS};
+
 /// Headers the gateway manages itself; routes may not set, add or remove them.
 pub const HOP_BY_HOP_HEADERS: &[&str] = &[
     "connection",
@@ -143,6 +146,7 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     let listener_addrs = v.listeners(cfg, partial);
     v.admin(cfg, &listener_addrs);
     v.reserved(cfg);
+    v.consumers(cfg);
     v.cluster(cfg);
     v.access_log(cfg);
     v.upstreams(cfg, partial);
@@ -319,17 +323,16 @@ impl Validator<'_> {
     }
 
     fn reserved(&mut self, cfg: &Config) {
-        for (key, value) in [("consumers", &cfg.consumers), ("policies", &cfg.policies)] {
-            let empty = match value {
-                None | Some(serde_json::Value::Null) => true,
-                Some(serde_json::Value::Object(m)) => m.is_empty(),
-                Some(serde_json::Value::Array(a)) => a.is_empty(),
-                Some(serde_json::Value::String(s)) => s.is_empty(),
-                Some(_) => false,
-            };
-            if !empty {
-                self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
-            }
+        let (key, value) = ("policies", &cfg.policies);
+        let empty = match value {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::Object(m)) => m.is_empty(),
+            Some(serde_json::Value::Array(a)) => a.is_empty(),
+            Some(serde_json::Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if !empty {
+            self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
         }
     }
 
@@ -512,7 +515,7 @@ impl Validator<'_> {
             if r.timeout.is_some_and(|t| t.0.is_zero()) {
                 self.err(join_key(&p, "timeout"), "must be greater than 0");
             }
-            self.policies(&r.policies, &join_key(&p, "policies"));
+            self.policies(&r.policies, cfg, &join_key(&p, "policies"));
             let key = match_key(&r.matches);
             if partial.tainted_routes.contains(&i) {
                 // Its match may lack parts that failed to parse; comparing it would mislead.
@@ -693,12 +696,54 @@ impl Validator<'_> {
         }
     }
 
-    fn policies(&mut self, policies: &[Policy], p: &str) {
+    fn policies(&mut self, policies: &[Policy], cfg: &Config, p: &str) {
+        // Identity exists only after an `auth` policy: what reads it must come later.
+        let mut authenticated = false;
         for (k, policy) in policies.iter().enumerate() {
             let kp = join_index(p, k);
+            let identity_key =
+                |key: &LimitKey| key.0.iter().any(|k| matches!(k, KeyPart::Consumer | KeyPart::Claim(_)));
+            let needs_identity = |v: &mut Self, what: &str, path: String| {
+                if !authenticated {
+                    v.err(path, format!("{what} needs an `auth` policy earlier in this route's policies"));
+                }
+            };
             match policy {
-                Policy::RateLimit(rl) => self.rate_limit(rl, &join_key(&kp, "rate_limit")),
-                Policy::ConcurrencyLimit(cl) => self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit")),
+                Policy::RateLimit(rl) => {
+                    if identity_key(&rl.key) {
+                        needs_identity(
+                            self,
+                            "a `consumer` or `claim` key",
+                            join_key(&join_key(&kp, "rate_limit"), "key"),
+                        );
+                    }
+                    self.rate_limit(rl, &join_key(&kp, "rate_limit"))
+                }
+                Policy::ConcurrencyLimit(cl) => {
+                    if identity_key(&cl.key) {
+                        needs_identity(
+                            self,
+                            "a `consumer` or `claim` key",
+                            join_key(&join_key(&kp, "concurrency_limit"), "key"),
+                        );
+                    }
+                    self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit"))
+                }
+                Policy::Auth(a) => {
+                    if authenticated {
+                        self.err(
+                            join_key(&kp, "auth"),
+                            "a route has at most one `auth` policy (list several methods in it)",
+                        );
+                    }
+                    authenticated = true;
+                    self.auth(a, cfg, &join_key(&kp, "auth"));
+                }
+                Policy::Authorize(a) => {
+                    needs_identity(self, "`authorize`", join_key(&kp, "authorize"));
+                    self.authorize(a, &join_key(&kp, "authorize"));
+                }
+                Policy::ExternalAuth(e) => self.external_auth(e, &join_key(&kp, "external_auth")),
             }
         }
     }
@@ -773,7 +818,10 @@ impl Validator<'_> {
 
     fn limit_key(&mut self, key: &LimitKey, p: &str) {
         if key.0.is_empty() {
-            self.err(p, "a key needs at least one part: `client_ip`, `route` or `{header: NAME}`");
+            self.err(
+                p,
+                "a key needs at least one part: `client_ip`, `route`, `consumer`, `{header: NAME}` or `{claim: NAME}`",
+            );
         }
         let single = key.0.len() == 1;
         let mut seen: Vec<KeyPart> = Vec::new();
@@ -785,6 +833,12 @@ impl Validator<'_> {
                         self.err(join_key(&kp, "header"), format!("invalid header name {h:?}"));
                     }
                     KeyPart::Header(h.to_ascii_lowercase())
+                }
+                KeyPart::Claim(c) => {
+                    if c.is_empty() {
+                        self.err(join_key(&kp, "claim"), "claim name must not be empty");
+                    }
+                    part.clone()
                 }
                 other => other.clone(),
             };
@@ -1136,11 +1190,9 @@ upstreams:
 
     #[test]
     fn reserved_sections() {
-        expect_ok(&format!("{HEAD}consumers: {{}}\npolicies: []\ncluster:\n"));
+        expect_ok(&format!("{HEAD}consumers: []\npolicies: []\ncluster:\n"));
         expect_ok(&format!("{HEAD}cluster: {{}}\n"));
-        for key in ["consumers", "policies"] {
-            expect_one(&format!("{HEAD}{key}:\n  a: 1\n"), key, "reserved for a later release");
-        }
+        expect_one(&format!("{HEAD}policies:\n  a: 1\n"), "policies", "reserved for a later release");
     }
 
     fn with_redis(redis: &str) -> String {

@@ -54,6 +54,17 @@ pub enum GatewayError {
     ConcurrencyLimited,
     #[error("the rate limit cannot be checked right now; try again later")]
     RateLimitUnavailable,
+    /// Identity missing or invalid (401). `message` says which, never why a signature failed.
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        /// The `WWW-Authenticate` value (one challenge per method of the route's `auth`).
+        challenge: Bytes,
+    },
+    #[error("the authenticated identity is not allowed to use this route")]
+    Forbidden,
+    #[error("authentication cannot be checked right now; try again later")]
+    AuthUnavailable,
 }
 
 impl GatewayError {
@@ -69,7 +80,10 @@ impl GatewayError {
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::ShuttingDown
             | GatewayError::ConcurrencyLimited
-            | GatewayError::RateLimitUnavailable => 503,
+            | GatewayError::RateLimitUnavailable
+            | GatewayError::AuthUnavailable => 503,
+            GatewayError::Unauthorized { .. } => 401,
+            GatewayError::Forbidden => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
@@ -97,6 +111,9 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ConcurrencyLimited => "concurrency_limited",
             GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
+            GatewayError::Unauthorized { .. } => "unauthorized",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::AuthUnavailable => "auth_unavailable",
         }
     }
 
@@ -109,15 +126,18 @@ impl GatewayError {
             | GatewayError::RequestTimeout
             | GatewayError::RouteNotFound
             | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::RateLimited { .. } => ErrorSource::Client,
+            | GatewayError::RateLimited { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::Forbidden => ErrorSource::Client,
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => ErrorSource::Upstream,
-            GatewayError::ShuttingDown | GatewayError::ConcurrencyLimited | GatewayError::RateLimitUnavailable => {
-                ErrorSource::Gateway
-            }
+            GatewayError::ShuttingDown
+            | GatewayError::ConcurrencyLimited
+            | GatewayError::RateLimitUnavailable
+            | GatewayError::AuthUnavailable => ErrorSource::Gateway,
         }
     }
 
@@ -153,8 +173,11 @@ impl GatewayError {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from(retry_after.to_string())));
             }
             // Redis is retried after a short backoff; a second is a sensible hint for clients.
-            GatewayError::RateLimitUnavailable => {
+            GatewayError::RateLimitUnavailable | GatewayError::AuthUnavailable => {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
+            }
+            GatewayError::Unauthorized { challenge, .. } if !challenge.is_empty() => {
+                r.headers.push((Bytes::from_static(b"www-authenticate"), challenge.clone()));
             }
             _ => {}
         }
@@ -272,6 +295,17 @@ mod tests {
         assert_eq!((u.status(), u.code(), u.source()), (503, "rate_limit_unavailable", ErrorSource::Gateway));
         let r = u.to_response("id");
         assert!(r.headers.iter().any(|(n, v)| &n[..] == b"retry-after" && &v[..] == b"1"));
+    }
+
+    #[test]
+    fn auth_errors() {
+        let e = GatewayError::Unauthorized { message: "no", challenge: Bytes::from_static(b"Bearer realm=\"g\"") };
+        assert_eq!((e.status(), e.code(), e.source()), (401, "unauthorized", ErrorSource::Client));
+        let r = e.to_response("id");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"www-authenticate" && &v[..] == b"Bearer realm=\"g\""));
+        assert_eq!((GatewayError::Forbidden.status(), GatewayError::Forbidden.code()), (403, "forbidden"));
+        assert_eq!(GatewayError::AuthUnavailable.status(), 503);
+        assert!(!GatewayError::Forbidden.closes_connection());
     }
 
     #[test]

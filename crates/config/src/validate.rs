@@ -1195,6 +1195,100 @@ upstreams:
         expect_one(&format!("{HEAD}policies:\n  a: 1\n"), "policies", "reserved for a later release");
     }
 
+    fn identity(consumers: &str, policies: &str) -> String {
+        format!("{HEAD}consumers:\n{consumers}routes:\n  - name: a\n    upstream: users\n    policies:\n{policies}")
+    }
+
+    const ALICE: &str = "  - name: alice\n    credentials:\n      api_keys: [{sha256: 0264b8205526ceea6fff4c7d3d3b6cf383d579553a931736819eb39ec6dd9a04}]\n";
+
+    #[test]
+    fn identity_sections() {
+        let key_auth = "      - auth: {methods: [{api_key: {}}]}\n";
+        expect_ok(&identity(ALICE, key_auth));
+        expect_one(
+            &identity("  - name: alice\n    credentials: {api_keys: [{sha256: abc}]}\n", key_auth),
+            "consumers[0].credentials.api_keys[0].sha256",
+            "64 hex digits",
+        );
+        expect_one(
+            &identity(&format!("{ALICE}{}", ALICE.replace("alice", "bob")), key_auth),
+            "consumers[1].credentials.api_keys[0].sha256",
+            "also given at",
+        );
+        expect_one(
+            &identity(&format!("{ALICE}  - name: alice\n"), key_auth),
+            "consumers[1].name",
+            "duplicate consumer name",
+        );
+        expect_one(
+            &identity(
+                "  - name: x\n    credentials: {basic: [{username: x, password_hash: hunter2}]}\n",
+                "      - auth: {methods: [basic: {}]}\n",
+            ),
+            "consumers[0].credentials.basic[0].password_hash",
+            "argon2",
+        );
+        expect_one(
+            &identity(ALICE, "      - auth: {methods: []}\n"),
+            "routes[0].policies[0].auth.methods",
+            "at least one method",
+        );
+        expect_one(
+            &identity(ALICE, "      - auth: {anonymous: nobody, methods: [{api_key: {}}]}\n"),
+            "routes[0].policies[0].auth.anonymous",
+            "unknown consumer",
+        );
+        expect_one(
+            &identity(ALICE, "      - authorize: {groups: [admins]}\n"),
+            "routes[0].policies[0].authorize",
+            "needs an `auth` policy earlier",
+        );
+        expect_one(
+            &identity(ALICE, "      - rate_limit: {limit: 1/s, key: consumer}\n"),
+            "routes[0].policies[0].rate_limit.key",
+            "needs an `auth` policy earlier",
+        );
+        expect_ok(&identity(ALICE, &format!("{key_auth}      - rate_limit: {{limit: 1/s, key: [consumer, {{claim: tenant}}]}}\n      - authorize: {{consumers: [alice]}}\n")));
+        expect_one(
+            &identity(ALICE, &format!("{key_auth}      - authorize: {{}}\n")),
+            "routes[0].policies[1].authorize",
+            "at least one of",
+        );
+        let jwt = |j: &str| identity(ALICE, &format!("      - auth: {{methods: [{{jwt: {j}}}]}}\n"));
+        expect_one(&jwt("{}"), "routes[0].policies[0].auth.methods[0].jwt", "`keys` (static) or `jwks`");
+        expect_one(
+            &jwt("{algorithms: [none], jwks: {url: \"http://idp:80/k\"}}"),
+            "routes[0].policies[0].auth.methods[0].jwt.algorithms[0]",
+            "never accepted",
+        );
+        expect_one(
+            &jwt("{jwks: {url: \"https://idp:443/k\"}}"),
+            "routes[0].policies[0].auth.methods[0].jwt.jwks.url",
+            "TLS",
+        );
+        expect_one(
+            &jwt("{keys: [{pem: x, alg: HS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0].alg",
+            "key-confusion",
+        );
+        expect_one(
+            &jwt("{keys: [{secret: short, alg: HS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0].secret",
+            "32 bytes",
+        );
+        expect_one(&jwt("{keys: [{pem: x}]}"), "routes[0].policies[0].auth.methods[0].jwt.keys[0].alg", "required");
+        expect_one(
+            &jwt("{keys: [{pem: x, secret: zz, alg: RS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0]",
+            "exactly one of",
+        );
+        expect_one(
+            &identity(ALICE, "      - external_auth: {url: \"http://a:1/x\", copy_headers: [connection]}\n"),
+            "routes[0].policies[0].external_auth.copy_headers[0]",
+            "invalid header name",
+        );
+    }
+
     fn with_redis(redis: &str) -> String {
         format!("{HEAD}cluster:\n  redis:\n{redis}")
     }

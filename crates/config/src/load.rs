@@ -345,7 +345,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gatehouse-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.yaml");
-        std::fs::write(&file, format!("{MINIMAL}server:\n  drain_timeout: 5s\nconsumers: \"${{PATH}}\"\n")).unwrap();
+        std::fs::write(&file, format!("{MINIMAL}server:\n  drain_timeout: 5s\npolicies: \"${{PATH}}\"\n")).unwrap();
         let e = load_file(&file).unwrap_err();
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(e.len(), 1, "{e:?}");

@@ -22,6 +22,9 @@ use crate::types::{
 use crate::types::{CircuitBreaker, DeadlineFormat, OutlierDetection, Retry, RetryOn};
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
+mod auth;
+pub use auth::{parse_service_url, JWT_ALGORITHMS};
+
 /// Headers the gateway manages itself; routes may not set, add or remove them.
 pub const HOP_BY_HOP_HEADERS: &[&str] = &[
     "connection",
@@ -148,6 +151,7 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     let listener_addrs = v.listeners(cfg, partial);
     v.admin(cfg, &listener_addrs);
     v.reserved(cfg);
+    v.consumers(cfg);
     v.cluster(cfg);
     v.access_log(cfg);
     v.tracing(cfg);
@@ -335,17 +339,16 @@ impl Validator<'_> {
     }
 
     fn reserved(&mut self, cfg: &Config) {
-        for (key, value) in [("consumers", &cfg.consumers), ("policies", &cfg.policies)] {
-            let empty = match value {
-                None | Some(serde_json::Value::Null) => true,
-                Some(serde_json::Value::Object(m)) => m.is_empty(),
-                Some(serde_json::Value::Array(a)) => a.is_empty(),
-                Some(serde_json::Value::String(s)) => s.is_empty(),
-                Some(_) => false,
-            };
-            if !empty {
-                self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
-            }
+        let (key, value) = ("policies", &cfg.policies);
+        let empty = match value {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::Object(m)) => m.is_empty(),
+            Some(serde_json::Value::Array(a)) => a.is_empty(),
+            Some(serde_json::Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if !empty {
+            self.err(key, format!("`{key}` is reserved for a later release; remove it or leave it empty"));
         }
     }
 
@@ -676,7 +679,7 @@ impl Validator<'_> {
             if r.timeout.is_some_and(|t| t.0.is_zero()) {
                 self.err(join_key(&p, "timeout"), "must be greater than 0");
             }
-            self.policies(&r.policies, &join_key(&p, "policies"));
+            self.policies(&r.policies, cfg, &join_key(&p, "policies"));
             self.retry(&r.retry, &join_key(&p, "retry"));
             if let Some(d) = &r.deadline {
                 let dp = join_key(&p, "deadline");
@@ -878,12 +881,54 @@ impl Validator<'_> {
         }
     }
 
-    fn policies(&mut self, policies: &[Policy], p: &str) {
+    fn policies(&mut self, policies: &[Policy], cfg: &Config, p: &str) {
+        // Identity exists only after an `auth` policy: what reads it must come later.
+        let mut authenticated = false;
         for (k, policy) in policies.iter().enumerate() {
             let kp = join_index(p, k);
+            let identity_key =
+                |key: &LimitKey| key.0.iter().any(|k| matches!(k, KeyPart::Consumer | KeyPart::Claim(_)));
+            let needs_identity = |v: &mut Self, what: &str, path: String| {
+                if !authenticated {
+                    v.err(path, format!("{what} needs an `auth` policy earlier in this route's policies"));
+                }
+            };
             match policy {
-                Policy::RateLimit(rl) => self.rate_limit(rl, &join_key(&kp, "rate_limit")),
-                Policy::ConcurrencyLimit(cl) => self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit")),
+                Policy::RateLimit(rl) => {
+                    if identity_key(&rl.key) {
+                        needs_identity(
+                            self,
+                            "a `consumer` or `claim` key",
+                            join_key(&join_key(&kp, "rate_limit"), "key"),
+                        );
+                    }
+                    self.rate_limit(rl, &join_key(&kp, "rate_limit"))
+                }
+                Policy::ConcurrencyLimit(cl) => {
+                    if identity_key(&cl.key) {
+                        needs_identity(
+                            self,
+                            "a `consumer` or `claim` key",
+                            join_key(&join_key(&kp, "concurrency_limit"), "key"),
+                        );
+                    }
+                    self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit"))
+                }
+                Policy::Auth(a) => {
+                    if authenticated {
+                        self.err(
+                            join_key(&kp, "auth"),
+                            "a route has at most one `auth` policy (list several methods in it)",
+                        );
+                    }
+                    authenticated = true;
+                    self.auth(a, cfg, &join_key(&kp, "auth"));
+                }
+                Policy::Authorize(a) => {
+                    needs_identity(self, "`authorize`", join_key(&kp, "authorize"));
+                    self.authorize(a, &join_key(&kp, "authorize"));
+                }
+                Policy::ExternalAuth(e) => self.external_auth(e, &join_key(&kp, "external_auth")),
             }
         }
     }
@@ -958,7 +1003,10 @@ impl Validator<'_> {
 
     fn limit_key(&mut self, key: &LimitKey, p: &str) {
         if key.0.is_empty() {
-            self.err(p, "a key needs at least one part: `client_ip`, `route` or `{header: NAME}`");
+            self.err(
+                p,
+                "a key needs at least one part: `client_ip`, `route`, `consumer`, `{header: NAME}` or `{claim: NAME}`",
+            );
         }
         let single = key.0.len() == 1;
         let mut seen: Vec<KeyPart> = Vec::new();
@@ -970,6 +1018,12 @@ impl Validator<'_> {
                         self.err(join_key(&kp, "header"), format!("invalid header name {h:?}"));
                     }
                     KeyPart::Header(h.to_ascii_lowercase())
+                }
+                KeyPart::Claim(c) => {
+                    if c.is_empty() {
+                        self.err(join_key(&kp, "claim"), "claim name must not be empty");
+                    }
+                    part.clone()
                 }
                 other => other.clone(),
             };
@@ -1344,11 +1398,103 @@ upstreams:
 
     #[test]
     fn reserved_sections() {
-        expect_ok(&format!("{HEAD}consumers: {{}}\npolicies: []\ncluster:\n"));
+        expect_ok(&format!("{HEAD}consumers: []\npolicies: []\ncluster:\n"));
         expect_ok(&format!("{HEAD}cluster: {{}}\n"));
-        for key in ["consumers", "policies"] {
-            expect_one(&format!("{HEAD}{key}:\n  a: 1\n"), key, "reserved for a later release");
-        }
+        expect_one(&format!("{HEAD}policies:\n  a: 1\n"), "policies", "reserved for a later release");
+    }
+
+    fn identity(consumers: &str, policies: &str) -> String {
+        format!("{HEAD}consumers:\n{consumers}routes:\n  - name: a\n    upstream: users\n    policies:\n{policies}")
+    }
+
+    const ALICE: &str = "  - name: alice\n    credentials:\n      api_keys: [{sha256: 0264b8205526ceea6fff4c7d3d3b6cf383d579553a931736819eb39ec6dd9a04}]\n";
+
+    #[test]
+    fn identity_sections() {
+        let key_auth = "      - auth: {methods: [{api_key: {}}]}\n";
+        expect_ok(&identity(ALICE, key_auth));
+        expect_one(
+            &identity("  - name: alice\n    credentials: {api_keys: [{sha256: abc}]}\n", key_auth),
+            "consumers[0].credentials.api_keys[0].sha256",
+            "64 hex digits",
+        );
+        expect_one(
+            &identity(&format!("{ALICE}{}", ALICE.replace("alice", "bob")), key_auth),
+            "consumers[1].credentials.api_keys[0].sha256",
+            "also given at",
+        );
+        expect_one(
+            &identity(&format!("{ALICE}  - name: alice\n"), key_auth),
+            "consumers[1].name",
+            "duplicate consumer name",
+        );
+        expect_one(
+            &identity(
+                "  - name: x\n    credentials: {basic: [{username: x, password_hash: hunter2}]}\n",
+                "      - auth: {methods: [basic: {}]}\n",
+            ),
+            "consumers[0].credentials.basic[0].password_hash",
+            "argon2",
+        );
+        expect_one(
+            &identity(ALICE, "      - auth: {methods: []}\n"),
+            "routes[0].policies[0].auth.methods",
+            "at least one method",
+        );
+        expect_one(
+            &identity(ALICE, "      - auth: {anonymous: nobody, methods: [{api_key: {}}]}\n"),
+            "routes[0].policies[0].auth.anonymous",
+            "unknown consumer",
+        );
+        expect_one(
+            &identity(ALICE, "      - authorize: {groups: [admins]}\n"),
+            "routes[0].policies[0].authorize",
+            "needs an `auth` policy earlier",
+        );
+        expect_one(
+            &identity(ALICE, "      - rate_limit: {limit: 1/s, key: consumer}\n"),
+            "routes[0].policies[0].rate_limit.key",
+            "needs an `auth` policy earlier",
+        );
+        expect_ok(&identity(ALICE, &format!("{key_auth}      - rate_limit: {{limit: 1/s, key: [consumer, {{claim: tenant}}]}}\n      - authorize: {{consumers: [alice]}}\n")));
+        expect_one(
+            &identity(ALICE, &format!("{key_auth}      - authorize: {{}}\n")),
+            "routes[0].policies[1].authorize",
+            "at least one of",
+        );
+        let jwt = |j: &str| identity(ALICE, &format!("      - auth: {{methods: [{{jwt: {j}}}]}}\n"));
+        expect_one(&jwt("{}"), "routes[0].policies[0].auth.methods[0].jwt", "`keys` (static) or `jwks`");
+        expect_one(
+            &jwt("{algorithms: [none], jwks: {url: \"http://idp:80/k\"}}"),
+            "routes[0].policies[0].auth.methods[0].jwt.algorithms[0]",
+            "never accepted",
+        );
+        expect_one(
+            &jwt("{jwks: {url: \"https://idp:443/k\"}}"),
+            "routes[0].policies[0].auth.methods[0].jwt.jwks.url",
+            "TLS",
+        );
+        expect_one(
+            &jwt("{keys: [{pem: x, alg: HS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0].alg",
+            "key-confusion",
+        );
+        expect_one(
+            &jwt("{keys: [{secret: short, alg: HS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0].secret",
+            "32 bytes",
+        );
+        expect_one(&jwt("{keys: [{pem: x}]}"), "routes[0].policies[0].auth.methods[0].jwt.keys[0].alg", "required");
+        expect_one(
+            &jwt("{keys: [{pem: x, secret: zz, alg: RS256}]}"),
+            "routes[0].policies[0].auth.methods[0].jwt.keys[0]",
+            "exactly one of",
+        );
+        expect_one(
+            &identity(ALICE, "      - external_auth: {url: \"http://a:1/x\", copy_headers: [connection]}\n"),
+            "routes[0].policies[0].external_auth.copy_headers[0]",
+            "invalid header name",
+        );
     }
 
     fn with_redis(redis: &str) -> String {

@@ -108,6 +108,11 @@ fn secret_key(k: &str) -> bool {
         || k == "key"
         || k.ends_with("_key")
         || k == "credentials"
+        // API key digests and password hashes are secret-equivalent (offline guessing), and a
+        // JWK's `k` is an HMAC key.
+        || k == "sha256"
+        || k == "k"
+        || k == "client_secret"
 }
 
 /// Replaces secret values in a config rendered as JSON.
@@ -548,5 +553,24 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("abc") && !s.contains("hunter2"));
         assert!(s.contains("prod") && s.contains("redis://x"));
+    }
+
+    #[test]
+    fn redacts_consumer_credentials_and_jwt_secrets() {
+        let mut v = json!({
+            "consumers": [{"name": "alice", "credentials": {
+                "api_keys": [{"sha256": "4e738ca5563c06cf"}],
+                "basic": [{"username": "alice", "password_hash": "$argon2id$v=19$xyz"}]}}],
+            "routes": [{"policies": [{"auth": {"methods": [
+                {"jwt": {"keys": [{"secret": "s3cr3t-hmac", "alg": "HS256"}, {"jwk": {"kty": "oct", "k": "a2V5a2V5"}}]}},
+                {"introspection": {"url": "http://idp:1", "client_id": "gw", "client_secret": "cs-123"}}
+            ]}}]}],
+        });
+        redact(&mut v);
+        let s = v.to_string();
+        for secret in ["4e738ca5563c06cf", "$argon2id$v=19$xyz", "s3cr3t-hmac", "a2V5a2V5", "cs-123"] {
+            assert!(!s.contains(secret), "{secret} leaked: {s}");
+        }
+        assert!(s.contains("alice") && s.contains("HS256") && s.contains("http://idp:1"));
     }
 }

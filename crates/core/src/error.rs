@@ -64,6 +64,17 @@ pub enum GatewayError {
     UpstreamOverloaded { upstream: String },
     #[error("the route's deadline passed before upstream `{upstream}` answered")]
     DeadlineExceeded { upstream: String },
+    /// Identity missing or invalid (401). `message` says which, never why a signature failed.
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        /// The `WWW-Authenticate` value (one challenge per method of the route's `auth`).
+        challenge: Bytes,
+    },
+    #[error("the authenticated identity is not allowed to use this route")]
+    Forbidden,
+    #[error("authentication cannot be checked right now; try again later")]
+    AuthUnavailable,
 }
 
 impl GatewayError {
@@ -81,7 +92,10 @@ impl GatewayError {
             | GatewayError::ConcurrencyLimited
             | GatewayError::RateLimitUnavailable
             | GatewayError::CircuitOpen { .. }
-            | GatewayError::UpstreamOverloaded { .. } => 503,
+            | GatewayError::UpstreamOverloaded { .. }
+            | GatewayError::AuthUnavailable => 503,
+            GatewayError::Unauthorized { .. } => 401,
+            GatewayError::Forbidden => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
@@ -112,6 +126,9 @@ impl GatewayError {
             GatewayError::CircuitOpen { .. } => "circuit_open",
             GatewayError::UpstreamOverloaded { .. } => "upstream_overloaded",
             GatewayError::DeadlineExceeded { .. } => "deadline_exceeded",
+            GatewayError::Unauthorized { .. } => "unauthorized",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::AuthUnavailable => "auth_unavailable",
         }
     }
 
@@ -124,7 +141,9 @@ impl GatewayError {
             | GatewayError::RequestTimeout
             | GatewayError::RouteNotFound
             | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::RateLimited { .. } => ErrorSource::Client,
+            | GatewayError::RateLimited { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::Forbidden => ErrorSource::Client,
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -135,7 +154,8 @@ impl GatewayError {
             | GatewayError::ConcurrencyLimited
             | GatewayError::RateLimitUnavailable
             | GatewayError::CircuitOpen { .. }
-            | GatewayError::UpstreamOverloaded { .. } => ErrorSource::Gateway,
+            | GatewayError::UpstreamOverloaded { .. }
+            | GatewayError::AuthUnavailable => ErrorSource::Gateway,
         }
     }
 
@@ -171,7 +191,7 @@ impl GatewayError {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from(retry_after.to_string())));
             }
             // Redis is retried after a short backoff; a second is a sensible hint for clients.
-            GatewayError::RateLimitUnavailable => {
+            GatewayError::RateLimitUnavailable | GatewayError::AuthUnavailable => {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
             }
             GatewayError::CircuitOpen { retry_after, .. } => {
@@ -180,6 +200,9 @@ impl GatewayError {
             // Overload clears as soon as requests finish: a second is the shortest useful hint.
             GatewayError::UpstreamOverloaded { .. } => {
                 r.headers.push((Bytes::from_static(b"retry-after"), Bytes::from_static(b"1")));
+            }
+            GatewayError::Unauthorized { challenge, .. } if !challenge.is_empty() => {
+                r.headers.push((Bytes::from_static(b"www-authenticate"), challenge.clone()));
             }
             _ => {}
         }
@@ -310,6 +333,17 @@ mod tests {
         assert_eq!((o.status(), o.code()), (503, "upstream_overloaded"));
         let d = GatewayError::DeadlineExceeded { upstream: "users".into() };
         assert_eq!((d.status(), d.code(), d.source()), (504, "deadline_exceeded", ErrorSource::Upstream));
+    }
+
+    #[test]
+    fn auth_errors() {
+        let e = GatewayError::Unauthorized { message: "no", challenge: Bytes::from_static(b"Bearer realm=\"g\"") };
+        assert_eq!((e.status(), e.code(), e.source()), (401, "unauthorized", ErrorSource::Client));
+        let r = e.to_response("id");
+        assert!(r.headers.iter().any(|(n, v)| &n[..] == b"www-authenticate" && &v[..] == b"Bearer realm=\"g\""));
+        assert_eq!((GatewayError::Forbidden.status(), GatewayError::Forbidden.code()), (403, "forbidden"));
+        assert_eq!(GatewayError::AuthUnavailable.status(), 503);
+        assert!(!GatewayError::Forbidden.closes_connection());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod auth;
 pub mod counted;
 pub mod error;
 pub mod gateway;

@@ -26,6 +26,7 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
+use crate::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy, Identity};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
 use crate::policy::rate_limit::Via;
@@ -107,6 +108,20 @@ pub enum RequestPolicy {
     RateLimit(RateLimitPolicy),
     /// A `concurrency_limit` policy.
     ConcurrencyLimit(ConcurrencyPolicy),
+    /// An `auth` policy: sets `RequestCtx::identity` or answers 401/503.
+    Auth(Box<AuthPolicy>),
+    /// An `authorize` policy: 403 unless the identity is allowed.
+    Authorize(AuthorizePolicy),
+    /// An `external_auth` policy: an HTTP service decides.
+    ExternalAuth(Box<ExternalAuthPolicy>),
+}
+
+/// The parts of the request line that policies may read (the normalised path, the raw query).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub method: &'a [u8],
+    pub path: &'a str,
+    pub query: Option<&'a str>,
 }
 
 /// Policies of the response phase.
@@ -158,6 +173,11 @@ pub struct RequestCtx {
     pub log: Option<LogFields>,
     /// The request's SERVER span when tracing is on; ended by the log phase.
     pub span: Option<crate::trace::ServerSpan>,
+    /// Who the request is, once an `auth` policy verified it.
+    pub identity: Option<Box<Identity>>,
+    /// The query to forward (and log) instead of the client's, when a policy removed
+    /// credential parameters from it (empty = no query).
+    pub forward_query: Option<String>,
 }
 
 /// What the access log needs beyond the context's own fields.
@@ -174,7 +194,7 @@ impl RequestCtx {
 }
 
 impl Stack {
-    pub async fn on_request(&self, ctx: &mut RequestCtx, headers: &mut Headers) -> Flow {
+    pub async fn on_request(&self, ctx: &mut RequestCtx, headers: &mut Headers, req: &RequestInfo<'_>) -> Flow {
         // Who decided each admitting rate limit, for a refund.
         let mut refunds = Refunds::default();
         for (i, p) in self.request.iter().enumerate() {
@@ -200,6 +220,26 @@ impl Stack {
                     // A fail-open admission knows nothing about the limit: it reports nothing.
                     if d.via != Via::FailOpen && rl.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
                         ctx.rate = Some(report);
+                    }
+                }
+                // An auth refusal refunds nothing: limits before `auth` are what slows down
+                // credential guessing.
+                RequestPolicy::Auth(a) => {
+                    if let Err(e) = a.authenticate(ctx, headers, req).await {
+                        ctx.rate = None;
+                        return Flow::Respond(e.to_response(ctx.request_id_str()));
+                    }
+                }
+                RequestPolicy::Authorize(a) => {
+                    if let Err(e) = a.check(ctx) {
+                        ctx.rate = None;
+                        return Flow::Respond(e.to_response(ctx.request_id_str()));
+                    }
+                }
+                RequestPolicy::ExternalAuth(x) => {
+                    if let Err(resp) = x.check(ctx, headers, req).await {
+                        ctx.rate = None;
+                        return Flow::Respond(resp);
                     }
                 }
                 RequestPolicy::ConcurrencyLimit(cl) => match cl.acquire(ctx, headers).await {

@@ -384,6 +384,8 @@ where
         bytes_out: 0,
         log: None,
         span: None,
+        identity: None,
+        forward_query: None,
     };
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
@@ -507,7 +509,20 @@ where
     }
     head.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
 
-    if let Flow::Respond(resp) = route.stack.on_request(&mut ctx, &mut head.headers).await {
+    let info = crate::pipeline::RequestInfo { method: &method, path, query };
+    let flow = route.stack.on_request(&mut ctx, &mut head.headers, &info).await;
+    // A policy that removed credential parameters changes the query that is forwarded and logged.
+    let forward_query = ctx.forward_query.take();
+    let query = match &forward_query {
+        Some(q) => Some(q.as_str()).filter(|q| !q.is_empty()),
+        None => query,
+    };
+    if forward_query.is_some() {
+        if let Some(f) = ctx.log.as_mut().filter(|f| f.query.is_some()) {
+            f.query = query.map(str::to_string);
+        }
+    }
+    if let Flow::Respond(resp) = flow {
         ctx.status = resp.status;
         let keep = !resp.close && !body_pending && head.keep_alive;
         let mut resp = resp;
@@ -604,6 +619,10 @@ fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
         return true;
     }
     let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    // Identity headers are the gateway's to set (after `auth`); a client's copy is a forgery.
+    if n.len() > 11 && n[..11].eq_ignore_ascii_case(b"x-consumer-") {
+        return true;
+    }
     match n.len() {
         4 => eq("host"),
         6 => eq("expect"),

@@ -157,6 +157,10 @@ fn state_fingerprint(p: &cfg::Policy) -> String {
         cfg::Policy::ConcurrencyLimit(c) => {
             format!("concurrency_limit max={} queue={} timeout={:?} key={:?}", c.max, c.queue, c.queue_timeout, c.key)
         }
+        // Their long-lived state (key sets, caches) lives in `AuthState`, keyed by its settings.
+        cfg::Policy::Auth(_) => "auth".into(),
+        cfg::Policy::Authorize(_) => "authorize".into(),
+        cfg::Policy::ExternalAuth(_) => "external_auth".into(),
     }
 }
 
@@ -236,6 +240,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     let mut specs = Vec::new();
     let mut routes = Vec::new();
     let mut live_limiters = Vec::new();
+    let consumers = Arc::new(crate::auth::Consumers::compile(&config.consumers));
+    let mut live_auth = crate::auth::Live::default();
     for r in &config.routes {
         let upstream = upstreams
             .iter()
@@ -296,6 +302,17 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                     let limiter = limiters.concurrency(id, || ConcurrencyLimiter::for_config(c));
                     RequestPolicy::ConcurrencyLimit(ConcurrencyPolicy::new(c, limiter))
                 }
+                cfg::Policy::Auth(a) => RequestPolicy::Auth(Box::new(
+                    crate::auth::compile_auth(a, &consumers, &limiters.auth, &mut live_auth)
+                        .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
+                )),
+                cfg::Policy::Authorize(a) => {
+                    RequestPolicy::Authorize(crate::auth::AuthorizePolicy::compile(a, &limiters.auth))
+                }
+                cfg::Policy::ExternalAuth(e) => RequestPolicy::ExternalAuth(Box::new(
+                    crate::auth::ExternalAuthPolicy::compile(e, &limiters.auth)
+                        .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
+                )),
             });
         }
         let req = edits(&r.request_headers);
@@ -335,6 +352,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     registry.retain_resilience(&live_states, &live_breakers);
     let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
     limiters.retain(&live_limiters);
+    limiters.auth.retain(&live_auth.jwks, &live_auth.introspection);
     limiters.retain_redis(redis.as_ref().map(|(rc, _)| crate::policy::redis_id(rc)).as_ref());
 
     let mut listeners = Vec::new();

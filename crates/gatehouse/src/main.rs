@@ -64,6 +64,18 @@ enum Command {
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
     },
+    /// Print the SHA-256 of an API key, as `consumers[].credentials.api_keys[].sha256` wants it.
+    /// Reads the key from standard input when it is not given (keeps it out of shell history).
+    HashKey {
+        /// The API key.
+        key: Option<String>,
+    },
+    /// Print an argon2id hash of a password for `consumers[].credentials.basic[].password_hash`.
+    /// Reads the password from standard input when it is not given.
+    HashPassword {
+        /// The password.
+        password: Option<String>,
+    },
     /// Show what changes from one config to another: listeners, upstreams (targets), routes
     /// (policies) added, removed and changed.
     Diff {
@@ -90,6 +102,14 @@ fn main() -> ExitCode {
         Some(Command::Validate { file }) => validate(&file),
         Some(Command::Explain { config, method, url, headers }) => explain(&config, method, url, headers),
         Some(Command::Diff { old, new }) => diff(&old, &new),
+        Some(Command::HashKey { key }) => hash_secret(key, |k| Ok(gatehouse_core::auth::keys::hash_key(k))),
+        Some(Command::HashPassword { password }) => hash_secret(password, |p| {
+            let mut salt = [0u8; 16];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt))
+                .map_err(|e| format!("cannot read random bytes: {e}"))?;
+            gatehouse_core::auth::basic::hash_password(p, &salt)
+        }),
         other => {
             init_logging(&cli.log_level, cli.log_format);
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -116,8 +136,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `f(secret)`, the secret taken from the argument or the first line of standard input.
+fn hash_secret(arg: Option<String>, f: impl Fn(&str) -> Result<String, String>) -> ExitCode {
+    let secret = match arg {
+        Some(s) => s,
+        None => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("error: cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if secret.is_empty() {
+        eprintln!("error: empty secret");
+        return ExitCode::FAILURE;
+    }
+    match f(&secret) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn validate(file: &Path) -> ExitCode {
-    match gatehouse_config::load_file(file) {
+    // Key material (PEM, JWK, key files) needs the data plane's crypto: checked here as well.
+    let loaded = gatehouse_config::load_file(file).and_then(|c| {
+        let keys = gatehouse_core::auth::check_keys(&c);
+        if keys.is_empty() {
+            Ok(c)
+        } else {
+            Err(keys.into_iter().map(|(p, m)| gatehouse_config::ConfigError::new(p, m)).collect())
+        }
+    });
+    match loaded {
         Ok(_) => {
             println!("OK");
             ExitCode::SUCCESS

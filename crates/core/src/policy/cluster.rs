@@ -265,9 +265,15 @@ impl ClusterLimit {
     }
 
     /// The request's Redis key.
-    pub fn key(&self, spec: &KeySpec, client_ip: IpAddr, headers: &Headers) -> String {
-        let a = spec.hash(&Fleet(FLEET_KEYS[0].0, FLEET_KEYS[0].1), client_ip, headers);
-        let b = spec.hash(&Fleet(FLEET_KEYS[1].0, FLEET_KEYS[1].1), client_ip, headers);
+    pub fn key(
+        &self,
+        spec: &KeySpec,
+        client_ip: IpAddr,
+        headers: &Headers,
+        identity: Option<&crate::auth::Identity>,
+    ) -> String {
+        let a = spec.hash_with(&Fleet(FLEET_KEYS[0].0, FLEET_KEYS[0].1), client_ip, headers, identity);
+        let b = spec.hash_with(&Fleet(FLEET_KEYS[1].0, FLEET_KEYS[1].1), client_ip, headers, identity);
         let mut k = String::with_capacity(self.prefix.len() + 32);
         k.push_str(&self.prefix);
         let _ = write!(k, "{a:016x}{b:016x}");
@@ -326,9 +332,9 @@ mod tests {
         assert_eq!((l.t_us, l.tau_us), (100_000, 900_000));
         let spec = KeySpec::compile(&cfg::LimitKey(vec![cfg::KeyPart::ClientIp]));
         let h = Headers::new();
-        let k1 = l.key(&spec, "10.0.0.1".parse().unwrap(), &h);
-        assert_eq!(k1, l.key(&spec, "10.0.0.1".parse().unwrap(), &h), "same request, same key");
-        assert_ne!(k1, l.key(&spec, "10.0.0.2".parse().unwrap(), &h));
+        let k1 = l.key(&spec, "10.0.0.1".parse().unwrap(), &h, None);
+        assert_eq!(k1, l.key(&spec, "10.0.0.1".parse().unwrap(), &h, None), "same request, same key");
+        assert_ne!(k1, l.key(&spec, "10.0.0.2".parse().unwrap(), &h, None));
         assert!(k1.starts_with(&format!("gh:rl:{:016x}:", fingerprint(&id))), "{k1}");
         assert_eq!(k1.len(), "gh:rl:".len() + 16 + 1 + 32);
     }

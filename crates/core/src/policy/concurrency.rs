@@ -182,7 +182,7 @@ impl ConcurrencyPolicy {
     }
 
     pub async fn acquire(&self, ctx: &RequestCtx, headers: &Headers) -> Option<Permit> {
-        let key = self.key.hash(self.limiter.seed(), ctx.client_ip, headers);
+        let key = self.key.hash_with(self.limiter.seed(), ctx.client_ip, headers, ctx.identity.as_deref());
         self.limiter.acquire(key).await
     }
 }

@@ -38,6 +38,10 @@ pub enum KeyPart {
     Route,
     /// Lower-cased header name.
     Header(String),
+    /// The authenticated identity's name.
+    Consumer,
+    /// A claim of the verified token.
+    Claim(String),
 }
 
 /// A compiled limit key: its parts are hashed in order into one `u64`.
@@ -57,6 +61,8 @@ impl KeySpec {
                 cfg::KeyPart::ClientIp => KeyPart::ClientIp,
                 cfg::KeyPart::Route => KeyPart::Route,
                 cfg::KeyPart::Header(h) => KeyPart::Header(h.to_ascii_lowercase()),
+                cfg::KeyPart::Consumer => KeyPart::Consumer,
+                cfg::KeyPart::Claim(c) => KeyPart::Claim(c.clone()),
             })
             .collect();
         let constant = parts.iter().all(|p| *p == KeyPart::Route);
@@ -67,6 +73,18 @@ impl KeySpec {
     /// omit it share one key (omitting a header never escapes a limit). Only the first value of a
     /// repeated header counts.
     pub fn hash(&self, seed: &impl BuildHasher, client_ip: IpAddr, headers: &Headers) -> u64 {
+        self.hash_with(seed, client_ip, headers, None)
+    }
+
+    /// Like `hash`, with the request's identity for `consumer` and `claim` parts (no identity,
+    /// or no such claim: one shared "absent" key, like a missing header).
+    pub fn hash_with(
+        &self,
+        seed: &impl BuildHasher,
+        client_ip: IpAddr,
+        headers: &Headers,
+        identity: Option<&crate::auth::Identity>,
+    ) -> u64 {
         if self.constant {
             return 0;
         }
@@ -91,6 +109,26 @@ impl KeySpec {
                         h.write(v);
                     }
                     None => h.write_u8(2),
+                },
+                KeyPart::Consumer => match identity {
+                    Some(id) => {
+                        h.write_u8(3);
+                        h.write_usize(id.name.len());
+                        h.write(id.name.as_bytes());
+                    }
+                    None => h.write_u8(4),
+                },
+                KeyPart::Claim(c) => match identity.and_then(|id| id.claim(c)) {
+                    Some(v) => {
+                        let s = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        h.write_u8(5);
+                        h.write_usize(s.len());
+                        h.write(s.as_bytes());
+                    }
+                    None => h.write_u8(6),
                 },
             }
         }
@@ -136,6 +174,9 @@ pub struct Limiters {
     concurrency: Mutex<HashMap<StateId, Arc<ConcurrencyLimiter>>>,
     /// Redis clients by connection setting (URL, timeout, connect timeout).
     redis: Mutex<HashMap<RedisId, Arc<RedisClient>>>,
+    /// Identity state (JWKS and introspection caches, auth decision counters); kept here so it
+    /// survives reloads like the limiters.
+    pub auth: Arc<crate::auth::AuthState>,
 }
 
 /// What a Redis connection depends on: a change means a new connection.

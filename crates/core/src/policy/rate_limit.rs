@@ -417,7 +417,7 @@ impl RateLimitPolicy {
     }
 
     fn key(&self, ctx: &RequestCtx, headers: &Headers) -> u64 {
-        self.key.hash(self.limiter.seed(), ctx.client_ip, headers)
+        self.key.hash_with(self.limiter.seed(), ctx.client_ip, headers, ctx.identity.as_deref())
     }
 
     /// Decides the request and returns the decision. In cluster mode a failed Redis call is
@@ -426,7 +426,7 @@ impl RateLimitPolicy {
         let Some(c) = &self.cluster else {
             return self.limiter.decide(self.key(ctx, headers), self.cost);
         };
-        let rkey = c.key(&self.key, ctx.client_ip, headers);
+        let rkey = c.key(&self.key, ctx.client_ip, headers, ctx.identity.as_deref());
         match c.decide(&rkey, self.cost).await {
             Ok(d) => {
                 self.limiter.count(d.allowed);
@@ -456,7 +456,8 @@ impl RateLimitPolicy {
             (Via::Local, _) => self.limiter.refund(self.key(ctx, headers), self.cost, overflow),
             (Via::Redis, Some(c)) => {
                 // Best effort: a failed refund leaves the cost consumed, erring on the safe side.
-                let refunded = c.refund(&c.key(&self.key, ctx.client_ip, headers), self.cost).await;
+                let refunded =
+                    c.refund(&c.key(&self.key, ctx.client_ip, headers, ctx.identity.as_deref()), self.cost).await;
                 let dec = |n: u64| Some(n.saturating_sub(1));
                 let _ = refunded.map(|()| self.limiter.allowed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec));
             }

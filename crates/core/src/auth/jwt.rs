@@ -1,0 +1,434 @@
+//! JWT (JWS compact serialisation) verification: header, key choice, signature, claims.
+//!
+//! Invariants (RFC 8725 and the attack classes in `../shared/reference/security.md`):
+//! - The algorithm comes from the token header but is only *accepted* when it is in the policy's
+//!   allow-list and is the algorithm bound to the chosen key. `none` is never accepted; an HMAC
+//!   algorithm is never tried with an RSA/EC/EdDSA key (so a public key can never act as an HMAC
+//!   secret), and keys from a remote JWKS are never HMAC keys.
+//! - Tokens with a `crit` header are refused (we implement no extension).
+//! - The signature is verified before any claim is read; claims are checked after: `exp`
+//!   (required unless disabled), `nbf`, `iat` not in the future, `iss`, `aud`, maximum lifetime,
+//!   required claims, all with the configured clock skew.
+//! - Errors say what failed for the gateway's debug log and counters; the client only learns
+//!   "invalid" or "expired" (`AuthError`), never which signature check failed.
+//! - Everything is bounded: a token over `MAX_TOKEN` bytes is refused before decoding.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+use super::jwks::JwksCache;
+
+/// Longest token accepted (headers are bounded anyway; this bounds decoding work).
+pub const MAX_TOKEN: usize = 16 * 1024;
+
+/// Why a token was refused (for logs and counters, not for the client).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm not allowed")]
+    Algorithm,
+    #[error("no key for this token")]
+    UnknownKey,
+    #[error("signature verification failed")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has no exp")]
+    MissingExp,
+    #[error("iat in the future")]
+    IssuedInFuture,
+    #[error("issuer not accepted")]
+    Issuer,
+    #[error("audience not accepted")]
+    Audience,
+    #[error("lifetime longer than allowed")]
+    Lifetime,
+    #[error("required claim missing")]
+    MissingClaim,
+    #[error("verification keys unavailable")]
+    KeysUnavailable,
+}
+
+/// Parses an algorithm name; `none` and unknown names give `None`.
+pub fn algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+const RSA_ALGS: &[Algorithm] =
+    &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
+
+/// A verification key and the algorithms it may verify (one, unless an RSA JWK names none).
+#[derive(Clone)]
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub algs: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material (an HMAC key is a secret).
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algs", &self.algs).finish()
+    }
+}
+
+fn is_hmac(a: Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+impl VerifyKey {
+    /// A key from PEM text; `alg` is the one algorithm it verifies (never HMAC).
+    pub fn from_pem(kid: Option<String>, alg: Algorithm, pem: &[u8]) -> Result<VerifyKey, String> {
+        let key = match alg {
+            a if RSA_ALGS.contains(&a) => DecodingKey::from_rsa_pem(pem),
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+            _ => return Err("a PEM public key cannot verify an HMAC algorithm".into()),
+        }
+        .map_err(|e| format!("cannot read the PEM key for {alg:?}: {e}"))?;
+        Ok(VerifyKey { kid, algs: vec![alg], key })
+    }
+
+    /// An HMAC secret for `alg` (HS256/384/512).
+    pub fn from_secret(kid: Option<String>, alg: Algorithm, secret: &[u8]) -> Result<VerifyKey, String> {
+        if !is_hmac(alg) {
+            return Err(format!("a secret verifies HS256/384/512 only, not {alg:?}"));
+        }
+        Ok(VerifyKey { kid, algs: vec![alg], key: DecodingKey::from_secret(secret) })
+    }
+
+    /// A key from a JWK. `alg` (from the config) wins over the JWK's own `alg`; without either,
+    /// the key type decides (EC curve → ES256/ES384, OKP → EdDSA, RSA → any RS/PS in
+    /// `allowed`). Symmetric (`oct`) keys need `allow_hmac` and an explicit algorithm.
+    pub fn from_jwk(jwk: &Jwk, alg: Option<Algorithm>, allow_hmac: bool) -> Result<VerifyKey, String> {
+        let kid = jwk.common.key_id.clone();
+        let jwk_alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(ka) => Some(key_algorithm(ka).ok_or_else(|| format!("unsupported JWK alg {ka:?}"))?),
+        };
+        let stated = alg.or(jwk_alg);
+        let family: Vec<Algorithm> = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => RSA_ALGS.to_vec(),
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => vec![Algorithm::ES256],
+                EllipticCurve::P384 => vec![Algorithm::ES384],
+                _ => return Err("unsupported EC curve (P-256 and P-384 are supported)".into()),
+            },
+            AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+                EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+                _ => return Err("unsupported OKP curve (Ed25519 is supported)".into()),
+            },
+            AlgorithmParameters::OctetKey(_) => {
+                if !allow_hmac {
+                    return Err("symmetric (`oct`) keys are not accepted from a JWKS".into());
+                }
+                vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+            }
+            _ => return Err("unsupported key type".into()),
+        };
+        let algs = match stated {
+            Some(a) if family.contains(&a) => vec![a],
+            Some(a) => return Err(format!("the key type cannot verify {a:?}")),
+            None if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) => {
+                return Err("a symmetric JWK needs an `alg`".into())
+            }
+            None => family,
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("invalid JWK: {e}"))?;
+        Ok(VerifyKey { kid, algs, key })
+    }
+
+    /// Verifies `signature` over `message` with `alg`, which must be bound to this key.
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        if !self.algs.contains(&alg) {
+            return false;
+        }
+        // The provider is named explicitly, not taken from the process default, so feature
+        // unification elsewhere in the build can never switch or break it.
+        let factory = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory;
+        match factory(&alg, &self.key) {
+            Ok(v) => v.verify(message, &signature.to_vec()).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
+    algorithm(match ka {
+        KeyAlgorithm::HS256 => "HS256",
+        KeyAlgorithm::HS384 => "HS384",
+        KeyAlgorithm::HS512 => "HS512",
+        KeyAlgorithm::ES256 => "ES256",
+        KeyAlgorithm::ES384 => "ES384",
+        KeyAlgorithm::RS256 => "RS256",
+        KeyAlgorithm::RS384 => "RS384",
+        KeyAlgorithm::RS512 => "RS512",
+        KeyAlgorithm::PS256 => "PS256",
+        KeyAlgorithm::PS384 => "PS384",
+        KeyAlgorithm::PS512 => "PS512",
+        KeyAlgorithm::EdDSA => "EdDSA",
+        _ => return None,
+    })
+}
+
+/// Where a verifier gets its keys.
+#[derive(Debug)]
+pub enum KeySource {
+    Static(Vec<VerifyKey>),
+    Jwks(Arc<JwksCache>),
+}
+
+/// A compiled `jwt` method: keys and every claim rule.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    pub keys: KeySource,
+    /// Allowed algorithms; empty = whatever the keys allow.
+    pub algorithms: Vec<Algorithm>,
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub require_exp: bool,
+    pub skew: Duration,
+    pub max_lifetime: Option<Duration>,
+    pub required_claims: Vec<String>,
+}
+
+/// The decoded parts of a token, before any key is involved.
+struct Parts<'a> {
+    alg: Algorithm,
+    kid: Option<String>,
+    message: &'a [u8],
+    signature: Vec<u8>,
+    payload: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, JwtError> {
+    if token.len() > MAX_TOKEN {
+        return Err(JwtError::Malformed);
+    }
+    let mut it = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(JwtError::Malformed);
+    };
+    let header: Value =
+        URL_SAFE_NO_PAD.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(JwtError::Malformed)?;
+    let header = header.as_object().ok_or(JwtError::Malformed)?;
+    if header.contains_key("crit") {
+        return Err(JwtError::Malformed);
+    }
+    let alg = header.get("alg").and_then(Value::as_str).and_then(algorithm).ok_or(JwtError::Algorithm)?;
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) if k.len() <= 256 => Some(k.clone()),
+        Some(_) => return Err(JwtError::Malformed),
+    };
+    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
+    Ok(Parts { alg, kid, message: &token.as_bytes()[..h.len() + 1 + p.len()], signature, payload: p })
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl JwtVerifier {
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+        let parts = split(token)?;
+        if !self.algorithms.is_empty() && !self.algorithms.contains(&parts.alg) {
+            return Err(JwtError::Algorithm);
+        }
+        match &self.keys {
+            KeySource::Static(keys) => self.try_keys(keys, &parts)?,
+            KeySource::Jwks(cache) => {
+                let set = cache.keys_for(parts.kid.as_deref()).await?;
+                self.try_keys(&set.keys, &parts)?
+            }
+        }
+        let claims = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .ok_or(JwtError::Malformed)?;
+        self.check_claims(&claims, now_secs())?;
+        Ok(claims)
+    }
+
+    /// Tries the keys that match the token's `kid` (all keys when it has none, and keys without
+    /// a `kid` always) and that are bound to its algorithm.
+    fn try_keys(&self, keys: &[VerifyKey], p: &Parts<'_>) -> Result<(), JwtError> {
+        let mut candidates = keys
+            .iter()
+            .filter(|k| match (&p.kid, &k.kid) {
+                (Some(t), Some(k)) => t == k,
+                _ => true,
+            })
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(JwtError::UnknownKey);
+        }
+        let mut bound = false;
+        for k in candidates {
+            if !k.algs.contains(&p.alg) {
+                continue;
+            }
+            bound = true;
+            if k.verify(p.alg, p.message, &p.signature) {
+                return Ok(());
+            }
+        }
+        Err(if bound { JwtError::Signature } else { JwtError::Algorithm })
+    }
+
+    /// Checks the registered claims at time `now` (seconds since the epoch).
+    pub fn check_claims(&self, c: &Map<String, Value>, now: f64) -> Result<(), JwtError> {
+        let skew = self.skew.as_secs_f64();
+        let num = |name: &str| -> Result<Option<f64>, JwtError> {
+            match c.get(name) {
+                None => Ok(None),
+                Some(v) => v.as_f64().map(Some).ok_or(JwtError::Malformed),
+            }
+        };
+        let exp = num("exp")?;
+        let nbf = num("nbf")?;
+        let iat = num("iat")?;
+        match exp {
+            None if self.require_exp => return Err(JwtError::MissingExp),
+            Some(e) if now >= e + skew => return Err(JwtError::Expired),
+            _ => {}
+        }
+        if nbf.is_some_and(|n| now + skew < n) {
+            return Err(JwtError::NotYetValid);
+        }
+        if iat.is_some_and(|i| i > now + skew) {
+            return Err(JwtError::IssuedInFuture);
+        }
+        if let (Some(max), Some(e)) = (self.max_lifetime, exp) {
+            let from = iat.or(nbf).unwrap_or(now);
+            if e - from > max.as_secs_f64() + skew {
+                return Err(JwtError::Lifetime);
+            }
+        }
+        if !self.issuers.is_empty() {
+            let iss = c.get("iss").and_then(Value::as_str).ok_or(JwtError::Issuer)?;
+            if !self.issuers.iter().any(|i| i == iss) {
+                return Err(JwtError::Issuer);
+            }
+        }
+        if !self.audiences.is_empty() {
+            let ok = match c.get("aud") {
+                Some(Value::String(a)) => self.audiences.contains(a),
+                Some(Value::Array(list)) => {
+                    list.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|x| x == a))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(JwtError::Audience);
+            }
+        }
+        if self.required_claims.iter().any(|r| !c.contains_key(r)) {
+            return Err(JwtError::MissingClaim);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier {
+            keys: KeySource::Static(vec![]),
+            algorithms: vec![],
+            issuers: vec!["https://idp".into()],
+            audiences: vec!["api".into()],
+            require_exp: true,
+            skew: Duration::from_secs(60),
+            max_lifetime: Some(Duration::from_secs(3600)),
+            required_claims: vec!["sub".into()],
+        }
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn claim_rules() {
+        let v = verifier();
+        let now = 1_000_000.0;
+        let ok =
+            serde_json::json!({"sub": "a", "iss": "https://idp", "aud": ["x", "api"], "exp": now + 600.0, "iat": now});
+        assert_eq!(v.check_claims(&claims(ok.clone()), now), Ok(()));
+        let with = |k: &str, val: Value| {
+            let mut c = claims(ok.clone());
+            c.insert(k.into(), val);
+            v.check_claims(&c, now)
+        };
+        assert_eq!(with("exp", (now - 61.0).into()), Err(JwtError::Expired));
+        assert_eq!(with("exp", (now - 30.0).into()), Ok(()), "within the skew");
+        assert_eq!(with("exp", "soon".into()), Err(JwtError::Malformed));
+        assert_eq!(with("nbf", (now + 120.0).into()), Err(JwtError::NotYetValid));
+        assert_eq!(with("iat", (now + 120.0).into()), Err(JwtError::IssuedInFuture));
+        assert_eq!(with("iss", "https://evil".into()), Err(JwtError::Issuer));
+        assert_eq!(with("aud", "other".into()), Err(JwtError::Audience));
+        assert_eq!(with("aud", "api".into()), Ok(()));
+        assert_eq!(with("exp", (now + 7200.0).into()), Err(JwtError::Lifetime));
+        let mut c = claims(ok.clone());
+        c.remove("exp");
+        assert_eq!(v.check_claims(&c, now), Err(JwtError::MissingExp));
+        let mut c = claims(ok);
+        c.remove("sub");
+        assert_eq!(v.check_claims(&c, now), Err(JwtError::MissingClaim));
+    }
+
+    #[test]
+    fn header_rules() {
+        let enc = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let none = format!("{}.{}.", enc(r#"{"alg":"none"}"#), enc(r#"{"sub":"a"}"#));
+        assert_eq!(split(&none).err(), Some(JwtError::Algorithm));
+        let crit = format!("{}.{}.c2ln", enc(r#"{"alg":"HS256","crit":["x"]}"#), enc("{}"));
+        assert_eq!(split(&crit).err(), Some(JwtError::Malformed));
+        assert_eq!(split("a.b").err(), Some(JwtError::Malformed));
+        assert_eq!(split("a.b.c.d").err(), Some(JwtError::Malformed));
+    }
+
+    #[test]
+    fn hmac_never_with_a_public_key_and_oct_never_from_jwks() {
+        let jwk: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0","alg":"HS256"}"#,
+        )
+        .unwrap();
+        assert!(VerifyKey::from_jwk(&jwk, None, false).is_err());
+        assert!(VerifyKey::from_jwk(&jwk, None, true).is_ok());
+        assert!(VerifyKey::from_pem(None, Algorithm::HS256, b"-----BEGIN PUBLIC KEY-----").is_err());
+        assert!(VerifyKey::from_secret(None, Algorithm::RS256, b"x").is_err());
+    }
+}

@@ -62,6 +62,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "cluster",
     "access_log",
     "tracing",
+    "metrics",
 ];
 
 /// Loads a config from text. `env` resolves `${NAME}` references (return `None` for unset).
@@ -104,6 +105,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             "cluster" => parts.set(&mut cfg.cluster, value, k),
             "access_log" => parts.set(&mut cfg.access_log, value, k),
             "tracing" => parts.set(&mut cfg.tracing, value, k),
+            "metrics" => parts.set(&mut cfg.metrics, value, k),
             "listeners" => {
                 let list = parts.list::<Listener>(value, k);
                 items.listener_items = list.len();

@@ -43,6 +43,20 @@ pub struct Config {
     /// Distributed tracing (W3C trace context, OTLP/HTTP export). Off unless enabled.
     #[serde(default)]
     pub tracing: Tracing,
+    /// What `/metrics` exports beyond the defaults.
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// `metrics`: opt-in label sets (cardinality is the operator's choice).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Count requests per consumer (`gatehouse_consumer_requests_total{consumer,status_class}`).
+    /// Only consumers declared in `consumers` become label values; other identities count as
+    /// `_unmapped`.
+    #[serde(default)]
+    pub consumer_label: bool,
 }
 
 /// `tracing`: spans exported over OTLP/HTTP (protobuf). Fields left out come from the standard

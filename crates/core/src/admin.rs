@@ -115,13 +115,39 @@ fn secret_key(k: &str) -> bool {
         || k == "client_secret"
 }
 
+/// `scheme://user:password@host/...` with the password (or a lone user, often a token)
+/// replaced, for URLs whose credentials came from `${ENV}`.
+fn redact_url_credentials(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    let userinfo = &rest[..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => REDACTED.to_string(),
+    };
+    Some(format!("{scheme}://{shown}{}", &rest[at..]))
+}
+
 /// Replaces secret values in a config rendered as JSON.
 pub fn redact(v: &mut Value) {
     match v {
+        Value::String(s) => {
+            if let Some(r) = redact_url_credentials(s) {
+                *s = r;
+            }
+        }
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 if secret_key(k) && !val.is_object() && !val.is_array() {
                     *val = Value::String(REDACTED.into());
+                } else if k == "headers" && val.is_object() {
+                    // Headers sent to a third party (an OTLP collector's API key): all values.
+                    if let Value::Object(h) = val {
+                        for hv in h.values_mut().filter(|v| v.is_string()) {
+                            *hv = Value::String(REDACTED.into());
+                        }
+                    }
                 } else if k == "set" || k == "add" {
                     if let Value::Object(h) = val {
                         for (hn, hv) in h.iter_mut() {
@@ -151,7 +177,12 @@ impl AdminState {
                 "set admin.token to enable config changes over the admin API",
             ));
         };
-        let given = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        let given = req
+            .header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
         if constant_time_eq(given.as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
@@ -336,6 +367,7 @@ impl AdminState {
             cells.push(u);
         }
         crate::metrics::render_routes(&mut x, &cells);
+        crate::metrics::render_consumers(&mut x, &snap.metrics.consumers);
 
         x.family(names::OPEN_CONNECTIONS, "gauge", "Open client connections on traffic listeners.");
         x.sample(names::OPEN_CONNECTIONS, &[], shared.connections.load(Ordering::Relaxed) as f64);
@@ -455,6 +487,7 @@ impl AdminState {
                             ("overflow", l.overflowed.load(Ordering::Relaxed)),
                             ("redis_error", l.redis_errors.load(Ordering::Relaxed)),
                             ("unavailable", l.unavailable.load(Ordering::Relaxed)),
+                            ("refunded", l.refunded.load(Ordering::Relaxed)),
                         ] {
                             rl_lines.push((r.name.clone(), idx.clone(), rl.name().to_string(), d, n));
                         }
@@ -502,6 +535,21 @@ impl AdminState {
         x.family(names::ACCESS_LOG_DROPPED, "counter", "Access-log lines dropped because the writer fell behind.");
         let dropped = snap.access_log.as_ref().map_or(0, |l| l.dropped.load(Ordering::Relaxed));
         x.sample(names::ACCESS_LOG_DROPPED, &[], dropped as f64);
+        let a = shared.limiters.auth.stats.counts();
+        x.family(names::AUTH, "counter", "Authentication and authorization decisions, denials by reason.");
+        for (decision, reason, n) in [
+            ("allowed", "", a.allowed),
+            ("anonymous", "", a.anonymous),
+            ("denied", "missing", a.denied_missing),
+            ("denied", "invalid", a.denied_invalid),
+            ("denied", "expired", a.denied_expired),
+            ("denied", "multiple", a.denied_multiple),
+            ("denied", "forbidden", a.denied_forbidden),
+            ("denied", "unavailable", a.denied_unavailable),
+            ("denied", "external", a.denied_external),
+        ] {
+            x.sample(names::AUTH, &[("decision", decision), ("reason", reason)], n as f64);
+        }
         if let Some(t) = &snap.tracer {
             let c = t.counters();
             x.family(names::TRACING_SPANS, "counter", "Spans by export outcome (dropped: queue full or shutdown).");
@@ -553,6 +601,17 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("abc") && !s.contains("hunter2"));
         assert!(s.contains("prod") && s.contains("redis://x"));
+
+        let mut v = json!({
+            "cluster": {"redis": {"url": "redis://app:s3cr3t@10.0.0.1:6379/0"}},
+            "tracing": {"headers": {"x-api-key": "k-123", "x-tenant": "t"}},
+            "upstreams": [{"targets": [{"url": "http://tok@backend:80/x@y"}]}],
+        });
+        redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("s3cr3t") && !s.contains("k-123") && !s.contains("tok@"), "{s}");
+        assert!(s.contains("redis://app:<redacted>@10.0.0.1:6379/0"), "{s}");
+        assert!(s.contains("http://<redacted>@backend:80/x@y"), "{s}");
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl Gateway {
             Err(e) => {
                 self.shared.metrics.reload_failed();
                 let msg = format!("cannot read {}: {e}", path.display());
+                tracing::error!(source, error = %msg, "reload refused; keeping the running config");
                 Err(ReloadError::Config(vec![gatehouse_config::ConfigError::new("", msg)]))
             }
         }
@@ -490,7 +491,11 @@ fn tracer_for(slot: &TracerSlot, cfg: &gatehouse_config::Tracing) -> Option<Arc<
 
 /// Resolves the snapshot's per-route metric cells (kept for routes that survive a reload).
 fn bind_metrics(metrics: &crate::metrics::Metrics, snap: &Snapshot) -> crate::metrics::Bound {
-    metrics.bind(snap.routes.iter().map(|r| (r.name.as_str(), r.upstream.name.as_str())))
+    let mut bound = metrics.bind(snap.routes.iter().map(|r| (r.name.as_str(), r.upstream.name.as_str())));
+    if snap.config.metrics.consumer_label {
+        bound.consumers = metrics.bind_consumers(snap.config.consumers.iter().map(|c| c.name.as_str()));
+    }
+    bound
 }
 
 fn run_worker(index: usize, listeners: Vec<(usize, std::net::TcpListener)>, shared: Arc<Shared>) {

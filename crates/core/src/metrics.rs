@@ -54,6 +54,8 @@ pub mod names {
     pub const RELOAD_DURATION: &str = "gatehouse_config_last_reload_duration_seconds";
     pub const CONFIG_INFO: &str = "gatehouse_config_info";
     pub const ACCESS_LOG_DROPPED: &str = "gatehouse_access_log_dropped_total";
+    pub const CONSUMER_REQUESTS: &str = "gatehouse_consumer_requests_total";
+    pub const AUTH: &str = "gatehouse_auth_decisions_total";
     pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
     pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
     pub const BUILD_INFO: &str = "gatehouse_build_info";
@@ -187,11 +189,41 @@ impl RouteMetrics {
     }
 }
 
-/// The metrics of one snapshot: per route index, plus the unmatched bucket.
+/// Requests of one consumer by status class (only with `metrics.consumer_label`).
+pub struct ConsumerMetrics {
+    pub consumer: String,
+    shards: Box<[ConsumerShard]>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct ConsumerShard([AtomicU64; CLASSES.len()]);
+
+impl ConsumerMetrics {
+    fn new(consumer: &str, shards: usize) -> ConsumerMetrics {
+        ConsumerMetrics {
+            consumer: consumer.to_string(),
+            shards: (0..shards.max(1)).map(|_| ConsumerShard::default()).collect(),
+        }
+    }
+
+    pub fn observe(&self, status: u16) {
+        let i = SHARD.with(|s| s.get());
+        self.shards[i % self.shards.len()].0[class_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The label for identities that are no declared consumer (token subjects are unbounded).
+pub const UNMAPPED: &str = "_unmapped";
+
+/// The metrics of one snapshot: per route index, plus the unmatched bucket, plus (opt-in) per
+/// consumer name.
 #[derive(Clone, Default)]
 pub struct Bound {
     pub routes: Vec<Arc<RouteMetrics>>,
     pub unmatched: Option<Arc<RouteMetrics>>,
+    /// Empty unless `metrics.consumer_label`; read-only, so lookups take no lock.
+    pub consumers: HashMap<String, Arc<ConsumerMetrics>>,
 }
 
 impl Bound {
@@ -209,6 +241,7 @@ impl Bound {
 pub struct Metrics {
     shards: usize,
     routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
+    consumers: Mutex<HashMap<String, Arc<ConsumerMetrics>>>,
     unmatched: Arc<RouteMetrics>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -231,6 +264,7 @@ impl Metrics {
         Metrics {
             shards,
             routes: Mutex::new(HashMap::new()),
+            consumers: Mutex::new(HashMap::new()),
             unmatched: Arc::new(RouteMetrics::new(UNMATCHED, "", shards)),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -257,7 +291,24 @@ impl Metrics {
             bound.push(cell);
         }
         *map = next;
-        Bound { routes: bound, unmatched: Some(self.unmatched.clone()) }
+        Bound { routes: bound, unmatched: Some(self.unmatched.clone()), consumers: HashMap::new() }
+    }
+
+    /// Resolves the per-consumer cells for `consumers` (plus `_unmapped`), keeping the counters
+    /// of consumers that stay.
+    pub fn bind_consumers<'a>(
+        &self,
+        consumers: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, Arc<ConsumerMetrics>> {
+        let mut map = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::new();
+        for name in consumers.chain(std::iter::once(UNMAPPED)) {
+            let cell = map.remove(name).or_else(|| next.get(name).cloned());
+            let cell = cell.unwrap_or_else(|| Arc::new(ConsumerMetrics::new(name, self.shards)));
+            next.insert(name.to_string(), cell);
+        }
+        *map = next.clone();
+        next
     }
 
     /// Records a successful (re)load of a config whose text hashes to `hash`.
@@ -401,6 +452,24 @@ pub fn render_routes(x: &mut Exposition, cells: &[&RouteMetrics]) {
                     &[("route", &m.route), ("upstream", &m.upstream), ("direction", dir)],
                     n as f64,
                 );
+            }
+        }
+    }
+}
+
+/// Renders `gatehouse_consumer_requests_total` (nothing when the label is off).
+pub fn render_consumers(x: &mut Exposition, consumers: &HashMap<String, Arc<ConsumerMetrics>>) {
+    if consumers.is_empty() {
+        return;
+    }
+    x.family(names::CONSUMER_REQUESTS, "counter", "Requests by consumer and status class (opt-in).");
+    let mut list: Vec<&Arc<ConsumerMetrics>> = consumers.values().collect();
+    list.sort_by(|a, b| a.consumer.cmp(&b.consumer));
+    for c in list {
+        for (ci, class) in CLASSES.iter().enumerate() {
+            let n: u64 = c.shards.iter().map(|s| s.0[ci].load(Ordering::Relaxed)).sum();
+            if n > 0 {
+                x.sample(names::CONSUMER_REQUESTS, &[("consumer", &c.consumer), ("status_class", class)], n as f64);
             }
         }
     }

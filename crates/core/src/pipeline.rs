@@ -299,6 +299,16 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
             bytes_out: ctx.bytes_out,
         });
     }
+    if !snap.metrics.consumers.is_empty() {
+        if let Some(id) = &ctx.identity {
+            let name = id.consumer.as_ref().map_or(crate::metrics::UNMAPPED, |c| c.name.as_str());
+            let cell =
+                snap.metrics.consumers.get(name).or_else(|| snap.metrics.consumers.get(crate::metrics::UNMAPPED));
+            if let Some(c) = cell {
+                c.observe(ctx.status);
+            }
+        }
+    }
     tracing::debug!(
         request_id = %ctx.request_id_str(),
         client_ip = %ctx.client_ip,

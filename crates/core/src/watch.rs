@@ -80,7 +80,14 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
             if !gw.snapshot().config.server.watch_config {
                 continue;
             }
-            let Ok(text) = std::fs::read(&path) else { continue };
+            let text = match std::fs::read(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Mid-swap or removed: the next event tries again.
+                    tracing::warn!(file = %path.display(), error = %e, "config file changed but cannot be read");
+                    continue;
+                }
+            };
             let h = file_hash(&text);
             if last == Some(h) {
                 continue;

@@ -215,7 +215,7 @@ fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
 pub fn diff(old: &Config, new: &Config) -> String {
     let (a, b) = (serde_json::to_value(old).unwrap_or(Value::Null), serde_json::to_value(new).unwrap_or(Value::Null));
     let mut out = String::new();
-    for section in ["listeners", "upstreams", "routes"] {
+    for section in ["listeners", "upstreams", "routes", "consumers"] {
         let (oa, ob) = (by_name(&a[section]), by_name(&b[section]));
         for name in ob.keys().filter(|n| !oa.contains_key(*n)) {
             let _ = writeln!(out, "+ {section}: {name} added");
@@ -255,7 +255,8 @@ pub fn diff(old: &Config, new: &Config) -> String {
             }
         }
     }
-    for section in ["admin", "server", "cluster"] {
+    // Whole sections: only whether they changed (their values may hold secrets).
+    for section in ["admin", "server", "cluster", "access_log", "tracing", "metrics"] {
         if a.get(section) != b.get(section) {
             let _ = writeln!(out, "~ {section} changed");
         }

@@ -207,3 +207,30 @@ async fn retries_ejections_and_breaker_state_are_exported() {
     assert_eq!(value(&s, "gatehouse_circuit_breaker_state", &breaker), 1.0, "{text}");
     stop(gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_decisions_and_the_opt_in_consumer_label() {
+    let backend = Backend::named("b").await;
+    // printf %s alice-key-0001 | gatehouse hash-key
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nmetrics:\n  consumer_label: true\nconsumers:\n  - name: alice\n    credentials:\n      api_keys:\n        - sha256: 0264b8205526ceea6fff4c7d3d3b6cf383d579553a931736819eb39ec6dd9a04\nupstreams:\n  - name: backend\n    targets:\n      - url: {}\nroutes:\n{}",
+        backend.url(),
+        policy_route("keys", "      - auth:\n          methods:\n            - api_key: {}\n")
+    );
+    let gw = gateway(&yaml).await;
+    for _ in 0..2 {
+        assert_eq!(request(gw.addr, "GET", "/keys", &[("x-api-key", "alice-key-0001")], b"").await.status, 200);
+    }
+    assert_eq!(get(gw.addr, "/keys").await.status, 401);
+    assert_eq!(request(gw.addr, "GET", "/keys", &[("x-api-key", "wrong")], b"").await.status, 401);
+
+    let (text, s) = scrape(gw.admin.expect("admin"), 4.0).await;
+    let auth = "gatehouse_auth_decisions_total";
+    assert_eq!(value(&s, auth, &[("decision", "allowed")]), 2.0, "{text}");
+    assert_eq!(value(&s, auth, &[("decision", "denied"), ("reason", "missing")]), 1.0);
+    assert_eq!(value(&s, auth, &[("decision", "denied"), ("reason", "invalid")]), 1.0);
+    let consumer = "gatehouse_consumer_requests_total";
+    assert_eq!(value(&s, consumer, &[("consumer", "alice"), ("status_class", "2xx")]), 2.0, "{text}");
+    assert!(!text.contains("alice-key"), "no credential in the metrics");
+    stop(gw).await;
+}

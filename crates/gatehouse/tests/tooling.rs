@@ -112,5 +112,10 @@ fn diff_lists_added_removed_and_changed_by_name() {
     assert!(out.contains("- target http://127.0.0.1:9002"), "{out}");
     let (ok, out, _) = run(&["diff", old.to_str().expect("p"), old.to_str().expect("p")]);
     assert!(ok && out.trim() == "no changes", "{out}");
+    // Sections without names: reported as changed, without their (possibly secret) values.
+    let traced =
+        write(&dir, "traced.yaml", &format!("{CONFIG}tracing:\n  enabled: true\n  headers: {{x-api-key: k-secret}}\n"));
+    let (ok, out, _) = run(&["diff", old.to_str().expect("p"), traced.to_str().expect("p")]);
+    assert!(ok && out.contains("~ tracing changed") && !out.contains("k-secret"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -126,6 +126,9 @@ pub struct RateLimiter {
     pub redis_errors: AtomicU64,
     /// Cluster mode, `fail_closed`: requests refused with 503 because Redis was unavailable.
     pub unavailable: AtomicU64,
+    /// Admissions given back because a later policy refused the request (they stay counted in
+    /// `allowed`: admitted requests = allowed - refunded).
+    pub refunded: AtomicU64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -190,6 +193,7 @@ impl RateLimiter {
             overflowed: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
+            refunded: AtomicU64::new(0),
         }
     }
 
@@ -314,7 +318,8 @@ impl RateLimiter {
                 s.earliest_tat = s.earliest_tat.min(tat);
             }
         }
-        let _ = self.allowed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+        // Counters only grow (Prometheus reads a decrease as a reset): refunds count apart.
+        self.refunded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes keys whose TAT is in the past (they are equivalent to absent keys).
@@ -458,8 +463,9 @@ impl RateLimitPolicy {
                 // Best effort: a failed refund leaves the cost consumed, erring on the safe side.
                 let refunded =
                     c.refund(&c.key(&self.key, ctx.client_ip, headers, ctx.identity.as_deref()), self.cost).await;
-                let dec = |n: u64| Some(n.saturating_sub(1));
-                let _ = refunded.map(|()| self.limiter.allowed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec));
+                if refunded.is_ok() {
+                    self.limiter.refunded.fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ => {}
         }

@@ -339,6 +339,7 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         "route": route.map(|r| r.name.as_str()),
         "upstream": route.map(|r| r.upstream.name.as_str()),
         "target": target.map(|t| t.url.as_str()),
+        "consumer": ctx.identity.as_ref().map(|i| i.name.as_str()),
         "status": ctx.status,
         "upstream_status": ctx.upstream_status,
         "bytes_received": ctx.bytes_in,

@@ -217,6 +217,10 @@ async fn auth_decisions_and_the_opt_in_consumer_label() {
         backend.url(),
         policy_route("keys", "      - auth:\n          methods:\n            - api_key: {}\n")
     );
+    let dir = std::env::temp_dir().join(format!("gh-consumer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("access.log");
+    let yaml = format!("{yaml}access_log:\n  enabled: true\n  path: {}\n", log.display());
     let gw = gateway(&yaml).await;
     for _ in 0..2 {
         assert_eq!(request(gw.addr, "GET", "/keys", &[("x-api-key", "alice-key-0001")], b"").await.status, 200);
@@ -232,5 +236,16 @@ async fn auth_decisions_and_the_opt_in_consumer_label() {
     let consumer = "gatehouse_consumer_requests_total";
     assert_eq!(value(&s, consumer, &[("consumer", "alice"), ("status_class", "2xx")]), 2.0, "{text}");
     assert!(!text.contains("alice-key"), "no credential in the metrics");
+    // The access log names the consumer (and never the key).
+    let logged = gatehouse_testkit::wait_for(std::time::Duration::from_secs(3), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 4)
+    })
+    .await;
+    assert!(logged);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("line")).expect("JSON");
+    assert_eq!(first["consumer"], "alice");
+    assert!(!text.contains("alice-key"));
     stop(gw).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

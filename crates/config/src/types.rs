@@ -994,9 +994,14 @@ pub struct RateLimit {
     /// Where the state lives: this process (`local`) or the fleet's Redis (`cluster`).
     #[serde(default)]
     pub mode: RateLimitMode,
-    /// Cluster mode only: what to do when Redis fails or is slower than `cluster.redis.timeout`.
-    #[serde(default)]
-    pub on_redis_error: OnRedisError,
+    /// Cluster mode only: what to do when Redis fails or is slower than `cluster.redis.timeout`
+    /// (default `local`). Refused on a local-mode limit, where it would mean nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_redis_error: Option<OnRedisError>,
+    /// Cluster mode only: reserve up to this many units per Redis call and admit from the
+    /// reservation locally (fewer round trips, a bounded error; see docs/configuration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
 }
 
 /// Where a rate limit's state lives.

@@ -934,6 +934,8 @@ impl Validator<'_> {
     }
 
     fn rate_limit(&mut self, rl: &RateLimit, p: &str) {
+        /// More units per reservation than this would make the error bound meaningless.
+        const MAX_BATCH: u64 = 10_000;
         let lp = join_key(p, "limit");
         let rate = rl.limit;
         let mut interval_ns: Option<u128> = None;
@@ -985,6 +987,19 @@ impl Validator<'_> {
                     &lp,
                     format!("`{rate}` is more than one request per microsecond, the resolution of `mode: cluster`"),
                 );
+            }
+            if let Some(b) = rl.batch {
+                if !(2..=MAX_BATCH).contains(&b) {
+                    self.err(join_key(p, "batch"), format!("must be between 2 and {MAX_BATCH}, got {b}"));
+                } else if b < rl.cost {
+                    self.err(join_key(p, "batch"), format!("must be at least the cost ({})", rl.cost));
+                }
+            }
+        } else {
+            for (field, set) in [("on_redis_error", rl.on_redis_error.is_some()), ("batch", rl.batch.is_some())] {
+                if set {
+                    self.err(join_key(p, field), "only applies to `mode: cluster`");
+                }
             }
         }
         self.limit_key(&rl.key, &join_key(p, "key"));
@@ -1554,7 +1569,23 @@ upstreams:
         expect_one(
             &with("rate_limit: {limit: 1/s, mode: cluster, on_redis_error: ignore}"),
             "routes[1].policies[0].rate_limit.on_redis_error",
-            "unknown variant `ignore`",
+            "unknown variant",
+        );
+        expect_one(
+            &with("rate_limit: {limit: 1/s, on_redis_error: fail_open}"),
+            "routes[1].policies[0].rate_limit.on_redis_error",
+            "only applies to `mode: cluster`",
+        );
+        expect_one(
+            &with("rate_limit: {limit: 100/s, burst: 50, batch: 10}"),
+            "routes[1].policies[0].rate_limit.batch",
+            "only applies to `mode: cluster`",
+        );
+        expect_ok(&with("rate_limit: {limit: 100/s, burst: 50, mode: cluster, batch: 10}"));
+        expect_one(
+            &with("rate_limit: {limit: 100/s, burst: 50, mode: cluster, batch: 1}"),
+            "routes[1].policies[0].rate_limit.batch",
+            "between 2 and",
         );
         expect_one(
             &with("rate_limit: {limit: 2000000/s, mode: cluster}"),

@@ -282,14 +282,20 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                     let policy = RateLimitPolicy::new(rl, &r.name, limiter);
                     RequestPolicy::RateLimit(match (rl.mode, &redis) {
                         (cfg::RateLimitMode::Local, _) => policy,
-                        (cfg::RateLimitMode::Cluster, Some((rc, client))) => policy.with_cluster(ClusterLimit::new(
-                            client.clone(),
-                            &rc.key_prefix,
-                            &id,
-                            t,
-                            tau,
-                            rl.on_redis_error,
-                        )),
+                        (cfg::RateLimitMode::Cluster, Some((rc, client))) => {
+                            let c = ClusterLimit::new(
+                                client.clone(),
+                                &rc.key_prefix,
+                                &id,
+                                t,
+                                tau,
+                                rl.on_redis_error.unwrap_or_default(),
+                            );
+                            policy.with_cluster(match rl.batch {
+                                Some(b) => c.with_batch(b),
+                                None => c,
+                            })
+                        }
                         (cfg::RateLimitMode::Cluster, None) => {
                             return Err(CompileError(format!(
                                 "route `{}`: `mode: cluster` needs a `cluster.redis` section",

@@ -127,6 +127,62 @@ async fn redis_down_applies_each_failure_mode_then_recovers_without_restart() {
     shutdown(gw).await;
 }
 
+/// Three `gatehouse` processes with route `/shared` (policy `policy`) in front of `backend`,
+/// sharing `redis`.
+async fn spawn_fleet(backend: &Backend, redis: &RedisServer, policy: &str) -> (Vec<GatewayProcess>, Vec<SocketAddr>) {
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..3 {
+        let (port, admin) = (free_port(), free_port());
+        let yaml = config(&backend.url(), &redis.url(), &route("shared", policy))
+            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
+            .replacen("127.0.0.1:0", &format!("127.0.0.1:{admin}"), 1);
+        let admin_addr: SocketAddr = ([127, 0, 0, 1], admin).into();
+        let p = tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");
+        procs.push(p);
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    (procs, addrs)
+}
+
+/// `total` requests to `/shared` from 30 concurrent clients, request i to gateway i mod 3:
+/// (gateway index, status) per request.
+async fn hammer(addrs: &[SocketAddr], total: usize) -> Vec<(usize, u16)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (next, addrs) = (next.clone(), addrs.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return seen;
+                }
+                seen.push((i % 3, request(addrs[i % 3], "GET", "/shared", &[], b"").await.status));
+            }
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.expect("client task"));
+    }
+    results
+}
+
+/// Script calls (EVALSHA and EVAL) the Redis server has run, from `INFO commandstats`.
+fn script_calls(redis: &RedisServer) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "info", "commandstats"])
+        .output()
+        .expect("redis-cli runs (it comes with redis-server)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The issue's accuracy test: three gateway processes, one Redis, clients spread round-robin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_gateways_share_one_limit_exactly_and_survive_redis_going_away() {
@@ -139,40 +195,9 @@ async fn three_gateways_share_one_limit_exactly_and_survive_redis_going_away() {
         "      - rate_limit: {{limit: {N}/10min, burst: {}, key: route, mode: cluster, on_redis_error: fail_closed}}\n",
         N - 1
     );
-    let mut procs = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in 0..3 {
-        let (port, admin) = (free_port(), free_port());
-        let yaml = config(&backend.url(), &redis.url(), &route("shared", &policy))
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{admin}"), 1);
-        let admin_addr: SocketAddr = ([127, 0, 0, 1], admin).into();
-        let p = tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");
-        procs.push(p);
-        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-
-    // 3N requests from 30 concurrent clients, request i to gateway i mod 3.
+    let (mut procs, addrs) = spawn_fleet(&backend, &redis, &policy).await;
     let started = std::time::Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..30 {
-        let (next, addrs) = (next.clone(), addrs.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= 3 * N {
-                    return seen;
-                }
-                seen.push((i % 3, request(addrs[i % 3], "GET", "/shared", &[], b"").await.status));
-            }
-        }));
-    }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.extend(t.await.expect("client task"));
-    }
+    let results = hammer(&addrs, 3 * N).await;
     let elapsed = started.elapsed();
     let admitted = results.iter().filter(|(_, s)| *s == 200).count();
     let refused = results.iter().filter(|(_, s)| *s == 429).count();
@@ -215,4 +240,42 @@ async fn three_gateways_share_one_limit_exactly_and_survive_redis_going_away() {
             .await;
         assert!(ok, "gateway {a} did not resume within 10 s of Redis coming back");
     }
+}
+
+/// Batching: the same fleet with `batch: 10`. Admissions stay within the documented bound (never
+/// more than the limit plus `batch`; at most `3 × (batch − 1)` early refusals), with far fewer
+/// Redis round trips than requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batching_cuts_redis_round_trips_within_the_documented_error() {
+    const N: usize = 200;
+    const B: usize = 10;
+    let redis = RedisServer::start();
+    let backend = Backend::named("b").await;
+    let policy = format!(
+        "      - rate_limit: {{limit: {N}/10min, burst: {}, key: route, mode: cluster, batch: {B}, on_redis_error: fail_closed}}\n",
+        N - 1
+    );
+    let (_procs, addrs) = spawn_fleet(&backend, &redis, &policy).await;
+    let before = script_calls(&redis);
+    let started = std::time::Instant::now();
+    let results = hammer(&addrs, 3 * N).await;
+    let elapsed = started.elapsed();
+    let calls = script_calls(&redis) - before;
+    let admitted = results.iter().filter(|(_, s)| *s == 200).count();
+    let refused = results.iter().filter(|(_, s)| *s == 429).count();
+    eprintln!(
+        "batching: 3 gateways, limit {N}/10min burst {}, batch {B}, {} requests in {elapsed:?}: admitted {admitted} \
+         ({:+.2}% vs N), refused {refused}, Redis script calls {calls}",
+        N - 1,
+        3 * N,
+        (admitted as f64 - N as f64) * 100.0 / N as f64
+    );
+    assert_eq!(admitted + refused, 3 * N, "only 200 and 429 expected");
+    let refill = (elapsed.as_secs_f64() / 3.0).floor() as usize;
+    assert!(admitted <= N + B + refill, "over-admission beyond the bound: {admitted}");
+    assert!(admitted + 3 * (2 * B - 1) >= N, "under-admission beyond the bound: {admitted}");
+    assert_eq!(backend.count(), admitted);
+    // Without batching every request is one script call (600). With it: about one per batch
+    // while admitting (plus single calls while a batch is in flight), refusals repeated locally.
+    assert!(calls < (3 * N / 3) as u64, "{calls} script calls for {admitted} admissions and {refused} refusals");
 }

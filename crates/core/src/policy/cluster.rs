@@ -23,6 +23,19 @@
 //!   `BACKOFF` (callers apply their `on_redis_error` at once instead of each waiting the timeout),
 //!   then lets requests probe again; the `ConnectionManager` reconnects in the background, so a
 //!   Redis that comes back is used again without a restart.
+//! - Batching (`batch: B`): one Redis call reserves up to `B` units (`RESERVE_LUA`: the same GCRA
+//!   step with the largest cost the bucket admits, at most `B`); the gateway admits from its
+//!   reservation locally until it is spent or `ttl` passes, then unused units are dropped. Every
+//!   admitted request was paid for in Redis, and a reservation is spent within `ttl = B × T`
+//!   (capped at `MAX_BATCH_TTL`) of being paid, so across the whole fleet the admissions in any
+//!   window exceed the limit by at most `ttl / T ≤ B` units. The other way, units reserved by one
+//!   gateway are not available to another: each gateway holds at most one reservation per key
+//!   (while one request reserves, the gateway's other requests for the key go to Redis one unit
+//!   at a time), so up to `B − 1` unused units, and a fleet of `N` gateways may refuse up to
+//!   `N × (B − 1)` requests early. A refusal from Redis is repeated locally until its
+//!   `Retry-After` (at most `ttl`), which can refuse up to `B` more units per gateway early.
+//!   Redis round trips drop by up to `B` times while admitting, and to about one per key and
+//!   `ttl` while refusing.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -81,7 +94,45 @@ end
 return 0
 ";
 
+/// Reservation (batching). KEYS[1]: the TAT. ARGV: T (µs), τ (µs), want, need, slack (ms).
+/// Takes `n = min(want, units the bucket admits now)` units if `n ≥ need`.
+/// Returns `{n (0 = refused), remaining after, reset_us, retry_after_us}`.
+const RESERVE_LUA: &str = r"
+local t = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local need = tonumber(ARGV[4])
+local slack = tonumber(ARGV[5])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local base = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local tat = tonumber(stored)
+  if tat and tat > now then base = tat end
+end
+local limit = tau + t
+local avail = math.floor((now + limit - base) / t)
+if avail < need then
+  if avail < 0 then avail = 0 end
+  return {0, avail, base - now, base + need * t - now - limit}
+end
+local n = math.min(want, avail)
+local new_tat = base + n * t
+local ttl = math.ceil((new_tat - now) / 1000) + slack
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+return {n, avail - n, new_tat - now, 0}
+";
+
+/// The longest a reservation may be held before its unused units are dropped.
+pub const MAX_BATCH_TTL: Duration = Duration::from_secs(10);
+
+/// Reservations a gateway holds at most per policy (beyond, requests go to Redis one by one).
+const MAX_RESERVATIONS: usize = 65_536;
+const RESERVATION_SHARDS: usize = 16;
+
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_LUA));
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_LUA));
 static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(REFUND_LUA));
 
 /// Why a cluster-mode call did not produce a decision.
@@ -233,6 +284,131 @@ pub struct ClusterLimit {
     t_us: u64,
     tau_us: u64,
     on_error: cfg::OnRedisError,
+    batch: Option<Batcher>,
+}
+
+/// Units reserved from Redis for one key, admitted locally.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    left: u64,
+    /// Unused units are dropped then (the error bound depends on it).
+    expires: Instant,
+    /// What Redis reported right after the reservation (for the response headers).
+    remaining: u64,
+    reset_at: Instant,
+    /// A refusal from Redis, repeated locally until then.
+    refused_until: Option<Instant>,
+    /// A request of this gateway is reserving for this key right now: others go to Redis one
+    /// unit at a time instead of reserving too (so at most one batch per key and gateway is
+    /// outstanding, which is what bounds the early refusals).
+    reserving: bool,
+}
+
+impl Reservation {
+    fn empty(now: Instant) -> Reservation {
+        Reservation { left: 0, expires: now, remaining: 0, reset_at: now, refused_until: None, reserving: false }
+    }
+}
+
+/// Clears a key's `reserving` flag if the reserving request is dropped before it finishes.
+struct Reserving<'a> {
+    b: &'a Batcher,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Drop for Reserving<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.b.finish(self.key, None, Instant::now());
+        }
+    }
+}
+
+/// What the local side decides for a request.
+enum Local {
+    Decided(Decision),
+    /// No units held: this request reserves a batch.
+    Reserve,
+    /// Another request is reserving: decide this one in Redis alone.
+    Single,
+}
+
+/// The local side of batching: reservations per Redis key, in shards.
+#[derive(Debug)]
+struct Batcher {
+    size: u64,
+    ttl: Duration,
+    shards: Box<[std::sync::Mutex<std::collections::HashMap<String, Reservation>>]>,
+}
+
+impl Batcher {
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Reservation>> {
+        let h = Fleet(FLEET_KEYS[1].0, FLEET_KEYS[1].1).hash_one(key);
+        self.shards[(h as usize) % self.shards.len()].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn local(&self, key: &str, cost: u64, now: Instant) -> Local {
+        let mut map = self.shard(key);
+        if !map.contains_key(key) && map.len() >= MAX_RESERVATIONS / RESERVATION_SHARDS {
+            map.retain(|_, v| v.reserving || v.expires > now);
+            if map.len() >= MAX_RESERVATIONS / RESERVATION_SHARDS {
+                return Local::Single; // full: no batching for new keys until entries expire
+            }
+        }
+        let r = map.entry(key.to_string()).or_insert_with(|| Reservation::empty(now));
+        let reset_ns = r.reset_at.saturating_duration_since(now).as_nanos() as u64;
+        if let Some(until) = r.refused_until.filter(|&u| u > now) {
+            let retry_after_ns = until.saturating_duration_since(now).as_nanos() as u64;
+            let d =
+                Decision { allowed: false, remaining: 0, reset_ns, retry_after_ns, overflow: false, via: Via::Redis };
+            return Local::Decided(d);
+        }
+        if r.expires > now && r.left >= cost {
+            r.left -= cost;
+            let remaining = r.remaining + r.left;
+            let d =
+                Decision { allowed: true, remaining, reset_ns, retry_after_ns: 0, overflow: false, via: Via::Redis };
+            return Local::Decided(d);
+        }
+        if r.reserving {
+            return Local::Single;
+        }
+        r.reserving = true;
+        Local::Reserve
+    }
+
+    /// Ends a reservation: `result` is the new grant or refusal (`None`: the call failed).
+    fn finish(&self, key: &str, result: Option<Reservation>, now: Instant) {
+        let mut map = self.shard(key);
+        let Some(r) = map.get_mut(key) else { return };
+        r.reserving = false;
+        let Some(new) = result else { return };
+        if new.refused_until.is_some() {
+            if r.expires > now && r.left > 0 {
+                return; // units are still held (given back meanwhile): no refusal to repeat
+            }
+        } else if r.expires > now && r.refused_until.is_none() {
+            // Keep the earlier expiry: units are never held longer than `ttl` after payment.
+            r.left += new.left;
+            r.remaining = new.remaining;
+            r.reset_at = new.reset_at;
+            return;
+        }
+        *r = new;
+    }
+
+    /// Gives `cost` back to a live reservation; false when there is none (refund in Redis).
+    fn give_back(&self, key: &str, cost: u64, now: Instant) -> bool {
+        let mut map = self.shard(key);
+        match map.get_mut(key).filter(|r| r.expires > now && r.refused_until.is_none()) {
+            Some(r) => {
+                r.left += cost;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl ClusterLimit {
@@ -253,7 +429,20 @@ impl ClusterLimit {
             t_us,
             tau_us: t_us.saturating_mul(burst),
             on_error,
+            batch: None,
         }
+    }
+
+    /// Turns on batching: reserve up to `size` units per Redis call (see the module docs).
+    pub fn with_batch(mut self, size: u64) -> ClusterLimit {
+        let ttl = Duration::from_micros(self.t_us.saturating_mul(size)).min(MAX_BATCH_TTL);
+        self.batch = Some(Batcher { size, ttl, shards: (0..RESERVATION_SHARDS).map(|_| Default::default()).collect() });
+        self
+    }
+
+    /// How long a reservation lives (batching only).
+    pub fn batch_ttl(&self) -> Option<Duration> {
+        self.batch.as_ref().map(|b| b.ttl)
     }
 
     pub fn on_error(&self) -> cfg::OnRedisError {
@@ -280,8 +469,79 @@ impl ClusterLimit {
         k
     }
 
-    /// One GCRA step in Redis for `key` with `cost`.
+    /// Decides `key` with `cost`: from a local reservation when batching holds one, else in Redis.
     pub async fn decide(&self, key: &str, cost: u64) -> Result<Decision, ClusterError> {
+        let Some(b) = &self.batch else { return self.decide_one(key, cost).await };
+        let now = Instant::now();
+        match b.local(key, cost, now) {
+            Local::Decided(d) => return Ok(d),
+            Local::Single => return self.decide_one(key, cost).await,
+            Local::Reserve => {}
+        }
+        // Cleared on every path, a cancelled request (client gone mid-call) included.
+        let mut guard = Reserving { b, key, armed: true };
+        let r = self.reserve(b, key, cost).await;
+        guard.armed = false;
+        let now = Instant::now();
+        match &r {
+            Ok((d, granted)) => {
+                let reset_at = now + Duration::from_nanos(d.reset_ns);
+                let held = if d.allowed {
+                    let left = granted.saturating_sub(cost);
+                    Reservation {
+                        left,
+                        expires: now + b.ttl,
+                        remaining: d.remaining - left,
+                        reset_at,
+                        refused_until: None,
+                        reserving: false,
+                    }
+                } else {
+                    // Repeat the refusal locally for as long as Redis would (at most `ttl`), so a
+                    // flood over the limit costs one round trip per key and period, not per request.
+                    let until = now + Duration::from_nanos(d.retry_after_ns).min(b.ttl);
+                    Reservation {
+                        left: 0,
+                        expires: until,
+                        remaining: d.remaining,
+                        reset_at,
+                        refused_until: Some(until),
+                        reserving: false,
+                    }
+                };
+                b.finish(key, Some(held), now);
+            }
+            Err(_) => b.finish(key, None, now),
+        }
+        r.map(|(d, _)| d)
+    }
+
+    /// One reservation call: the decision for this request and the units granted (0: refused).
+    async fn reserve(&self, b: &Batcher, key: &str, cost: u64) -> Result<(Decision, u64), ClusterError> {
+        let mut inv = RESERVE.key(key);
+        inv.arg(self.t_us).arg(self.tau_us).arg(b.size).arg(cost).arg(SLACK_MS);
+        let r: [i64; 4] = self.client.run::<(i64, i64, i64, i64)>(inv).await.map(|(a, b, c, d)| [a, b, c, d])?;
+        let us = |v: i64| u64::try_from(v).map(|v| v.saturating_mul(1_000));
+        let (Ok(granted), Ok(remaining), Ok(reset_ns), Ok(retry_after_ns)) =
+            (u64::try_from(r[0]), u64::try_from(r[1]), us(r[2]), us(r[3]))
+        else {
+            return Err(ClusterError::Reply(r));
+        };
+        let left = granted.saturating_sub(cost);
+        let d = Decision {
+            allowed: granted > 0,
+            // This request's view: what Redis has left plus what this gateway still holds.
+            remaining: remaining + left,
+            reset_ns,
+            retry_after_ns: if granted > 0 { 0 } else { retry_after_ns },
+            overflow: false,
+            via: Via::Redis,
+        };
+        Ok((d, granted))
+    }
+
+    /// One GCRA step in Redis for `key` with `cost`.
+    async fn decide_one(&self, key: &str, cost: u64) -> Result<Decision, ClusterError> {
         let mut inv = GCRA.key(key);
         inv.arg(self.t_us).arg(self.tau_us).arg(cost).arg(SLACK_MS);
         let r: [i64; 4] = self.client.run::<(i64, i64, i64, i64)>(inv).await.map(|(a, b, c, d)| [a, b, c, d])?;
@@ -301,6 +561,9 @@ impl ClusterLimit {
 
     /// Gives back an admitted request's cost (a later limit of the same request refused it).
     pub async fn refund(&self, key: &str, cost: u64) -> Result<(), ClusterError> {
+        if self.batch.as_ref().is_some_and(|b| b.give_back(key, cost, Instant::now())) {
+            return Ok(());
+        }
         let mut inv = REFUND.key(key);
         inv.arg(cost.saturating_mul(self.t_us));
         self.client.run::<i64>(inv).await.map(|_| ())

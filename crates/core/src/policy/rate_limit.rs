@@ -532,7 +532,8 @@ mod tests {
             headers: cfg::RateLimitHeaders::Draft,
             name: None,
             mode: cfg::RateLimitMode::Local,
-            on_redis_error: cfg::OnRedisError::Local,
+            on_redis_error: None,
+            batch: None,
         }
     }
 

@@ -125,8 +125,11 @@ pub struct Cluster {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// `redis://[user:password@]host[:port][/db]` (`rediss://` is not supported yet).
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.
     pub url: String,
+    /// TLS settings for a `rediss://` URL (without them: the system's root certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTls>,
     /// Bound on one rate-limit call (connection wait included); then the policy's `on_redis_error`.
     #[serde(default = "defaults::redis_timeout")]
     pub timeout: Dur,
@@ -136,6 +139,21 @@ pub struct Redis {
     /// Prepended to every key the gateway writes, so several fleets can share one Redis.
     #[serde(default = "defaults::redis_key_prefix")]
     pub key_prefix: String,
+}
+
+/// `cluster.redis.tls`: PEM files for TLS to Redis.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTls {
+    /// CA certificate(s) that signed the server's certificate, instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// A client certificate (chain) for Redis servers that require one (`tls-auth-clients yes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// The client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// Process-wide settings.

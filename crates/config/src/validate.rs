@@ -165,14 +165,12 @@ pub fn listener_name(listener: &Listener, index: usize) -> String {
     listener.name.clone().unwrap_or_else(|| format!("listener-{index}"))
 }
 
-/// Checks a `cluster.redis.url`: `redis://[user[:password]@]host[:port][/db]`. The data plane's
-/// Redis client parses the same URL; this refuses what it would refuse, and TLS (not built in).
+/// Checks a `cluster.redis.url`: `redis[s]://[user[:password]@]host[:port][/db]`. The data
+/// plane's Redis client parses the same URL; this refuses what it would refuse.
 pub fn check_redis_url(url: &str) -> Result<(), String> {
-    let form = "expected `redis://host[:port][/db]`, e.g. `redis://127.0.0.1:6379/0`";
-    let rest = if let Some(r) = url.strip_prefix("redis://") {
+    let form = "expected `redis://host[:port][/db]` (or `rediss://` for TLS), e.g. `redis://127.0.0.1:6379/0`";
+    let rest = if let Some(r) = url.strip_prefix("redis://").or_else(|| url.strip_prefix("rediss://")) {
         r
-    } else if url.starts_with("rediss://") {
-        return Err("TLS to Redis is not supported yet: use `redis://` (for example through a local TLS tunnel)".into());
     } else {
         return Err(format!("unsupported Redis URL `{url}`: {form}"));
     };
@@ -425,6 +423,23 @@ impl Validator<'_> {
                 self.err(join_key(p, field), "must be greater than 0");
             } else if d.0 > std::time::Duration::from_secs(MAX_REDIS_TIMEOUT_SECS) {
                 self.err(join_key(p, field), format!("must be at most {MAX_REDIS_TIMEOUT_SECS}s"));
+            }
+        }
+        if let Some(tls) = &r.tls {
+            let tp = join_key(p, "tls");
+            if !r.url.starts_with("rediss://") {
+                self.err(&tp, "TLS settings need a `rediss://` URL");
+            }
+            for (field, file) in [("ca_file", &tls.ca_file), ("cert_file", &tls.cert_file), ("key_file", &tls.key_file)]
+            {
+                if let Some(f) = file {
+                    if let Err(e) = std::fs::metadata(f) {
+                        self.err(join_key(&tp, field), format!("cannot read `{f}`: {e}"));
+                    }
+                }
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                self.err(&tp, "`cert_file` and `key_file` go together (a client certificate and its key)");
             }
         }
         if r.key_prefix.len() > MAX_REDIS_KEY_PREFIX {
@@ -1523,12 +1538,18 @@ upstreams:
             "    url: \"redis://user:p@ss@redis.internal:6380/3\"\n    timeout: 20ms\n    connect_timeout: 2s\n    key_prefix: \"prod:gh:\"\n",
         ));
         expect_ok(&with_redis("    url: \"redis://[::1]:6379\"\n"));
+        expect_ok(&with_redis("    url: rediss://cache:6380/0\n"));
         let e = expect_one(
-            &with_redis("    url: rediss://cache:6380/0\n"),
-            "cluster.redis.url",
-            "TLS to Redis is not supported yet",
+            &with_redis("    url: redis://cache:6380/0\n    tls: {ca_file: /nonexistent/ca.pem}\n"),
+            "cluster.redis.tls",
+            "need a `rediss://` URL",
         );
-        assert_eq!((e.line, e.column), (Some(10), Some(10)), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
+        expect_one(
+            &with_redis("    url: rediss://cache:6380/0\n    tls: {ca_file: /nonexistent/ca.pem}\n"),
+            "cluster.redis.tls.ca_file",
+            "cannot read",
+        );
         expect_one(&with_redis("    url: http://cache:6379\n"), "cluster.redis.url", "unsupported Redis URL");
         expect_one(&with_redis("    url: \"redis://:6379\"\n"), "cluster.redis.url", "has no host");
         expect_one(&with_redis("    url: \"redis://cache:0\"\n"), "cluster.redis.url", "invalid Redis port");

@@ -279,3 +279,31 @@ async fn batching_cuts_redis_round_trips_within_the_documented_error() {
     // while admitting (plus single calls while a batch is in flight), refusals repeated locally.
     assert!(calls < (3 * N / 3) as u64, "{calls} script calls for {admitted} admissions and {refused} refusals");
 }
+
+/// TLS to Redis (`rediss://`): the shared limit works over TLS with the test CA; with a CA that
+/// did not sign the server's certificate the connection is refused and `fail_closed` answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_configured_ca_and_a_refused_certificate() {
+    let redis = RedisServer::start_tls();
+    let backend = Backend::named("b").await;
+    let tls = |ca: &std::path::Path| format!("    tls:\n      ca_file: {}\n", ca.display());
+    let policy =
+        "      - rate_limit: {limit: 3/min, burst: 2, key: route, mode: cluster, on_redis_error: fail_closed}\n";
+    let yaml = config(&backend.url(), &redis.url(), &route("limited", policy))
+        .replace("    key_prefix: \"test:\"\n", &format!("    key_prefix: \"test:\"\n{}", tls(&redis.ca_file())));
+    let gw = gateway(&yaml).await;
+    assert_three_per_minute(&get_n(gw.addr, "/limited", 5).await);
+    assert_eq!(redis_errors(&gw, 0), 0, "every decision came from Redis over TLS");
+    shutdown(gw).await;
+
+    // Another CA: the server's certificate does not verify, nothing is decided in Redis.
+    let other = RedisServer::start_tls();
+    let yaml = config(&backend.url(), &redis.url(), &route("limited", policy))
+        .replace("    key_prefix: \"test:\"\n", &format!("    key_prefix: \"test:\"\n{}", tls(&other.ca_file())));
+    let gw = gateway(&yaml).await;
+    let r = get_n(gw.addr, "/limited", 1).await;
+    assert_eq!(codes(&r), [503]);
+    assert_eq!(r[0].json()["error"]["code"], "rate_limit_unavailable");
+    assert!(redis_errors(&gw, 0) >= 1);
+    shutdown(gw).await;
+}

@@ -678,6 +678,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// TLS only (`start_tls`): the port speaks TLS with a certificate signed by `ca_file()`.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -686,23 +688,97 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("gatehouse-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut r = RedisServer { child: None, port, dir };
+        let mut r = RedisServer { child: None, port, dir, tls: false };
         r.restart();
         r
+    }
+
+    /// Like `start`, but the port speaks only TLS: a test CA (made with the `openssl` CLI, in
+    /// the server's temp dir) signs a certificate for 127.0.0.1. Clients need no certificate.
+    pub fn start_tls() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("gatehouse-redis-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gatehouse test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let mut r = RedisServer { child: None, port, dir, tls: true };
+        r.restart();
+        r
+    }
+
+    /// The test CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn binary() -> String {
         std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string())
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://127.0.0.1:<port>/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Whether the server answers PING right now.
     pub fn ping(&self) -> bool {
         use std::io::{Read, Write};
+        if self.tls {
+            let out = Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(self.ca_file())
+                .args(["-p", &self.port.to_string(), "ping"])
+                .output();
+            return out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"));
+        }
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
@@ -722,8 +798,22 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         let bin = Self::binary();
-        let child = Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let port = self.port.to_string();
+        let mut cmd = Command::new(&bin);
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]).args([
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.pem",
+            ]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -157,6 +157,8 @@ pub enum SetupError {
     Manager(redis::RedisError),
     #[error("the Redis connection needs a tokio runtime")]
     NoRuntime,
+    #[error("cannot read `{0}`: {1}")]
+    File(String, std::io::Error),
 }
 
 /// One `cluster.redis` connection, shared by every cluster-mode policy that uses it.
@@ -183,7 +185,23 @@ impl RedisClient {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SetupError::NoRuntime);
         }
-        let client = redis::Client::open(r.url.as_str()).map_err(SetupError::Url)?;
+        let client = match &r.tls {
+            _ if !r.url.starts_with("rediss://") => redis::Client::open(r.url.as_str()).map_err(SetupError::Url)?,
+            tls => {
+                // rustls with the ring provider (the only one compiled in) as the process default.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let read = |f: &Option<String>| -> Result<Option<Vec<u8>>, SetupError> {
+                    f.as_ref().map(|f| std::fs::read(f).map_err(|e| SetupError::File(f.clone(), e))).transpose()
+                };
+                let tls = tls.clone().unwrap_or_default();
+                let client_tls = match (read(&tls.cert_file)?, read(&tls.key_file)?) {
+                    (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig { client_cert, client_key }),
+                    _ => None,
+                };
+                let certs = redis::TlsCertificates { client_tls, root_cert: read(&tls.ca_file)? };
+                redis::Client::build_with_tls(r.url.as_str(), certs).map_err(SetupError::Url)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(r.timeout.0))
             .set_connection_timeout(Some(r.connect_timeout.0))
@@ -577,6 +595,7 @@ mod tests {
     fn redis_cfg(url: &str) -> cfg::Redis {
         cfg::Redis {
             url: url.into(),
+            tls: None,
             timeout: cfg::Dur(Duration::from_millis(50)),
             connect_timeout: cfg::Dur(Duration::from_millis(200)),
             key_prefix: "t:".into(),

@@ -1540,7 +1540,7 @@ upstreams:
         expect_ok(&with_redis("    url: \"redis://[::1]:6379\"\n"));
         expect_ok(&with_redis("    url: rediss://cache:6380/0\n"));
         let e = expect_one(
-            &with_redis("    url: redis://cache:6380/0\n    tls: {ca_file: /nonexistent/ca.pem}\n"),
+            &with_redis("    url: redis://cache:6380/0\n    tls: {ca_file: /dev/null}\n"),
             "cluster.redis.tls",
             "need a `rediss://` URL",
         );

@@ -139,6 +139,9 @@ pub struct Redis {
     /// Prepended to every key the gateway writes, so several fleets can share one Redis.
     #[serde(default = "defaults::redis_key_prefix")]
     pub key_prefix: String,
+    /// Connections to Redis, each multiplexed (pipelined); calls are spread over them.
+    #[serde(default = "defaults::redis_pool_size")]
+    pub pool_size: usize,
 }
 
 /// `cluster.redis.tls`: PEM files for TLS to Redis.
@@ -1375,6 +1378,9 @@ pub mod defaults {
     }
     pub fn redis_key_prefix() -> String {
         "gatehouse:".to_string()
+    }
+    pub fn redis_pool_size() -> usize {
+        2
     }
     pub fn queue_timeout() -> Dur {
         Dur(Duration::from_secs(1))

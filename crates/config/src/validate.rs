@@ -442,6 +442,9 @@ impl Validator<'_> {
                 self.err(&tp, "`cert_file` and `key_file` go together (a client certificate and its key)");
             }
         }
+        if !(1..=64).contains(&r.pool_size) {
+            self.err(join_key(p, "pool_size"), format!("must be between 1 and 64, got {}", r.pool_size));
+        }
         if r.key_prefix.len() > MAX_REDIS_KEY_PREFIX {
             self.err(join_key(p, "key_prefix"), format!("must be at most {MAX_REDIS_KEY_PREFIX} bytes"));
         } else if r.key_prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {

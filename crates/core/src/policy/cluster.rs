@@ -163,7 +163,9 @@ pub enum SetupError {
 
 /// One `cluster.redis` connection, shared by every cluster-mode policy that uses it.
 pub struct RedisClient {
-    conn: ConnectionManager,
+    /// `pool_size` multiplexed connections; calls rotate over them.
+    conns: Vec<ConnectionManager>,
+    next: std::sync::atomic::AtomicUsize,
     timeout: Duration,
     epoch: Instant,
     /// Redis is skipped until this many ms after `epoch` (0: not backing off).
@@ -209,9 +211,13 @@ impl RedisClient {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(SetupError::Manager)?;
+        let conns = (0..r.pool_size.max(1))
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SetupError::Manager)?;
         Ok(RedisClient {
-            conn,
+            conns,
+            next: std::sync::atomic::AtomicUsize::new(0),
             timeout: r.timeout.0,
             epoch: Instant::now(),
             skip_until_ms: AtomicU64::new(0),
@@ -244,7 +250,8 @@ impl RedisClient {
         if self.backing_off() {
             return Err(ClusterError::BackingOff);
         }
-        let mut conn = self.conn.clone();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut conn = self.conns[i].clone();
         let r = match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(ClusterError::Redis(e)),
@@ -599,6 +606,7 @@ mod tests {
             timeout: cfg::Dur(Duration::from_millis(50)),
             connect_timeout: cfg::Dur(Duration::from_millis(200)),
             key_prefix: "t:".into(),
+            pool_size: 1,
         }
     }
 

@@ -1542,6 +1542,12 @@ upstreams:
         ));
         expect_ok(&with_redis("    url: \"redis://[::1]:6379\"\n"));
         expect_ok(&with_redis("    url: rediss://cache:6380/0\n"));
+        expect_ok(&with_redis("    url: redis://cache:6380/0\n    pool_size: 8\n"));
+        expect_one(
+            &with_redis("    url: redis://cache:6380/0\n    pool_size: 0\n"),
+            "cluster.redis.pool_size",
+            "between 1 and 64",
+        );
         let e = expect_one(
             &with_redis("    url: redis://cache:6380/0\n    tls: {ca_file: /dev/null}\n"),
             "cluster.redis.tls",

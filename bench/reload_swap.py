@@ -16,6 +16,7 @@ def free_port():
 
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
     def do_GET(self):
         body = b"ok"
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
@@ -61,6 +62,7 @@ def main():
             swap["end"] = time.perf_counter(); swap["status"] = r.status; swap["body"] = json.loads(body)
         t = threading.Thread(target=put); t.start()
         c = http.client.HTTPConnection("127.0.0.1", listen, timeout=5)
+        c.connect(); c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         end = time.perf_counter() + a.seconds; failed = 0
         while time.perf_counter() < end:
             t0 = time.perf_counter(); c.request("GET", "/stable"); r = c.getresponse(); r.read(); t1 = time.perf_counter()

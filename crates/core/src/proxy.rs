@@ -1610,6 +1610,9 @@ where
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = 101;
     route.stack.on_response(ctx, &mut status, &mut resp.headers);
+    if !resp.headers.contains("x-request-id") {
+        resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
+    }
     ctx.status = 101;
     let w = &mut c.wbuf;
     w.clear();

@@ -566,7 +566,8 @@ where
             c.shared.metrics.ip_denied.count_route();
         }
         ctx.status = resp.status;
-        let keep = !resp.close && !body_pending && head.keep_alive;
+        // An upgrade request that is answered here did not switch: close (see `forward`).
+        let keep = !resp.close && !body_pending && head.keep_alive && upgrade.is_none();
         let mut resp = resp;
         resp.close = !keep;
         let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
@@ -592,6 +593,9 @@ where
             }
             ctx.local_headers = rate;
             let pending = !body_done;
+            // A failed upgrade closes the client connection like a refused one: bytes the client
+            // sent for the new protocol must never be read as HTTP.
+            let keep_alive = keep_alive && upgrade.is_none();
             finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
         }
         Err(Fail::After) => {

@@ -144,9 +144,11 @@ async fn a_101_for_another_protocol_is_a_502_and_tunnels_nothing() {
     let mut c = TcpStream::connect(gw.addr).await.expect("connect");
     c.write_all(format!("{UPGRADE}after").as_bytes()).await.expect("write");
     let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut got)).await;
+    let read = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the gateway left the connection open");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "eager bytes were read as a request: {text}");
     assert!(!text.contains("RAW"), "{text}");
     assert!(!String::from_utf8_lossy(&seen.lock().unwrap_or_else(|p| p.into_inner())).contains("after"));
 }

@@ -670,7 +670,11 @@ pub fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> S
 /// with GET (RFC 6455 §4.1). Otherwise `None`: the request goes on as a plain one, with
 /// `Upgrade` stripped as the hop-by-hop field it is.
 fn upgrade_request(head: &RequestHead, route: &Route) -> Option<Bytes> {
-    if route.upgrades.is_empty() || head.minor != 1 || head.body != BodyKind::Empty {
+    upgrade_request_with(head, &route.upgrades)
+}
+
+fn upgrade_request_with(head: &RequestHead, upgrades: &[String]) -> Option<Bytes> {
+    if upgrades.is_empty() || head.minor != 1 || head.body != BodyKind::Empty {
         return None;
     }
     if !head.headers.get_all("connection").any(|v| http1::headers::has_token(v, "upgrade")) {
@@ -684,7 +688,7 @@ fn upgrade_request(head: &RequestHead, route: &Route) -> Option<Bytes> {
     let mut any = false;
     for proto in value.split(|&b| b == b',').map(trim).filter(|p| !p.is_empty()) {
         let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
-        if !route.upgrades.iter().any(|u| u.as_bytes().eq_ignore_ascii_case(name)) {
+        if !upgrades.iter().any(|u| u.as_bytes().eq_ignore_ascii_case(name)) {
             return None;
         }
         if name.eq_ignore_ascii_case(b"websocket") && &head.method[..] != b"GET" {
@@ -1792,6 +1796,60 @@ mod tests {
         assert_eq!(host_key(b"Api.Example.com:8080"), "api.example.com");
         assert_eq!(host_key(b"[::1]:80"), "[::1]");
         assert_eq!(host_key(b"x"), "x");
+    }
+
+    fn head(raw: &[u8]) -> RequestHead {
+        let mut b = BytesMut::from(raw);
+        let limits = http1::HeadLimits { max_head: 8192, max_headers: 32, max_uri: 1024 };
+        parse_request(&mut b, limits).ok().flatten().expect("valid head")
+    }
+
+    #[test]
+    fn upgrade_rules() {
+        let allowed = |raw: &[u8], upgrades: &[&str]| -> Option<Bytes> {
+            let h = head(raw);
+            let names: Vec<String> = upgrades.iter().map(|u| u.to_string()).collect();
+            upgrade_request_with(&h, &names)
+        };
+        let ws = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(allowed(ws, &["websocket"]).as_deref(), Some(&b"websocket"[..]));
+        assert_eq!(allowed(ws, &[]), None);
+        assert_eq!(allowed(ws, &["foo"]), None);
+        // Not asked in `Connection`, HTTP/1.0, POST websocket, a body, two fields, one listed
+        // protocol not allowed: all plain requests.
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        ] {
+            assert_eq!(allowed(raw, &["websocket"]), None, "{}", String::from_utf8_lossy(raw));
+        }
+        let resp = |raw: &[u8]| {
+            let mut b = BytesMut::from(raw);
+            parse_response(&mut b, 8192, false).ok().flatten().expect("valid response")
+        };
+        let ok = resp(b"HTTP/1.1 101 S\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n");
+        assert!(upgrade_matches(b"websocket", &ok));
+        assert!(!upgrade_matches(b"foo", &ok));
+        let no_conn = resp(b"HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!upgrade_matches(b"websocket", &no_conn));
+    }
+
+    #[test]
+    fn preflight_methods() {
+        let h =
+            head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), Some(&b"PUT"[..]));
+        let h = head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
+        let h = head(b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
+        let h =
+            head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: P T\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
     }
 
     #[test]

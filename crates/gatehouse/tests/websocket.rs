@@ -224,3 +224,30 @@ async fn upgrade_with_a_body_is_a_plain_request() {
     assert_eq!(got.body, b"body");
     assert!(got.header("upgrade").is_none(), "{got:#?}");
 }
+
+/// Retries and hedging never apply to an upgrade: one attempt, whatever the route says.
+#[tokio::test]
+async fn upgrades_are_never_retried_or_hedged() {
+    let (a, seen_a) = raw_upstream(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
+    let (b, seen_b) =
+        raw_upstream(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx").await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\n\
+         upstreams:\n  - name: ws\n    targets:\n      - url: http://{a}\n      - url: http://{b}\n\
+         routes:\n  - name: ws\n    upstream: ws\n\
+         \x20   retry:\n      attempts: 3\n      on: [connect_failure, reset, timeout, 503]\n      backoff: {{base: 1ms, max: 2ms}}\n\
+         \x20   hedge: {{delay: 1ms}}\n"
+    );
+    let gw = gateway(&yaml).await;
+    let mut c = TcpStream::connect(gw.addr).await.expect("connect");
+    c.write_all(UPGRADE.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "connection left open");
+    assert!(got.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&got));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let count = |s: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&s.lock().unwrap_or_else(|p| p.into_inner())).matches("GET /chat").count()
+    };
+    assert_eq!(count(&seen_a) + count(&seen_b), 1, "the upgrade was sent more than once");
+}

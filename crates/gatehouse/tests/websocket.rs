@@ -251,3 +251,36 @@ async fn upgrades_are_never_retried_or_hedged() {
     };
     assert_eq!(count(&seen_a) + count(&seen_b), 1, "the upgrade was sent more than once");
 }
+
+/// The tunnel's bytes count into the request's byte counters: one access-log line when the
+/// tunnel ends, status 101, with everything the client sent and received.
+#[tokio::test]
+async fn tunnel_bytes_are_logged_with_the_request() {
+    let log = std::env::temp_dir().join(format!("gatehouse-ws-{}-{}.log", std::process::id(), line!()));
+    let _ = std::fs::remove_file(&log);
+    let top = format!("access_log:\n  enabled: true\n  path: {}\n", log.display());
+    let gw = gw_for(ws_echo().await, "", &top).await;
+    let stream = TcpStream::connect(gw.addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://gatehouse.test/chat", stream).await.expect("handshake");
+    let payload = vec![1u8; 100_000];
+    ws.send(Message::binary(payload.clone())).await.expect("send");
+    assert_eq!(ws.next().await.expect("reply").expect("frame"), Message::binary(payload));
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+    // The server closed its side after the close handshake; the client's goes with `ws`.
+    drop(ws);
+    let mut line = None;
+    for _ in 0..150 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = text.lines().next() {
+            line = Some(serde_json::from_str::<serde_json::Value>(l).expect("JSON line"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = line.expect("an access-log line for the tunnel");
+    assert_eq!(line["status"], 101, "{line}");
+    assert!(line["bytes_received"].as_u64().unwrap_or(0) > 100_000, "{line}");
+    assert!(line["bytes_sent"].as_u64().unwrap_or(0) > 100_000, "{line}");
+    let _ = std::fs::remove_file(&log);
+}

@@ -480,7 +480,8 @@ where
     if l.ip_filter.as_ref().is_some_and(|f| !f.admits(ctx.client_ip)) {
         c.shared.metrics.ip_denied.count_listener();
         let err = GatewayError::IpDenied;
-        return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
+        // Closed after the 403: a refused client gets no connection to keep sending on.
+        return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, false).await;
     }
     // A CORS preflight is routed by the method it asks about (`Access-Control-Request-Method`),
     // so it reaches the `cors` policy of the route the actual request would take even when that

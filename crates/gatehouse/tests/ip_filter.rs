@@ -2,7 +2,7 @@
 //! trusted-proxy client address: `X-Forwarded-For` counts only from a trusted peer. Refusals are
 //! 403 `ip_denied`, never forwarded, and counted.
 
-use gatehouse_testkit::{gateway, request, Backend, TestGateway};
+use gatehouse_testkit::{gateway, raw_closes, request, status_of, Backend, TestGateway};
 
 async fn setup(listener_extra: &str, route_policies: &str) -> (Backend, TestGateway) {
     let backend = Backend::named("b").await;
@@ -57,6 +57,10 @@ async fn listener_filter_runs_before_routing() {
     assert_eq!(status(&gw, "/nowhere", None).await, (403, "ip_denied".into()));
     assert_eq!(backend.count(), 1);
     assert_eq!(gw.gw.ip_denied(), (2, 0));
+    // The connection of a refused client is closed after the 403.
+    let (resp, closed) = raw_closes(gw.addr, b"GET /open HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 403, "{resp}");
+    assert!(closed, "{resp}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod load;
 pub mod net;
+pub mod origin;
 pub mod path;
 pub mod types;
 pub mod units;
@@ -14,6 +15,7 @@ pub mod yaml;
 
 pub use load::{load_file, load_str, load_str_env, ConfigError};
 pub use net::Cidr;
+pub use origin::OriginPattern;
 pub use types::*;
 pub use units::{ByteSize, Dur};
 pub use validate::{validate, validate_with_locations, SourceMap};

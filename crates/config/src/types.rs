@@ -199,6 +199,9 @@ pub struct Listener {
     pub limits: ListenerLimits,
     #[serde(default)]
     pub timeouts: ListenerTimeouts,
+    /// Client addresses (after trusted proxies) refused or admitted before routing (403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_filter: Option<IpFilter>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -693,6 +696,13 @@ pub struct Route {
     /// This route's own circuit breaker, used instead of the upstream's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Protocols a client may switch to with `Upgrade` (tunnelled only after the upstream
+    /// answers 101). Default: `[websocket]`; `[]` disables upgrades on the route.
+    #[serde(default = "defaults::upgrades")]
+    pub upgrades: Vec<String>,
+    /// An upgraded tunnel with no byte in either direction for this long is closed.
+    #[serde(default = "defaults::tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: Dur,
 }
 
 /// One route policy: `- rate_limit: {...}`, `- concurrency_limit: {...}`, `- auth: {...}`,
@@ -708,6 +718,46 @@ pub enum Policy {
     Authorize(Authorize),
     /// Ask an HTTP service whether the request may pass.
     ExternalAuth(ExternalAuth),
+    /// Cross-origin resource sharing: preflights answered at the gateway, allow headers added.
+    Cors(Cors),
+    /// Client-address allow and deny lists (CIDR), after trusted proxies.
+    IpFilter(IpFilter),
+}
+
+/// `cors`: which browser origins may call the route, and how.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Exact origins (`https://app.example.com`), patterns with a leftmost wildcard label
+    /// (`https://*.example.com`), or `*` (any origin, never with credentials).
+    pub allow_origins: Vec<String>,
+    /// Methods a preflight may ask for; default GET, HEAD, POST.
+    #[serde(default = "defaults::cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight may ask for (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser lets scripts read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (refused together with `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Dur>,
+}
+
+/// `ip_filter`: client addresses (CIDR) refused (`deny`) or the only ones admitted (`allow`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpFilter {
+    /// When not empty, only these addresses are admitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Always refused, even when also in `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 /// A consumer: someone (a person, a service) the gateway can identify.
@@ -1444,6 +1494,15 @@ pub mod defaults {
     }
     pub fn backoff_max() -> Dur {
         Dur(Duration::from_millis(250))
+    }
+    pub fn upgrades() -> Vec<String> {
+        vec!["websocket".to_string()]
+    }
+    pub fn tunnel_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub fn cors_methods() -> Vec<String> {
+        ["GET", "HEAD", "POST"].iter().map(|m| m.to_string()).collect()
     }
     pub fn realm() -> String {
         "gatehouse".to_string()

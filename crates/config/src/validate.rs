@@ -23,6 +23,7 @@ use crate::types::{CircuitBreaker, DeadlineFormat, OutlierDetection, Retry, Retr
 use crate::yaml::{join_index, join_key, line_col, Node, YValue};
 
 mod auth;
+mod edge;
 pub use auth::{parse_service_url, JWT_ALGORITHMS};
 
 /// Headers the gateway manages itself; routes may not set, add or remove them.
@@ -284,6 +285,9 @@ impl Validator<'_> {
                 if let Err(e) = Cidr::parse(c) {
                     self.err(join_index(&join_key(&p, "trusted_proxies"), k), e);
                 }
+            }
+            if let Some(f) = &l.ip_filter {
+                self.ip_filter(f, &join_key(&p, "ip_filter"));
             }
             let lim = &l.limits;
             let lp = join_key(&p, "limits");
@@ -698,6 +702,7 @@ impl Validator<'_> {
                 self.err(join_key(&p, "timeout"), "must be greater than 0");
             }
             self.policies(&r.policies, cfg, &join_key(&p, "policies"));
+            self.upgrades(r, &p);
             self.retry(&r.retry, &join_key(&p, "retry"));
             if let Some(d) = &r.deadline {
                 let dp = join_key(&p, "deadline");
@@ -902,6 +907,7 @@ impl Validator<'_> {
     fn policies(&mut self, policies: &[Policy], cfg: &Config, p: &str) {
         // Identity exists only after an `auth` policy: what reads it must come later.
         let mut authenticated = false;
+        let (mut identity_checked, mut has_cors) = (false, false);
         for (k, policy) in policies.iter().enumerate() {
             let kp = join_index(p, k);
             let identity_key =
@@ -947,6 +953,25 @@ impl Validator<'_> {
                     self.authorize(a, &join_key(&kp, "authorize"));
                 }
                 Policy::ExternalAuth(e) => self.external_auth(e, &join_key(&kp, "external_auth")),
+                Policy::Cors(c) => {
+                    // A preflight carries no credentials: a `cors` after an identity check would
+                    // never see one (the check refuses it first).
+                    if identity_checked {
+                        self.err(
+                            join_key(&kp, "cors"),
+                            "`cors` must come before `auth`, `authorize` and `external_auth` (preflights carry no credentials)",
+                        );
+                    }
+                    if has_cors {
+                        self.err(join_key(&kp, "cors"), "a route has at most one `cors` policy");
+                    }
+                    has_cors = true;
+                    self.cors(c, &join_key(&kp, "cors"));
+                }
+                Policy::IpFilter(f) => self.ip_filter(f, &join_key(&kp, "ip_filter")),
+            }
+            if matches!(policy, Policy::Auth(_) | Policy::Authorize(_) | Policy::ExternalAuth(_)) {
+                identity_checked = true;
             }
         }
     }
@@ -2213,6 +2238,8 @@ upstreams:
             deadline: None,
             hedge: None,
             circuit_breaker: None,
+            upgrades: crate::types::defaults::upgrades(),
+            tunnel_idle_timeout: crate::types::defaults::tunnel_idle_timeout(),
         });
         let errors = validate(&cfg);
         assert_eq!(errors.len(), 1);

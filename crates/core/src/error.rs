@@ -75,6 +75,12 @@ pub enum GatewayError {
     Forbidden,
     #[error("authentication cannot be checked right now; try again later")]
     AuthUnavailable,
+    /// A CORS preflight from an origin, or for a method or headers, the route does not allow.
+    #[error("cross-origin request not allowed")]
+    CorsRejected,
+    /// The client address is refused by an `ip_filter` (listener or route).
+    #[error("requests from this address are not allowed")]
+    IpDenied,
 }
 
 impl GatewayError {
@@ -95,7 +101,7 @@ impl GatewayError {
             | GatewayError::UpstreamOverloaded { .. }
             | GatewayError::AuthUnavailable => 503,
             GatewayError::Unauthorized { .. } => 401,
-            GatewayError::Forbidden => 403,
+            GatewayError::Forbidden | GatewayError::CorsRejected | GatewayError::IpDenied => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
@@ -129,6 +135,8 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => "unauthorized",
             GatewayError::Forbidden => "forbidden",
             GatewayError::AuthUnavailable => "auth_unavailable",
+            GatewayError::CorsRejected => "cors_rejected",
+            GatewayError::IpDenied => "ip_denied",
         }
     }
 
@@ -143,7 +151,9 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::Unauthorized { .. }
-            | GatewayError::Forbidden => ErrorSource::Client,
+            | GatewayError::Forbidden
+            | GatewayError::CorsRejected
+            | GatewayError::IpDenied => ErrorSource::Client,
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }

@@ -441,6 +441,12 @@ impl Gateway {
     pub fn open_connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
     }
+
+    /// Requests refused by `ip_filter` so far: (listener filters, route policies).
+    pub fn ip_denied(&self) -> (u64, u64) {
+        let d = &self.shared.metrics.ip_denied;
+        (d.listener.load(Ordering::Relaxed), d.route.load(Ordering::Relaxed))
+    }
 }
 
 /// The tracer for a `tracing` section: the running one when the section did not change, else a

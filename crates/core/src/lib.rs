@@ -19,6 +19,7 @@ pub mod router;
 pub mod simple_http;
 pub mod snapshot;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;
 pub mod watch;
 

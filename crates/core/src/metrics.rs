@@ -249,6 +249,8 @@ pub struct Metrics {
     pub last_success_ms: AtomicU64,
     /// How long the last successful load took (validate + compile + swap), in µs.
     pub last_reload_us: AtomicU64,
+    /// Requests refused by `ip_filter` (listener and route), exported by `/metrics`.
+    pub ip_denied: crate::policy::ip::IpDenials,
     config_hash: Mutex<String>,
     started_ms: u64,
 }
@@ -270,6 +272,7 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             last_success_ms: AtomicU64::new(0),
             last_reload_us: AtomicU64::new(0),
+            ip_denied: Default::default(),
             config_hash: Mutex::new(String::new()),
             started_ms: unix_ms(),
         }

@@ -3,8 +3,10 @@
 //! The phases, in the order the proxy runs them:
 //! - `on_request`: after routing, before a target is chosen. Policies run in config order and each
 //!   returns `Flow::Continue` or `Flow::Respond(response)`; the first `Respond` ends the phase and
-//!   the request never reaches an upstream. Rate and concurrency limits run here (auth and CORS
-//!   will too). A rate limit's decision is carried in `RequestCtx::rate` so the response phase
+//!   the request never reaches an upstream. Rate and concurrency limits, auth, `ip_filter` and
+//!   `cors` run here; a CORS preflight is answered by its `cors` policy. When a policy after a
+//!   `cors` that granted the request refuses it, the refusal carries the CORS headers too (so
+//!   the browser lets the page read the 401/429). A rate limit's decision is carried in `RequestCtx::rate` so the response phase
 //!   can report it; a concurrency slot is a `Permit` in `RequestCtx::permits`, freed when the
 //!   context is dropped at the end of the request, whatever the outcome. When a rate or
 //!   concurrency limit refuses, the rate limits that already admitted this request are refunded,
@@ -29,6 +31,8 @@ use bytes::Bytes;
 use crate::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy, Identity};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
+use crate::policy::cors::{CorsGrant, CorsPolicy};
+use crate::policy::ip::IpFilterRt;
 use crate::policy::rate_limit::Via;
 use crate::policy::{ConcurrencyPolicy, Permit, RateLimitPolicy, RateReport};
 
@@ -114,6 +118,10 @@ pub enum RequestPolicy {
     Authorize(AuthorizePolicy),
     /// An `external_auth` policy: an HTTP service decides.
     ExternalAuth(Box<ExternalAuthPolicy>),
+    /// A `cors` policy: answers preflights, grants actual requests (headers added on response).
+    Cors(Box<CorsPolicy>),
+    /// An `ip_filter` policy: 403 `ip_denied` unless the client address is admitted.
+    IpFilter(IpFilterRt),
 }
 
 /// The parts of the request line that policies may read (the normalised path, the raw query).
@@ -136,6 +144,8 @@ pub enum ResponsePolicy {
 pub struct Stack {
     pub request: Vec<RequestPolicy>,
     pub response: Vec<ResponsePolicy>,
+    /// Index in `request` of the route's `cors` policy (at most one).
+    pub cors: Option<usize>,
 }
 
 /// What every phase may read and annotate about the current request.
@@ -178,6 +188,8 @@ pub struct RequestCtx {
     /// The query to forward (and log) instead of the client's, when a policy removed
     /// credential parameters from it (empty = no query).
     pub forward_query: Option<String>,
+    /// What the route's `cors` policy granted this (actual, non-preflight) request.
+    pub cors: Option<CorsGrant>,
 }
 
 /// What the access log needs beyond the context's own fields.
@@ -195,6 +207,23 @@ impl RequestCtx {
 
 impl Stack {
     pub async fn on_request(&self, ctx: &mut RequestCtx, headers: &mut Headers, req: &RequestInfo<'_>) -> Flow {
+        match self.run_request(ctx, headers, req).await {
+            Flow::Respond(mut r) if ctx.cors.is_some() => {
+                self.cors_headers(ctx, |n, v| r.headers.push((n, v)));
+                Flow::Respond(r)
+            }
+            f => f,
+        }
+    }
+
+    /// Calls `put` for the CORS headers of a response to this request (none without `cors`).
+    pub fn cors_headers(&self, ctx: &RequestCtx, put: impl FnMut(Bytes, Bytes)) {
+        if let Some(RequestPolicy::Cors(c)) = self.cors.and_then(|i| self.request.get(i)) {
+            c.response_headers(ctx.cors.as_ref(), put);
+        }
+    }
+
+    async fn run_request(&self, ctx: &mut RequestCtx, headers: &mut Headers, req: &RequestInfo<'_>) -> Flow {
         // Who decided each admitting rate limit, for a refund.
         let mut refunds = Refunds::default();
         for (i, p) in self.request.iter().enumerate() {
@@ -242,6 +271,26 @@ impl Stack {
                         return Flow::Respond(resp);
                     }
                 }
+                RequestPolicy::IpFilter(f) => {
+                    if !f.admits(ctx.client_ip) {
+                        self.refund(i, refunds, ctx, headers).await;
+                        ctx.rate = None;
+                        ctx.error_kind = Some("ip_denied");
+                        return Flow::Respond(GatewayError::IpDenied.to_response(ctx.request_id_str()));
+                    }
+                }
+                RequestPolicy::Cors(c) => {
+                    let mut grant = None;
+                    let flow = c.check(req.method, headers, &mut grant, ctx.request_id_str());
+                    ctx.cors = grant;
+                    if let Flow::Respond(r) = flow {
+                        if r.status >= 400 {
+                            ctx.error_kind = Some("cors_rejected");
+                        }
+                        ctx.rate = None;
+                        return Flow::Respond(r);
+                    }
+                }
                 RequestPolicy::ConcurrencyLimit(cl) => match cl.acquire(ctx, headers).await {
                     Some(permit) => ctx.permits.push(permit),
                     None => {
@@ -280,6 +329,10 @@ impl Stack {
             match p {
                 ResponsePolicy::Headers(e) => e.apply(headers),
             }
+        }
+        if self.cors.is_some() {
+            CorsPolicy::strip_upstream(headers);
+            self.cors_headers(ctx, |n, v| headers.append(n, v));
         }
         self.rate_headers(ctx, |n, v| headers.set(n, v));
     }

@@ -11,6 +11,12 @@
 //! - Once any byte of a response went to the client, a failure closes the connection instead of
 //!   sending a second response, so a truncated body can never look complete.
 //! - A pooled upstream connection is reused only after a fully read, well-framed response.
+//! - Upgrades (`Connection: upgrade` + `Upgrade`): forwarded only for protocols the route lists
+//!   (`upgrades`, default `[websocket]`), on bodiless HTTP/1.1 requests, never retried or hedged.
+//!   Bytes are tunnelled only after the upstream answered 101 naming a protocol the client asked
+//!   for; any other answer is relayed as a normal response and the client connection is then
+//!   closed, so nothing the client sent after its upgrade request reaches anyone. The upgraded
+//!   upstream connection is never pooled.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -320,6 +326,17 @@ pub fn client_ip(peer: IpAddr, headers: &Headers, trusted: &[gatehouse_config::C
     ip
 }
 
+/// The method a CORS preflight asks about: `OPTIONS` with `Origin` and a token-valued
+/// `Access-Control-Request-Method`.
+fn preflight_method<'h>(method: &[u8], headers: &'h Headers) -> Option<&'h [u8]> {
+    if method != b"OPTIONS" || !headers.contains("origin") {
+        return None;
+    }
+    let m = trim(headers.get("access-control-request-method")?);
+    let token = !m.is_empty() && m.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    token.then_some(m)
+}
+
 /// Lower-cased host without port, borrowed when already lower-case.
 fn host_key(authority: &[u8]) -> std::borrow::Cow<'_, str> {
     let a = std::str::from_utf8(authority).unwrap_or("");
@@ -386,6 +403,7 @@ where
         span: None,
         identity: None,
         forward_query: None,
+        cors: None,
     };
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
@@ -457,8 +475,24 @@ where
             f.query = query.map(str::to_string);
         }
     }
-    let lookup =
-        snap.router.lookup(&RequestView { host: &host, path, method: &head.method, headers: &head.headers, query });
+    // The listener's address filter runs before routing: a refused client learns nothing about
+    // the routes.
+    if l.ip_filter.as_ref().is_some_and(|f| !f.admits(ctx.client_ip)) {
+        c.shared.metrics.ip_denied.count_listener();
+        let err = GatewayError::IpDenied;
+        // Closed after the 403: a refused client gets no connection to keep sending on.
+        return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, false).await;
+    }
+    // A CORS preflight is routed by the method it asks about (`Access-Control-Request-Method`),
+    // so it reaches the `cors` policy of the route the actual request would take even when that
+    // route's methods exclude OPTIONS. If that route has no `cors` policy, the preflight is
+    // routed as the plain OPTIONS request it is.
+    let asked = preflight_method(&head.method, &head.headers);
+    let view = RequestView { host: &host, path, method: asked.unwrap_or(&head.method), headers: &head.headers, query };
+    let mut lookup = snap.router.lookup(&view);
+    if asked.is_some() && !matches!(&lookup, Lookup::Found { route, .. } if snap.routes[*route].stack.cors.is_some()) {
+        lookup = snap.router.lookup(&RequestView { method: &head.method, ..view });
+    }
     let (route_idx, params) = match lookup {
         Lookup::Found { route, params } => (route, params),
         Lookup::NotFound => {
@@ -501,7 +535,13 @@ where
     let zero_length = head.body == BodyKind::Empty && head.headers.contains("content-length");
     let peer_trusted = c.peer_trusted(&l.trusted_proxies);
     let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
+    let upgrade = upgrade_request(&head, route);
     sanitize_request(&mut head.headers, peer_trusted);
+    if let Some(u) = &upgrade {
+        // `Connection`/`Upgrade` are hop-by-hop: this hop asks the upstream for the same switch.
+        head.headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
+        head.headers.append(Bytes::from_static(b"upgrade"), u.clone());
+    }
     add_forwarding(&mut head, c, peer_trusted, fwd_prior, l.forwarded_header);
     if zero_length {
         // An explicit empty body stays explicit (origins may answer 411 to a bodiless POST).
@@ -523,8 +563,12 @@ where
         }
     }
     if let Flow::Respond(resp) = flow {
+        if ctx.error_kind == Some("ip_denied") {
+            c.shared.metrics.ip_denied.count_route();
+        }
         ctx.status = resp.status;
-        let keep = !resp.close && !body_pending && head.keep_alive;
+        // An upgrade request that is answered here did not switch: close (see `forward`).
+        let keep = !resp.close && !body_pending && head.keep_alive && upgrade.is_none();
         let mut resp = resp;
         resp.close = !keep;
         let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
@@ -534,7 +578,8 @@ where
     }
 
     let out_path = rewrite_path(route, path, &ctx.params);
-    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done).await {
+    let up = upgrade.as_ref();
+    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done, up).await {
         Ok(keep) => {
             settle_bytes(io, c, &mut ctx);
             on_log(&mut ctx, snap, &method, path);
@@ -543,8 +588,15 @@ where
         Err(Fail::Before(err)) => {
             let mut rate = Vec::new();
             route.stack.rate_headers(&ctx, |n, v| rate.push((n, v)));
+            // A gateway error (502, 504, ...) is readable by the page only with the CORS headers.
+            if ctx.cors.is_some() {
+                route.stack.cors_headers(&ctx, |n, v| rate.push((n, v)));
+            }
             ctx.local_headers = rate;
             let pending = !body_done;
+            // A failed upgrade closes the client connection like a refused one: bytes the client
+            // sent for the new protocol must never be read as HTTP.
+            let keep_alive = keep_alive && upgrade.is_none();
             finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
         }
         Err(Fail::After) => {
@@ -611,6 +663,48 @@ pub fn rewrite_path(route: &Route, path: &str, params: &[(String, String)]) -> S
             out
         }
     }
+}
+
+/// The `Upgrade` value to forward when `head` asks to switch protocols and `route` allows every
+/// protocol it names. Only HTTP/1.1, bodiless requests (RFC 9110 §7.8 lets a server ignore an
+/// upgrade; with a body, the switch would have to wait for the whole body), and WebSocket only
+/// with GET (RFC 6455 §4.1). Otherwise `None`: the request goes on as a plain one, with
+/// `Upgrade` stripped as the hop-by-hop field it is.
+fn upgrade_request(head: &RequestHead, route: &Route) -> Option<Bytes> {
+    upgrade_request_with(head, &route.upgrades)
+}
+
+fn upgrade_request_with(head: &RequestHead, upgrades: &[String]) -> Option<Bytes> {
+    if upgrades.is_empty() || head.minor != 1 || head.body != BodyKind::Empty {
+        return None;
+    }
+    if !head.headers.get_all("connection").any(|v| http1::headers::has_token(v, "upgrade")) {
+        return None;
+    }
+    let mut values = head.headers.get_all("upgrade");
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let mut any = false;
+    for proto in value.split(|&b| b == b',').map(trim).filter(|p| !p.is_empty()) {
+        let name = proto.split(|&b| b == b'/').next().unwrap_or(proto);
+        if !upgrades.iter().any(|u| u.as_bytes().eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"websocket") && &head.method[..] != b"GET" {
+            return None;
+        }
+        any = true;
+    }
+    any.then(|| head.headers.slice_of(value))
+}
+
+/// Whether a 101's `Upgrade` names one of the protocols the client asked for.
+fn upgrade_matches(asked: &[u8], answered: &http1::ResponseHead) -> bool {
+    let connection_ok = answered.headers.get_all("connection").any(|v| http1::headers::has_token(v, "upgrade"));
+    let Some(got) = answered.headers.get("upgrade").map(trim) else { return false };
+    connection_ok && !got.is_empty() && asked.split(|&b| b == b',').map(trim).any(|p| p.eq_ignore_ascii_case(got))
 }
 
 /// Is this request header dropped before forwarding? One length-bucketed match per header.
@@ -957,6 +1051,7 @@ async fn exchange_buffered(
     upstream: &Upstream,
     req: &[u8],
     is_head: bool,
+    upgrading: bool,
     response_timeout: Duration,
     deadline: Option<Instant>,
     resend_ok: bool,
@@ -976,7 +1071,7 @@ async fn exchange_buffered(
             return Err(AttemptErr::Reset);
         }
         let head_by = deadline.map_or(t0 + response_timeout, |d| d.min(t0 + response_timeout));
-        match read_response_head(&mut conn, is_head, head_by, timer).await {
+        match read_response_head(&mut conn, is_head, upgrading, head_by, timer).await {
             Ok(resp) => return Ok((conn, resp, t0)),
             Err(ReadFail::ClosedEarly) if reused && resend_ok => fresh_try = true,
             Err(ReadFail::ClosedEarly) => return Err(AttemptErr::Reset),
@@ -1026,7 +1121,7 @@ async fn exchange_streaming<S: AsyncRead + Unpin>(
     *body_done = true;
     let sent_at = Instant::now();
     let head_by = deadline.map_or(sent_at + response_timeout, |d| d.min(sent_at + response_timeout));
-    match read_response_head(&mut conn, is_head, head_by, &mut c.timer).await {
+    match read_response_head(&mut conn, is_head, false, head_by, &mut c.timer).await {
         Ok(resp) => Ok((conn, resp, sent_at)),
         Err(ReadFail::ClosedEarly) => Err(AttemptErr::Reset),
         Err(ReadFail::Timeout) => Err(AttemptErr::Timeout),
@@ -1054,7 +1149,7 @@ async fn exchange_hedged(
     server_span: Option<&ServerSpan>,
 ) -> (usize, Exchange) {
     let targets = &upstream.targets;
-    let first = exchange_buffered(&targets[ti], upstream, req, is_head, response_timeout, deadline, true, timer);
+    let first = exchange_buffered(&targets[ti], upstream, req, is_head, false, response_timeout, deadline, true, timer);
     tokio::pin!(first);
     tokio::select! {
         biased;
@@ -1075,7 +1170,8 @@ async fn exchange_hedged(
     parts.build(&mut req2, t2, deadline, span2.as_ref());
     let mut timer2 = Box::pin(tokio::time::sleep(Duration::ZERO));
     let second = async {
-        let r = exchange_buffered(t2, upstream, &req2, is_head, response_timeout, deadline, true, &mut timer2).await;
+        let r =
+            exchange_buffered(t2, upstream, &req2, is_head, false, response_timeout, deadline, true, &mut timer2).await;
         finish_client_span(span2, &r);
         r
     };
@@ -1116,6 +1212,7 @@ async fn forward<S>(
     l: &ListenerRt,
     limit: u64,
     body_done: &mut bool,
+    upgrade: Option<&Bytes>,
 ) -> Result<bool, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -1204,7 +1301,8 @@ where
     let safe_method = retry::idempotent(&head.method);
     // Sending the request again after it may have reached the upstream.
     let may_resend = replayable && (safe_method || route.retry.non_idempotent);
-    let hedge = route.hedge.filter(|_| replayable && safe_method && upstream.targets.len() > 1);
+    // An upgrade is never hedged or retried: a second attempt could open a second tunnel.
+    let hedge = route.hedge.filter(|_| replayable && safe_method && upstream.targets.len() > 1 && upgrade.is_none());
     let parts = HeadParts { head, route, path, query, fixed_host, framing, pre: &pre };
 
     let mut ubuf = std::mem::take(&mut c.ubuf);
@@ -1259,7 +1357,19 @@ where
             r
         } else if replayable {
             let t = &upstream.targets[ti];
-            exchange_buffered(t, upstream, &ubuf, is_head, response_timeout, deadline, may_resend, &mut c.timer).await
+            let upgrading = upgrade.is_some();
+            exchange_buffered(
+                t,
+                upstream,
+                &ubuf,
+                is_head,
+                upgrading,
+                response_timeout,
+                deadline,
+                may_resend,
+                &mut c.timer,
+            )
+            .await
         } else {
             let t = &upstream.targets[ti];
             exchange_streaming(
@@ -1289,7 +1399,7 @@ where
         }
         // May this request go out again? Attempts, time and the upstream's budget must allow it.
         let retry_allowed = |n: u32| -> Option<Duration> {
-            if n >= route.retry.attempts {
+            if n >= route.retry.attempts || upgrade.is_some() {
                 return None;
             }
             let wait = route.retry.backoff(n);
@@ -1352,6 +1462,9 @@ where
     // Response head to the client.
     let mut resp = resp;
     ctx.upstream_status = Some(resp.status);
+    if let (101, Some(asked)) = (resp.status, upgrade) {
+        return tunnel(io, c, route, ctx, conn, resp, asked).await;
+    }
     let keep_cl = if resp.body == BodyKind::Empty && (is_head || resp.status == 304) {
         resp.headers.get("content-length").map(Bytes::copy_from_slice)
     } else {
@@ -1367,7 +1480,9 @@ where
     let client_11 = head.minor == 1;
     let rechunk = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && client_11;
     let close_delimited = matches!(resp.body, BodyKind::Chunked | BodyKind::UntilClose) && !client_11;
-    let keep = head.keep_alive && !close_delimited && !c.stopping();
+    // After a refused upgrade the client may already have sent bytes for the new protocol:
+    // close instead of reading them as HTTP.
+    let keep = head.keep_alive && !close_delimited && !c.stopping() && upgrade.is_none();
 
     let w = &mut c.wbuf;
     w.clear();
@@ -1470,10 +1585,63 @@ where
         io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
         c.wbuf.clear();
     }
-    if resp.keep_alive && resp.body != BodyKind::UntilClose {
+    // An upstream that was asked to upgrade is not reused: it may still expect the new protocol.
+    if resp.keep_alive && resp.body != BodyKind::UntilClose && upgrade.is_none() {
         pool::checkin(target.state.id, conn, upstream.max_idle_per_target, t1 + upstream.pool_idle_timeout);
     }
     Ok(keep)
+}
+
+/// The upstream answered 101 to an upgrade request: check it named a protocol the client asked
+/// for, relay the 101 head, then copy bytes both ways until the tunnel ends. The client
+/// connection is not reused afterwards; the upstream connection is dropped (never pooled).
+async fn tunnel<S>(
+    io: &mut S,
+    c: &mut Conn,
+    route: &Route,
+    ctx: &mut RequestCtx,
+    mut conn: UpConn,
+    mut resp: http1::ResponseHead,
+    asked: &Bytes,
+) -> Result<bool, Fail>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !upgrade_matches(asked, &resp) {
+        ctx.error_kind = Some("upstream_invalid_response");
+        let upstream = route.upstream.name.clone();
+        return Err(Fail::Before(GatewayError::UpstreamProtocol {
+            upstream,
+            detail: "101 without a matching Upgrade",
+        }));
+    }
+    let proto = resp.headers.get("upgrade").map(|v| resp.headers.slice_of(trim(v))).unwrap_or_default();
+    http1::strip_hop_by_hop(&mut resp.headers);
+    let mut status = 101;
+    route.stack.on_response(ctx, &mut status, &mut resp.headers);
+    if !resp.headers.contains("x-request-id") {
+        resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
+    }
+    ctx.status = 101;
+    let w = &mut c.wbuf;
+    w.clear();
+    w.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    resp.headers.write_to(w);
+    w.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+    w.extend_from_slice(&proto);
+    w.extend_from_slice(b"\r\n\r\n");
+    // Bytes that arrived with the head on either side belong to the new protocol.
+    w.extend_from_slice(&conn.rbuf);
+    conn.rbuf.clear();
+    io.write_all(&c.wbuf).await.map_err(|_| Fail::After)?;
+    c.wbuf.clear();
+    if !c.rbuf.is_empty() {
+        let early = c.rbuf.split();
+        conn.stream.write_all(&early).await.map_err(|_| Fail::After)?;
+    }
+    let (end, _, _) = crate::tunnel::run(io, &mut conn.stream, route.tunnel_idle, &c.shared).await;
+    ctx.error_kind = end.error_kind();
+    Ok(false)
 }
 
 /// Request bodies up to this size are read completely before anything goes upstream.
@@ -1583,6 +1751,7 @@ enum ReadFail {
 async fn read_response_head(
     conn: &mut UpConn,
     is_head: bool,
+    upgrading: bool,
     deadline: Instant,
     timer: &mut Pin<Box<Sleep>>,
 ) -> Result<http1::ResponseHead, ReadFail> {
@@ -1590,6 +1759,8 @@ async fn read_response_head(
     let mut got_any = !conn.rbuf.is_empty();
     loop {
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
+            // A 101 ends the HTTP exchange: only valid when this hop asked for an upgrade.
+            Ok(Some(h)) if h.status == 101 && upgrading => return Ok(h),
             Ok(Some(h)) if h.status == 101 => return Err(ReadFail::Protocol("unsolicited 101")),
             // Interim responses (100, 102, 103) are consumed; the final one follows.
             Ok(Some(h)) if h.status < 200 => continue,
@@ -1626,6 +1797,60 @@ mod tests {
         assert_eq!(host_key(b"Api.Example.com:8080"), "api.example.com");
         assert_eq!(host_key(b"[::1]:80"), "[::1]");
         assert_eq!(host_key(b"x"), "x");
+    }
+
+    fn head(raw: &[u8]) -> RequestHead {
+        let mut b = BytesMut::from(raw);
+        let limits = http1::HeadLimits { max_head: 8192, max_headers: 32, max_uri: 1024 };
+        parse_request(&mut b, limits).ok().flatten().expect("valid head")
+    }
+
+    #[test]
+    fn upgrade_rules() {
+        let allowed = |raw: &[u8], upgrades: &[&str]| -> Option<Bytes> {
+            let h = head(raw);
+            let names: Vec<String> = upgrades.iter().map(|u| u.to_string()).collect();
+            upgrade_request_with(&h, &names)
+        };
+        let ws = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(allowed(ws, &["websocket"]).as_deref(), Some(&b"websocket"[..]));
+        assert_eq!(allowed(ws, &[]), None);
+        assert_eq!(allowed(ws, &["foo"]), None);
+        // Not asked in `Connection`, HTTP/1.0, POST websocket, a body, two fields, one listed
+        // protocol not allowed: all plain requests.
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        ] {
+            assert_eq!(allowed(raw, &["websocket"]), None, "{}", String::from_utf8_lossy(raw));
+        }
+        let resp = |raw: &[u8]| {
+            let mut b = BytesMut::from(raw);
+            parse_response(&mut b, 8192, false).ok().flatten().expect("valid response")
+        };
+        let ok = resp(b"HTTP/1.1 101 S\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n");
+        assert!(upgrade_matches(b"websocket", &ok));
+        assert!(!upgrade_matches(b"foo", &ok));
+        let no_conn = resp(b"HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!upgrade_matches(b"websocket", &no_conn));
+    }
+
+    #[test]
+    fn preflight_methods() {
+        let h =
+            head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), Some(&b"PUT"[..]));
+        let h = head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
+        let h = head(b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: PUT\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
+        let h =
+            head(b"OPTIONS / HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\nAccess-Control-Request-Method: P T\r\n\r\n");
+        assert_eq!(preflight_method(&h.method, &h.headers), None);
     }
 
     #[test]

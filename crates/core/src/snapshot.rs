@@ -28,6 +28,8 @@ pub struct ListenerRt {
     pub name: String,
     pub address: SocketAddr,
     pub trusted_proxies: Vec<Cidr>,
+    /// Checked on the trusted-proxy client address before routing.
+    pub ip_filter: Option<crate::policy::ip::IpFilterRt>,
     /// Send RFC 7239 `Forwarded` too.
     pub forwarded_header: bool,
     pub limits: HeadLimits,
@@ -70,6 +72,10 @@ pub struct Route {
     pub hedge: Option<Duration>,
     /// The route's own breaker, used instead of the upstream's.
     pub breaker: Option<Arc<CircuitBreaker>>,
+    /// Lower-cased protocol names a client may `Upgrade` to on this route.
+    pub upgrades: Vec<String>,
+    /// An upgraded tunnel idle this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 impl Route {
@@ -161,6 +167,8 @@ fn state_fingerprint(p: &cfg::Policy) -> String {
         cfg::Policy::Auth(_) => "auth".into(),
         cfg::Policy::Authorize(_) => "authorize".into(),
         cfg::Policy::ExternalAuth(_) => "external_auth".into(),
+        cfg::Policy::Cors(_) => "cors".into(),
+        cfg::Policy::IpFilter(_) => "ip_filter".into(),
     }
 }
 
@@ -319,6 +327,11 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                     crate::auth::ExternalAuthPolicy::compile(e, &limiters.auth)
                         .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
                 )),
+                cfg::Policy::Cors(c) => {
+                    stack.cors = Some(stack.request.len());
+                    RequestPolicy::Cors(Box::new(crate::policy::cors::CorsPolicy::compile(c)))
+                }
+                cfg::Policy::IpFilter(f) => RequestPolicy::IpFilter(crate::policy::ip::IpFilterRt::compile(f)),
             });
         }
         let req = edits(&r.request_headers);
@@ -353,6 +366,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 live_breakers.push(b.clone());
                 b
             }),
+            upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            tunnel_idle: r.tunnel_idle_timeout.0,
         });
     }
     registry.retain_resilience(&live_states, &live_breakers);
@@ -371,6 +386,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 .iter()
                 .map(|c| Cidr::parse(c).map_err(CompileError))
                 .collect::<Result<_, _>>()?,
+            ip_filter: l.ip_filter.as_ref().map(crate::policy::ip::IpFilterRt::compile),
             forwarded_header: l.forwarded_header,
             limits: HeadLimits {
                 max_head: l.limits.max_header_bytes.0 as usize,

@@ -16,6 +16,8 @@
 
 pub mod cluster;
 pub mod concurrency;
+pub mod cors;
+pub mod ip;
 pub mod rate_limit;
 
 use std::collections::HashMap;

@@ -1,0 +1,143 @@
+//! Validation of edge config: the `cors` and `ip_filter` route policies, the listener's
+//! `ip_filter`, and a route's `upgrades` and `tunnel_idle_timeout`.
+//!
+//! Invariants: the same rules as the rest of `validate.rs` (every problem collected with its
+//! path, nothing stops early). What compilation relies on (origin patterns, CIDRs, tokens) is
+//! refused here, so compiling cannot fail. Credentials are never combined with `*`.
+
+use super::Validator;
+use crate::net::{is_token, Cidr};
+use crate::origin::OriginPattern;
+use crate::types::{Cors, IpFilter, Route};
+use crate::yaml::{join_index, join_key};
+
+/// Upgrade protocols that are never tunnelled: `h2c` over an HTTP/1.1 upgrade lets a client talk
+/// HTTP/2 straight to the upstream past every per-request rule (h2c smuggling).
+const REFUSED_UPGRADES: &[&str] = &["h2c"];
+
+impl Validator<'_> {
+    pub(super) fn cors(&mut self, c: &Cors, p: &str) {
+        let op = join_key(p, "allow_origins");
+        if c.allow_origins.is_empty() {
+            self.err(op.clone(), "list at least one origin (or `*`)");
+        }
+        for (k, o) in c.allow_origins.iter().enumerate() {
+            match OriginPattern::parse(o) {
+                Err(e) => self.err(join_index(&op, k), e),
+                Ok(OriginPattern::Any) if c.allow_credentials => self.err(
+                    join_index(&op, k),
+                    "`*` cannot be combined with `allow_credentials: true`: any site could read responses with the user's cookies; list the origins instead",
+                ),
+                Ok(_) => {}
+            }
+        }
+        for (field, list) in [
+            ("allow_methods", &c.allow_methods),
+            ("allow_headers", &c.allow_headers),
+            ("expose_headers", &c.expose_headers),
+        ] {
+            let fp = join_key(p, field);
+            for (k, v) in list.iter().enumerate() {
+                if v == "*" {
+                    // The wildcard's meaning differs with credentials and across browsers: be explicit.
+                    self.err(join_index(&fp, k), "list the names; `*` is not supported here");
+                } else if !is_token(v) {
+                    self.err(
+                        join_index(&fp, k),
+                        format!(
+                            "{v:?} is not a valid {}",
+                            if field == "allow_methods" { "method" } else { "header name" }
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(m) = &c.max_age {
+            if m.0.as_secs() > 86_400 {
+                self.err(join_key(p, "max_age"), "at most 24h (browsers cap it lower anyway)");
+            }
+        }
+    }
+
+    pub(super) fn ip_filter(&mut self, f: &IpFilter, p: &str) {
+        if f.allow.is_empty() && f.deny.is_empty() {
+            self.err(p.to_string(), "give `allow`, `deny` or both");
+        }
+        for (field, list) in [("allow", &f.allow), ("deny", &f.deny)] {
+            let fp = join_key(p, field);
+            for (k, c) in list.iter().enumerate() {
+                if let Err(e) = Cidr::parse(c) {
+                    self.err(join_index(&fp, k), e);
+                }
+            }
+        }
+    }
+
+    pub(super) fn upgrades(&mut self, r: &Route, p: &str) {
+        let up = join_key(p, "upgrades");
+        for (k, u) in r.upgrades.iter().enumerate() {
+            if !is_token(u) || u.contains('/') {
+                self.err(join_index(&up, k), format!("{u:?} is not a protocol name (e.g. `websocket`)"));
+            } else if REFUSED_UPGRADES.iter().any(|x| u.eq_ignore_ascii_case(x)) {
+                self.err(
+                    join_index(&up, k),
+                    format!("`{u}` upgrades are never tunnelled (they would bypass the gateway's per-request checks)"),
+                );
+            }
+        }
+        if r.tunnel_idle_timeout.0.is_zero() {
+            self.err(join_key(p, "tunnel_idle_timeout"), "must be greater than 0");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn errors(route_extra: &str) -> Vec<String> {
+        let yaml = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: b\n    targets:\n      - url: http://127.0.0.1:9\n\
+             routes:\n  - name: r\n    upstream: b\n{route_extra}\
+             consumers:\n  - name: c\n    credentials:\n      api_keys:\n        - sha256: \"{}\"\n",
+            "ab".repeat(32)
+        );
+        match crate::load_str(&yaml, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn has(errs: &[String], path: &str) -> bool {
+        errs.iter().any(|e| e.starts_with(&format!("{path}:")) || e.starts_with(&format!("{path} (")))
+    }
+
+    #[test]
+    fn cors_rules() {
+        let auth = "      - auth:\n          methods:\n            - api_key: {}\n";
+        let cors = "      - cors:\n          allow_origins: [\"https://a.example.com\"]\n";
+        let e = errors(&format!("    policies:\n{auth}{cors}"));
+        assert!(has(&e, "routes[0].policies[1].cors"), "{e:?}");
+        assert!(errors(&format!("    policies:\n{cors}{auth}")).is_empty());
+        let e = errors(&format!("    policies:\n{cors}{cors}"));
+        assert!(has(&e, "routes[0].policies[1].cors"), "{e:?}");
+        let e = errors(
+            "    policies:\n      - cors:\n          allow_origins: []\n          allow_methods: [\"G T\"]\n          allow_headers: [\"*\"]\n          max_age: 48h\n",
+        );
+        for p in [
+            "routes[0].policies[0].cors.allow_origins",
+            "routes[0].policies[0].cors.allow_methods[0]",
+            "routes[0].policies[0].cors.allow_headers[0]",
+            "routes[0].policies[0].cors.max_age",
+        ] {
+            assert!(has(&e, p), "{p}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn upgrade_rules() {
+        let e = errors("    upgrades: [websocket, h2c, \"a/b\"]\n    tunnel_idle_timeout: 0s\n");
+        assert!(has(&e, "routes[0].upgrades[1]"), "{e:?}");
+        assert!(has(&e, "routes[0].upgrades[2]"), "{e:?}");
+        assert!(has(&e, "routes[0].tunnel_idle_timeout"), "{e:?}");
+        assert!(errors("    upgrades: []\n").is_empty());
+    }
+}

@@ -312,8 +312,67 @@ impl Validator<'_> {
             self.positive_dur(join_key(&tp, "header_read"), &l.timeouts.header_read);
             self.positive_dur(join_key(&tp, "body_read"), &l.timeouts.body_read);
             self.positive_dur(join_key(&tp, "idle"), &l.timeouts.idle);
+            self.listener_tls(l, &p);
         }
         addrs
+    }
+
+    /// The shape of `listeners[].tls` and `redirect_https`; the files themselves (PEM, key
+    /// match, expiry) are read by the data plane's TLS module (`gatehouse validate` runs both).
+    fn listener_tls(&mut self, l: &crate::types::Listener, p: &str) {
+        if let Some(r) = &l.redirect_https {
+            let rp = join_key(p, "redirect_https");
+            if l.tls.is_some() {
+                self.err(&rp, "a TLS listener cannot redirect to https (it already is); set it on the plain listener");
+            }
+            if !matches!(r.status, 301 | 308) {
+                self.err(join_key(&rp, "status"), format!("status {} is not 301 or 308", r.status));
+            }
+            if r.port == Some(0) {
+                self.err(join_key(&rp, "port"), "port must be from 1 to 65535");
+            }
+        }
+        let Some(tls) = &l.tls else { return };
+        let tp = join_key(p, "tls");
+        if tls.certificates.is_empty() {
+            self.err(join_key(&tp, "certificates"), "at least one certificate is required");
+        }
+        if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
+            self.err(join_key(&tp, "min_version"), format!("`{}` is not \"1.2\" or \"1.3\"", tls.min_version));
+        }
+        let mut default_at: Option<String> = None;
+        for (k, c) in tls.certificates.iter().enumerate() {
+            let cp = join_index(&join_key(&tp, "certificates"), k);
+            for (field, v) in [("cert", &c.cert), ("key", &c.key)] {
+                if v.trim().is_empty() {
+                    self.err(join_key(&cp, field), "a file path is required");
+                }
+            }
+            for (n, name) in c.names.iter().enumerate() {
+                let bare = name.strip_prefix("*.").unwrap_or(name);
+                if !is_dns_name(bare) || bare.contains('*') {
+                    self.err(
+                        join_index(&join_key(&cp, "names"), n),
+                        format!("`{name}` is not a DNS name or a `*.example.com` wildcard"),
+                    );
+                }
+            }
+            if c.default {
+                if let Some(first) = &default_at {
+                    self.err(
+                        join_key(&cp, "default"),
+                        format!("only one default certificate per listener (also {first})"),
+                    );
+                } else {
+                    default_at = Some(cp.clone());
+                }
+            }
+        }
+        if let Some(ca) = &tls.client_auth {
+            if ca.ca.trim().is_empty() {
+                self.err(join_key(&join_key(&tp, "client_auth"), "ca"), "a file path is required");
+            }
+        }
     }
 
     fn admin(&mut self, cfg: &Config, listeners: &[(SocketAddr, String)]) {
@@ -450,6 +509,24 @@ impl Validator<'_> {
     }
 
     fn upstream(&mut self, u: &Upstream, p: &str) {
+        if let Some(tls) = &u.tls {
+            let sp = join_key(p, "tls");
+            if let Some(n) = &tls.server_name {
+                if !is_dns_name(n) && n.parse::<std::net::IpAddr>().is_err() {
+                    self.err(join_key(&sp, "server_name"), format!("`{n}` is not a DNS name or an IP address"));
+                }
+            }
+            let files = [("ca", tls.ca.as_ref())].into_iter().chain(
+                tls.client_cert
+                    .iter()
+                    .flat_map(|c| [("client_cert.cert", Some(&c.cert)), ("client_cert.key", Some(&c.key))]),
+            );
+            for (field, v) in files {
+                if v.is_some_and(|v| v.trim().is_empty()) {
+                    self.err(join_key(&sp, field), "a file path is required");
+                }
+            }
+        }
         let tp = join_key(p, "targets");
         if u.targets.is_empty() {
             self.err(&tp, "an upstream needs at least one target");
@@ -1589,11 +1666,6 @@ upstreams:
     fn upstream_targets() {
         expect_one(&upstream("  - {name: u, targets: []}\n"), "upstreams[0].targets", "at least one target");
         expect_one(
-            &upstream("  - {name: u, targets: [{url: \"https://a:443\"}]}\n"),
-            "upstreams[0].targets[0].url",
-            "scheme `https` is not supported yet (comes with TLS upstreams)",
-        );
-        expect_one(
             &upstream("  - {name: u, targets: [{url: \"http://a\"}]}\n"),
             "upstreams[0].targets[0].url",
             "no port",
@@ -2152,6 +2224,7 @@ upstreams:
             deadline: None,
             hedge: None,
             circuit_breaker: None,
+            hsts: None,
         });
         let errors = validate(&cfg);
         assert_eq!(errors.len(), 1);

@@ -57,6 +57,8 @@ pub mod names {
     pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
     pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
     pub const BUILD_INFO: &str = "gatehouse_build_info";
+    pub const TLS_CERT_NOT_AFTER: &str = "gatehouse_tls_certificate_not_after_seconds";
+    pub const TLS_HANDSHAKE_FAILURES: &str = "gatehouse_tls_handshake_failures_total";
     pub const START_TIME: &str = "process_start_time_seconds";
 }
 
@@ -218,6 +220,9 @@ pub struct Metrics {
     pub last_reload_us: AtomicU64,
     config_hash: Mutex<String>,
     started_ms: u64,
+    /// Client TLS handshakes that failed or timed out (bad client certificate, no shared
+    /// protocol, a plain-HTTP client on a TLS port, ...).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -238,6 +243,7 @@ impl Metrics {
             last_reload_us: AtomicU64::new(0),
             config_hash: Mutex::new(String::new()),
             started_ms: unix_ms(),
+            tls_handshake_failures: AtomicU64::new(0),
         }
     }
 
@@ -268,6 +274,10 @@ impl Metrics {
         self.last_success_ms.store(unix_ms(), Ordering::Relaxed);
         self.last_reload_us.store(took.as_micros() as u64, Ordering::Relaxed);
         *self.config_hash.lock().unwrap_or_else(|p| p.into_inner()) = hash.to_string();
+    }
+
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn reload_failed(&self) {

@@ -178,6 +178,10 @@ pub struct RequestCtx {
     /// The query to forward (and log) instead of the client's, when a policy removed
     /// credential parameters from it (empty = no query).
     pub forward_query: Option<String>,
+    /// The subject (RFC 4514, e.g. `CN=client,O=Example`) of the client certificate verified
+    /// during the TLS handshake (listener `tls.client_auth`); `None` on plain connections or
+    /// without a certificate. Also forwarded upstream as `X-Client-Cert-Subject`.
+    pub client_cert_subject: Option<Bytes>,
 }
 
 /// What the access log needs beyond the context's own fields.

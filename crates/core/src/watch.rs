@@ -84,7 +84,15 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
     let Some(path) = gw.upgrade().and_then(|g| g.config_path().map(Path::to_path_buf)) else { return };
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        // Reads (`Access`) change nothing; counting them would let any reader of a watched
+        // directory (the gateway itself re-reading certificates, a client reading a CA file
+        // next to them) keep the debounce window open forever.
+        // A close after writing still counts.
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let read_only = |k: &EventKind| {
+            matches!(k, EventKind::Access(AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)))
+        };
+        if ev.is_ok_and(|e| !read_only(&e.kind)) {
             let _ = tx.send(());
         }
     });

@@ -356,7 +356,7 @@ impl AdminState {
             _ => error(
                 404,
                 "not_found",
-                "admin endpoints: /healthz /readyz /metrics /config /config/history /upstreams /reload",
+                "admin endpoints: /healthz /readyz /metrics /config /config/history /upstreams /tls /reload",
             ),
         }
     }

@@ -149,3 +149,20 @@ fn validate_names_the_bad_certificate_field() {
     assert!(out.contains("listeners[0].tls.certificates[0].names[0]"), "{out}");
     assert!(out.contains("listeners[0].tls.certificates[1].default"), "{out}");
 }
+
+#[test]
+fn tls_example_loads_its_files() {
+    let pki = Pki::new("example-ca");
+    let c = pki.issue("bench", "/CN=localhost", &["localhost", "127.0.0.1"], 10);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench-tls.yaml");
+    let text = std::fs::read_to_string(file).expect("read example");
+    let env = |n: &str| match n {
+        "LISTEN_PORT" => Some("8443".to_string()),
+        "BACKEND_PORT" => Some("9001".to_string()),
+        "TLS_CERT" => Some(c.cert.display().to_string()),
+        "TLS_KEY" => Some(c.key.display().to_string()),
+        _ => None,
+    };
+    let config = gatehouse_config::load_str(&text, &env).expect("example loads");
+    assert_eq!(gatehouse_core::tls::check_files(&config), vec![]);
+}

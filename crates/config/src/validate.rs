@@ -1364,6 +1364,53 @@ upstreams:
     }
 
     #[test]
+    fn listener_tls_shape() {
+        let tls = |t: &str| listeners(&format!("  - address: 127.0.0.1:8443\n    tls:\n{t}"));
+        expect_ok(&tls(
+            "      certificates: [{cert: a.pem, key: a.key, names: [\"*.example.com\", api.example.com]}]\n",
+        ));
+        expect_one(&tls("      certificates: []\n"), "listeners[0].tls.certificates", "at least one certificate");
+        expect_one(
+            &tls("      certificates: [{cert: \"\", key: a.key}]\n"),
+            "listeners[0].tls.certificates[0].cert",
+            "path",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key, names: [\"a.*.com\"]}]\n"),
+            "listeners[0].tls.certificates[0].names[0]",
+            "wildcard",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key, default: true}, {cert: b.pem, key: b.key, default: true}]\n"),
+            "listeners[0].tls.certificates[1].default",
+            "only one default",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key}]\n      min_version: \"1.1\"\n"),
+            "listeners[0].tls.min_version",
+            "1.2",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key}]\n    redirect_https: {}\n"),
+            "listeners[0].redirect_https",
+            "already is",
+        );
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n    redirect_https: {status: 302}\n"),
+            "listeners[0].redirect_https.status",
+            "301 or 308",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"https://a:443\"}], tls: {server_name: \"bad name\"}}\n"),
+            "upstreams[0].tls.server_name",
+            "not a DNS name",
+        );
+        expect_ok(&upstream(
+            "  - {name: u, targets: [{url: \"https://a:443\"}], tls: {ca: ca.pem, server_name: a.internal}}\n",
+        ));
+    }
+
+    #[test]
     fn head_is_valid() {
         expect_ok(HEAD);
     }

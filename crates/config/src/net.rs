@@ -160,6 +160,8 @@ pub struct TargetUrl {
     /// Lower-cased host: an IPv4 address, `localhost`, a DNS name, or an IPv6 address without brackets.
     pub host: String,
     pub port: u16,
+    /// `https://`: the connection is TLS.
+    pub tls: bool,
 }
 
 impl TargetUrl {
@@ -178,13 +180,20 @@ pub fn parse_target_url(s: &str) -> Result<TargetUrl, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!("`{s}` is not a target URL: expected `http://host:port`"));
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" if scheme == "http" => {}
-        "http" => return Err(format!("write the scheme in lower case: `http://`, not `{scheme}://`")),
-        "https" => return Err("scheme `https` is not supported yet (comes with TLS upstreams)".into()),
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "http" if scheme == "http" => false,
+        "https" if scheme == "https" => true,
+        "http" | "https" => {
+            return Err(format!(
+                "write the scheme in lower case: `{}://`, not `{scheme}://`",
+                scheme.to_ascii_lowercase()
+            ))
+        }
         "h2c" => return Err("scheme `h2c` is not supported yet (comes with HTTP/2 upstreams)".into()),
-        other => return Err(format!("unsupported scheme `{other}`: expected `http://host:port`")),
-    }
+        other => {
+            return Err(format!("unsupported scheme `{other}`: expected `http://host:port` or `https://host:port`"))
+        }
+    };
     if rest.contains('?') || rest.contains('#') {
         return Err(format!(
             "`{s}` has a query or fragment: a target is only `http://host:port` (rewrite paths on the route)"
@@ -227,7 +236,7 @@ pub fn parse_target_url(s: &str) -> Result<TargetUrl, String> {
         Ok(p) if p >= 1 => p,
         _ => return Err(format!("invalid port `{port}` in `{s}`: expected a number from 1 to 65535")),
     };
-    Ok(TargetUrl { host, port })
+    Ok(TargetUrl { host, port, tls })
 }
 
 /// A DNS name (or `localhost`): dot-separated labels of letters, digits, `-` and `_`, each
@@ -331,7 +340,6 @@ mod tests {
         assert_eq!(parse_target_url("http://users.internal:80").unwrap().authority(), "users.internal:80");
         assert_eq!(parse_target_url("http://[::1]:8080").unwrap().authority(), "[::1]:8080");
         for (bad, needle) in [
-            ("https://a:443", "scheme `https` is not supported yet (comes with TLS upstreams)"),
             ("h2c://a:80", "scheme `h2c` is not supported yet"),
             ("ftp://a:21", "unsupported scheme"),
             ("HTTP://a:21", "lower case"),

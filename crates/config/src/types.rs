@@ -202,6 +202,106 @@ pub struct Listener {
     /// Client addresses (after trusted proxies) refused or admitted before routing (403).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_filter: Option<IpFilter>,
+    /// Terminate TLS on this listener (certificates by SNI, optional client certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Answer every request on this (plain) listener with a redirect to `https://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// `listeners[].tls`: certificates chosen by SNI; TLS 1.2 and 1.3; ALPN `http/1.1` only (`h2`
+/// is advertised once HTTP/2 exists).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// At least one. A client's SNI picks the certificate whose names match it exactly, then by
+    /// wildcard (`*.example.com`); without a match (or without SNI) the `default: true` one, else
+    /// the first.
+    pub certificates: Vec<TlsCertificate>,
+    /// Oldest protocol version offered: `"1.2"` (default) or `"1.3"`.
+    #[serde(default = "defaults::tls_min_version")]
+    pub min_version: String,
+    /// Ask clients for a certificate and verify it against a CA bundle (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A certificate chain and its private key, both PEM files, re-read on every reload and when
+/// either file changes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// PEM file: the leaf certificate first, then intermediates.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// SNI names served by this certificate; default: the certificate's DNS subject alt names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Served when no name matches (or the client sent no SNI). At most one per listener.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// `listeners[].tls.client_auth`: client certificates verified against `ca`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca: String,
+    /// Refuse the handshake without a valid client certificate (default). `false`: a certificate
+    /// is optional, but one that is sent must verify.
+    #[serde(default = "defaults::yes")]
+    pub required: bool,
+}
+
+/// `listeners[].redirect_https`: every request gets a redirect to the same host and path on https.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectHttps {
+    /// 308 (default, keeps the method and body) or 301.
+    #[serde(default = "defaults::redirect_status")]
+    pub status: u16,
+    /// Port of the https URL; default 443 (left out of the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// `routes[].hsts`: the `Strict-Transport-Security` header, sent on responses over TLS only
+/// (RFC 6797 §7.2: never over plain HTTP).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hsts {
+    #[serde(default = "defaults::hsts_max_age")]
+    pub max_age: Dur,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+/// `upstreams[].tls`: how `https://` targets are verified and what the gateway presents.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of trusted CAs, instead of the system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// SNI and the name the certificate must carry; default: the target's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// A client certificate for upstreams that require mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate and key (PEM files).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -303,6 +403,9 @@ pub struct Upstream {
     /// How many retries the routes to this upstream may add, as a share of its requests.
     #[serde(default)]
     pub retry_budget: RetryBudget,
+    /// TLS to `https://` targets (CA, SNI override, client certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 /// `upstreams[].outlier_detection`: passive health from the outcomes of real requests.
@@ -566,7 +669,7 @@ pub struct Hedge {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// `http://host:port` (TLS and h2c targets come with the protocols issue).
+    /// `http://host:port` or `https://host:port` (TLS, see `upstreams[].tls`).
     pub url: String,
     #[serde(default = "defaults::weight")]
     pub weight: u32,
@@ -703,6 +806,9 @@ pub struct Route {
     /// An upgraded tunnel with no byte in either direction for this long is closed.
     #[serde(default = "defaults::tunnel_idle_timeout")]
     pub tunnel_idle_timeout: Dur,
+    /// `Strict-Transport-Security` on this route's responses over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
 }
 
 /// One route policy: `- rate_limit: {...}`, `- concurrency_limit: {...}`, `- auth: {...}`,
@@ -1374,6 +1480,15 @@ pub mod defaults {
     }
     pub fn admin_history() -> usize {
         10
+    }
+    pub fn tls_min_version() -> String {
+        "1.2".into()
+    }
+    pub fn redirect_status() -> u16 {
+        308
+    }
+    pub fn hsts_max_age() -> Dur {
+        Dur(Duration::from_secs(365 * 24 * 3600))
     }
     pub fn yes() -> bool {
         true

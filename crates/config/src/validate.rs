@@ -314,8 +314,67 @@ impl Validator<'_> {
             self.positive_dur(join_key(&tp, "header_read"), &l.timeouts.header_read);
             self.positive_dur(join_key(&tp, "body_read"), &l.timeouts.body_read);
             self.positive_dur(join_key(&tp, "idle"), &l.timeouts.idle);
+            self.listener_tls(l, &p);
         }
         addrs
+    }
+
+    /// The shape of `listeners[].tls` and `redirect_https`; the files themselves (PEM, key
+    /// match, expiry) are read by the data plane's TLS module (`gatehouse validate` runs both).
+    fn listener_tls(&mut self, l: &crate::types::Listener, p: &str) {
+        if let Some(r) = &l.redirect_https {
+            let rp = join_key(p, "redirect_https");
+            if l.tls.is_some() {
+                self.err(&rp, "a TLS listener cannot redirect to https (it already is); set it on the plain listener");
+            }
+            if !matches!(r.status, 301 | 308) {
+                self.err(join_key(&rp, "status"), format!("status {} is not 301 or 308", r.status));
+            }
+            if r.port == Some(0) {
+                self.err(join_key(&rp, "port"), "port must be from 1 to 65535");
+            }
+        }
+        let Some(tls) = &l.tls else { return };
+        let tp = join_key(p, "tls");
+        if tls.certificates.is_empty() {
+            self.err(join_key(&tp, "certificates"), "at least one certificate is required");
+        }
+        if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
+            self.err(join_key(&tp, "min_version"), format!("`{}` is not \"1.2\" or \"1.3\"", tls.min_version));
+        }
+        let mut default_at: Option<String> = None;
+        for (k, c) in tls.certificates.iter().enumerate() {
+            let cp = join_index(&join_key(&tp, "certificates"), k);
+            for (field, v) in [("cert", &c.cert), ("key", &c.key)] {
+                if v.trim().is_empty() {
+                    self.err(join_key(&cp, field), "a file path is required");
+                }
+            }
+            for (n, name) in c.names.iter().enumerate() {
+                let bare = name.strip_prefix("*.").unwrap_or(name);
+                if !is_dns_name(bare) || bare.contains('*') {
+                    self.err(
+                        join_index(&join_key(&cp, "names"), n),
+                        format!("`{name}` is not a DNS name or a `*.example.com` wildcard"),
+                    );
+                }
+            }
+            if c.default {
+                if let Some(first) = &default_at {
+                    self.err(
+                        join_key(&cp, "default"),
+                        format!("only one default certificate per listener (also {first})"),
+                    );
+                } else {
+                    default_at = Some(cp.clone());
+                }
+            }
+        }
+        if let Some(ca) = &tls.client_auth {
+            if ca.ca.trim().is_empty() {
+                self.err(join_key(&join_key(&tp, "client_auth"), "ca"), "a file path is required");
+            }
+        }
     }
 
     fn admin(&mut self, cfg: &Config, listeners: &[(SocketAddr, String)]) {
@@ -472,6 +531,24 @@ impl Validator<'_> {
     }
 
     fn upstream(&mut self, u: &Upstream, p: &str) {
+        if let Some(tls) = &u.tls {
+            let sp = join_key(p, "tls");
+            if let Some(n) = &tls.server_name {
+                if !is_dns_name(n) && n.parse::<std::net::IpAddr>().is_err() {
+                    self.err(join_key(&sp, "server_name"), format!("`{n}` is not a DNS name or an IP address"));
+                }
+            }
+            let files = [("ca", tls.ca.as_ref())].into_iter().chain(
+                tls.client_cert
+                    .iter()
+                    .flat_map(|c| [("client_cert.cert", Some(&c.cert)), ("client_cert.key", Some(&c.key))]),
+            );
+            for (field, v) in files {
+                if v.is_some_and(|v| v.trim().is_empty()) {
+                    self.err(join_key(&sp, field), "a file path is required");
+                }
+            }
+        }
         let tp = join_key(p, "targets");
         if u.targets.is_empty() {
             self.err(&tp, "an upstream needs at least one target");
@@ -1345,6 +1422,53 @@ upstreams:
     }
 
     #[test]
+    fn listener_tls_shape() {
+        let tls = |t: &str| listeners(&format!("  - address: 127.0.0.1:8443\n    tls:\n{t}"));
+        expect_ok(&tls(
+            "      certificates: [{cert: a.pem, key: a.key, names: [\"*.example.com\", api.example.com]}]\n",
+        ));
+        expect_one(&tls("      certificates: []\n"), "listeners[0].tls.certificates", "at least one certificate");
+        expect_one(
+            &tls("      certificates: [{cert: \"\", key: a.key}]\n"),
+            "listeners[0].tls.certificates[0].cert",
+            "path",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key, names: [\"a.*.com\"]}]\n"),
+            "listeners[0].tls.certificates[0].names[0]",
+            "wildcard",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key, default: true}, {cert: b.pem, key: b.key, default: true}]\n"),
+            "listeners[0].tls.certificates[1].default",
+            "only one default",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key}]\n      min_version: \"1.1\"\n"),
+            "listeners[0].tls.min_version",
+            "1.2",
+        );
+        expect_one(
+            &tls("      certificates: [{cert: a.pem, key: a.key}]\n    redirect_https: {}\n"),
+            "listeners[0].redirect_https",
+            "already is",
+        );
+        expect_one(
+            &listeners("  - address: 127.0.0.1:80\n    redirect_https: {status: 302}\n"),
+            "listeners[0].redirect_https.status",
+            "301 or 308",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"https://a:443\"}], tls: {server_name: \"bad name\"}}\n"),
+            "upstreams[0].tls.server_name",
+            "not a DNS name",
+        );
+        expect_ok(&upstream(
+            "  - {name: u, targets: [{url: \"https://a:443\"}], tls: {ca: ca.pem, server_name: a.internal}}\n",
+        ));
+    }
+
+    #[test]
     fn head_is_valid() {
         expect_ok(HEAD);
     }
@@ -1674,11 +1798,6 @@ upstreams:
     #[test]
     fn upstream_targets() {
         expect_one(&upstream("  - {name: u, targets: []}\n"), "upstreams[0].targets", "at least one target");
-        expect_one(
-            &upstream("  - {name: u, targets: [{url: \"https://a:443\"}]}\n"),
-            "upstreams[0].targets[0].url",
-            "scheme `https` is not supported yet (comes with TLS upstreams)",
-        );
         expect_one(
             &upstream("  - {name: u, targets: [{url: \"http://a\"}]}\n"),
             "upstreams[0].targets[0].url",
@@ -2240,6 +2359,7 @@ upstreams:
             circuit_breaker: None,
             upgrades: crate::types::defaults::upgrades(),
             tunnel_idle_timeout: crate::types::defaults::tunnel_idle_timeout(),
+            hsts: None,
         });
         let errors = validate(&cfg);
         assert_eq!(errors.len(), 1);

@@ -19,6 +19,10 @@ fn env(name: &str) -> Option<String> {
         "LISTEN_PORT" => Some("8080".to_string()),
         "BACKEND_PORT" => Some("9001".to_string()),
         "REDIS_URL" => Some("redis://127.0.0.1:6379/0".to_string()),
+        // Only paths here: the config crate checks shape; `tls_example_loads_its_files` in the
+        // gatehouse crate reads real files through the data plane.
+        "TLS_CERT" => Some("/etc/gatehouse/tls/cert.pem".to_string()),
+        "TLS_KEY" => Some("/etc/gatehouse/tls/key.pem".to_string()),
         _ => None,
     }
 }
@@ -83,4 +87,20 @@ fn complete_example_in_the_docs_is_valid() {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("the complete example in docs/configuration.md is invalid:\n{}", lines.join("\n"));
     }
+}
+
+#[test]
+fn bench_tls_config_terminates_tls_with_its_variables() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench-tls.yaml");
+    let text = std::fs::read_to_string(file).unwrap();
+    let cfg = gatehouse_config::load_str(&text, &env).unwrap();
+    assert_eq!(cfg.listeners.len(), 1);
+    let tls = cfg.listeners[0].tls.as_ref().expect("tls section");
+    assert_eq!(tls.certificates.len(), 1);
+    assert_eq!(tls.certificates[0].cert, "/etc/gatehouse/tls/cert.pem");
+    assert_eq!(tls.certificates[0].key, "/etc/gatehouse/tls/key.pem");
+    assert_eq!(cfg.upstreams[0].targets[0].url, "http://127.0.0.1:9001");
+    // Without TLS_CERT the file does not load (the variable is required).
+    let without = |n: &str| if n == "TLS_CERT" { None } else { env(n) };
+    assert!(gatehouse_config::load_str(&text, &without).is_err());
 }

@@ -272,6 +272,42 @@ impl AdminState {
                 redact(&mut v);
                 LocalResponse::json(200, serde_json::to_string_pretty(&v).unwrap_or_default())
             }
+            "/tls" => {
+                // Served certificates per TLS listener, as loaded by the running snapshot.
+                let snap = self.shared.snapshot.load();
+                let now = crate::tls::unix_now();
+                let listeners: Vec<Value> = snap
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.tls.as_ref().map(|t| (l, t)))
+                    .map(|(l, t)| {
+                        let certs: Vec<Value> = t
+                            .certs
+                            .iter()
+                            .map(|c| {
+                                serde_json::json!({
+                                    "names": c.names,
+                                    "subject": c.subject,
+                                    "not_after": crate::tls::x509::rfc3339(c.not_after),
+                                    "not_after_seconds": c.not_after,
+                                    "expires_in_days": (c.not_after - now).div_euclid(86_400),
+                                    "default": c.default,
+                                    "cert_file": c.cert_file,
+                                })
+                            })
+                            .collect();
+                        serde_json::json!({
+                            "listener": l.name,
+                            "address": l.address.to_string(),
+                            "client_auth": t.client_auth,
+                            "alpn": crate::tls::ALPN.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                            "certificates": certs,
+                        })
+                    })
+                    .collect();
+                let body = serde_json::json!({ "listeners": listeners });
+                LocalResponse::json(200, serde_json::to_string_pretty(&body).unwrap_or_default())
+            }
             "/upstreams" => {
                 let snap = self.shared.snapshot.load();
                 let now = crate::upstream::mono_ns();
@@ -351,7 +387,7 @@ impl AdminState {
             _ => error(
                 404,
                 "not_found",
-                "admin endpoints: /healthz /readyz /metrics /config /config/history /upstreams /reload",
+                "admin endpoints: /healthz /readyz /metrics /config /config/history /upstreams /tls /reload",
             ),
         }
     }
@@ -518,6 +554,20 @@ impl AdminState {
         for (route, idx, d, n) in &cl_lines {
             x.sample(names::CONCURRENCY, &[("route", route), ("policy", idx), ("decision", d)], *n as f64);
         }
+
+        x.family(
+            names::TLS_CERT_NOT_AFTER,
+            "gauge",
+            "Unix time after which a served certificate expires, per listener and SNI names.",
+        );
+        for l in &snap.listeners {
+            for c in l.tls.iter().flat_map(|t| &t.certs) {
+                let names = c.names.join(",");
+                x.sample(names::TLS_CERT_NOT_AFTER, &[("listener", &l.name), ("names", &names)], c.not_after as f64);
+            }
+        }
+        x.family(names::TLS_HANDSHAKE_FAILURES, "counter", "Client TLS handshakes that failed or timed out.");
+        x.sample(names::TLS_HANDSHAKE_FAILURES, &[], m.tls_handshake_failures.load(Ordering::Relaxed) as f64);
 
         x.family(names::RELOADS, "counter", "Config reloads by result (the initial load is not counted).");
         x.sample(names::RELOADS, &[("result", "success")], m.reloads_ok.load(Ordering::Relaxed) as f64);

@@ -37,6 +37,9 @@ pub enum GatewayError {
     NoHealthyUpstream { upstream: String },
     #[error("could not connect to upstream `{upstream}`")]
     UpstreamConnect { upstream: String },
+    /// The TLS handshake with an `https://` target failed (untrusted certificate, wrong name).
+    #[error("TLS handshake with upstream `{upstream}` failed")]
+    UpstreamTls { upstream: String },
     #[error("upstream `{upstream}` did not answer in time")]
     UpstreamTimeout { upstream: String },
     #[error("upstream `{upstream}` sent an invalid response")]
@@ -104,6 +107,7 @@ impl GatewayError {
             GatewayError::Forbidden | GatewayError::CorsRejected | GatewayError::IpDenied => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTls { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. } => 502,
             GatewayError::UpstreamTimeout { .. } | GatewayError::DeadlineExceeded { .. } => 504,
@@ -122,6 +126,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::NoHealthyUpstream { .. } => "no_healthy_upstream",
             GatewayError::UpstreamConnect { .. } => "upstream_connect_failed",
+            GatewayError::UpstreamTls { .. } => "upstream_tls_failed",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamProtocol { .. } => "upstream_invalid_response",
             GatewayError::UpstreamReset { .. } => "upstream_reset",
@@ -156,6 +161,7 @@ impl GatewayError {
             | GatewayError::IpDenied => ErrorSource::Client,
             GatewayError::NoHealthyUpstream { .. }
             | GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTls { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. }

@@ -61,7 +61,8 @@ pub struct Applied {
     /// formatting, and the hash is exported as `gatehouse_config_info{hash}`.
     pub hash: String,
     pub applied_at_ms: u64,
-    /// `start`, `signal`, `file`, `admin`, `api` or `rollback`.
+    /// `start`, `signal`, `file`, `tls_files` (a certificate file changed), `admin`, `api` or
+    /// `rollback`.
     pub source: &'static str,
     /// Validation, compilation and the swap, in µs.
     pub took_us: u64,
@@ -546,6 +547,40 @@ fn run_worker(index: usize, listeners: Vec<(usize, std::net::TcpListener)>, shar
     });
 }
 
+/// Handshake (bounded by the listener's header timeout), then the HTTP connection.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    idx: usize,
+    shared: Arc<Shared>,
+    tls: Arc<crate::tls::ServerTls>,
+) {
+    let timeout = shared.snapshot.load().listeners.get(idx).map_or(Duration::from_secs(10), |l| l.header_timeout);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_failed();
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failed();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let client_subject = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::tls::x509::parse(c))
+        .map(|f| bytes::Bytes::from(f.subject));
+    let info = crate::tls::ConnTls { client_subject };
+    crate::proxy::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+}
+
 async fn accept_loop(l: tokio::net::TcpListener, idx: usize, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -553,7 +588,13 @@ async fn accept_loop(l: tokio::net::TcpListener, idx: usize, shared: Arc<Shared>
             r = l.accept() => match r {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, peer, idx, shared.clone()));
+                    // The TLS config of the snapshot current now; the handshake runs in the
+                    // connection's task, never here (a slow client must not stall accepts).
+                    let tls = shared.snapshot.load().listeners.get(idx).and_then(|l| l.tls.clone());
+                    match tls {
+                        None => { tokio::spawn(serve_connection(stream, peer, idx, shared.clone())); }
+                        Some(tls) => { tokio::spawn(serve_tls(stream, peer, idx, shared.clone(), tls)); }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

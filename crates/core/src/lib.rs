@@ -18,6 +18,7 @@ pub mod retry;
 pub mod router;
 pub mod simple_http;
 pub mod snapshot;
+pub mod tls;
 pub mod trace;
 pub mod tunnel;
 pub mod upstream;

@@ -59,6 +59,8 @@ pub mod names {
     pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
     pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
     pub const BUILD_INFO: &str = "gatehouse_build_info";
+    pub const TLS_CERT_NOT_AFTER: &str = "gatehouse_tls_certificate_not_after_seconds";
+    pub const TLS_HANDSHAKE_FAILURES: &str = "gatehouse_tls_handshake_failures_total";
     pub const START_TIME: &str = "process_start_time_seconds";
 }
 
@@ -253,6 +255,9 @@ pub struct Metrics {
     pub ip_denied: crate::policy::ip::IpDenials,
     config_hash: Mutex<String>,
     started_ms: u64,
+    /// Client TLS handshakes that failed or timed out (bad client certificate, no shared
+    /// protocol, a plain-HTTP client on a TLS port, ...).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -275,6 +280,7 @@ impl Metrics {
             ip_denied: Default::default(),
             config_hash: Mutex::new(String::new()),
             started_ms: unix_ms(),
+            tls_handshake_failures: AtomicU64::new(0),
         }
     }
 
@@ -322,6 +328,10 @@ impl Metrics {
         self.last_success_ms.store(unix_ms(), Ordering::Relaxed);
         self.last_reload_us.store(took.as_micros() as u64, Ordering::Relaxed);
         *self.config_hash.lock().unwrap_or_else(|p| p.into_inner()) = hash.to_string();
+    }
+
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn reload_failed(&self) {

@@ -190,6 +190,10 @@ pub struct RequestCtx {
     pub forward_query: Option<String>,
     /// What the route's `cors` policy granted this (actual, non-preflight) request.
     pub cors: Option<CorsGrant>,
+    /// The subject (RFC 4514, e.g. `CN=client,O=Example`) of the client certificate verified
+    /// during the TLS handshake (listener `tls.client_auth`); `None` on plain connections or
+    /// without a certificate. Also forwarded upstream as `X-Client-Cert-Subject`.
+    pub client_cert_subject: Option<Bytes>,
 }
 
 /// What the access log needs beyond the context's own fields.

@@ -113,9 +113,17 @@ struct Conn {
     timer: Pin<Box<Sleep>>,
     /// Client bytes consumed and written before the current request (see `counted`).
     mark: (u64, u64),
+    /// The connection is TLS: `https` in X-Forwarded-Proto/Forwarded, HSTS is sent.
+    https: bool,
+    /// The verified client certificate's subject (mTLS).
+    client_subject: Option<Bytes>,
 }
 
 impl Conn {
+    fn proto(&self) -> Bytes {
+        Bytes::from_static(if self.https { b"https" } else { b"http" })
+    }
+
     fn stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Relaxed)
     }
@@ -153,12 +161,26 @@ enum Fail {
     After,
 }
 
-/// Serves one client connection until it closes, errs, idles out, or the gateway drains.
+/// Serves one plain client connection until it closes, errs, idles out, or the gateway drains.
 pub async fn serve_connection<S>(io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    serve_connection_with(io, peer, listener, shared, None).await
+}
+
+/// Serves one client connection; `tls` is what its (finished) TLS handshake established.
+pub async fn serve_connection_with<S>(
+    io: S,
+    peer: SocketAddr,
+    listener: usize,
+    shared: Arc<Shared>,
+    tls: Option<crate::tls::ConnTls>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let _conn = CountGuard::new(&shared.connections);
+    let proto = if tls.is_some() { "https" } else { "http" };
     let mut c = Conn {
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(4096),
@@ -166,14 +188,16 @@ where
         peer,
         peer_ip: Bytes::from(peer.ip().to_string()),
         forwarded_for: Bytes::from(match peer.ip() {
-            IpAddr::V4(ip) => format!("for={ip};proto=http"),
-            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
+            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
         }),
         trusted_cache: None,
         stop: Box::pin(shared.stop.clone().notified_owned()),
         shared: shared.clone(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         mark: (0, 0),
+        https: tls.is_some(),
+        client_subject: tls.and_then(|t| t.client_subject),
     };
     let mut io = Counted::new(io);
     loop {
@@ -404,6 +428,7 @@ where
         identity: None,
         forward_query: None,
         cors: None,
+        client_cert_subject: c.client_subject.clone(),
     };
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
@@ -465,6 +490,22 @@ where
 
     let authority = head.authority.clone();
     let host = authority.as_deref().map(host_key).unwrap_or_default();
+    if let Some((status, port)) = l.redirect_https {
+        return redirect_https(
+            io,
+            c,
+            snap,
+            &mut ctx,
+            (status, port),
+            &host,
+            path,
+            query,
+            &method,
+            body_pending,
+            keep_alive,
+        )
+        .await;
+    }
     if let Some(span) = ctx.span.as_mut().filter(|s| s.is_sampled()) {
         let (client, peer) = (ctx.client_ip.to_string(), c.peer.ip().to_string());
         let m = std::str::from_utf8(&method).unwrap_or("_OTHER");
@@ -543,6 +584,9 @@ where
         head.headers.append(Bytes::from_static(b"upgrade"), u.clone());
     }
     add_forwarding(&mut head, c, peer_trusted, fwd_prior, l.forwarded_header);
+    if let Some(s) = &c.client_subject {
+        head.headers.append(Bytes::from_static(b"x-client-cert-subject"), s.clone());
+    }
     if zero_length {
         // An explicit empty body stays explicit (origins may answer 411 to a bodiless POST).
         head.headers.append(Bytes::from_static(b"content-length"), Bytes::from_static(b"0"));
@@ -606,6 +650,49 @@ where
             false
         }
     }
+}
+
+/// The answer of a `redirect_https` listener: the same host and path on `https://`. Without a
+/// Host there is nothing to redirect to (400).
+#[allow(clippy::too_many_arguments)]
+async fn redirect_https<S: AsyncWrite + Unpin>(
+    io: &mut Counted<S>,
+    c: &mut Conn,
+    snap: &Snapshot,
+    ctx: &mut RequestCtx,
+    (status, port): (u16, Option<u16>),
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    method: &[u8],
+    body_pending: bool,
+    keep_alive: bool,
+) -> bool {
+    let is_head = method == b"HEAD";
+    if host.is_empty() {
+        let err = GatewayError::BadRequest("no Host to redirect to".into());
+        return finish_error(io, c, snap, ctx, err, is_head, method, path, body_pending, keep_alive).await;
+    }
+    let mut location = format!("https://{host}");
+    if let Some(p) = port.filter(|&p| p != 443) {
+        location.push_str(&format!(":{p}"));
+    }
+    location.push_str(path);
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = LocalResponse::new(status, "text/plain; charset=utf-8", Bytes::new());
+    resp.headers.push((Bytes::from_static(b"location"), Bytes::from(location)));
+    // An unread request body would be taken for the next request: close instead.
+    let keep = keep_alive && !body_pending && !c.stopping();
+    resp.close = !keep;
+    ctx.status = status;
+    ctx.error_kind = Some("redirect_https");
+    let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+    settle_bytes(io, c, ctx);
+    on_log(ctx, snap, method, path);
+    ok && keep
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -725,6 +812,8 @@ fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
         15 => !peer_trusted && eq("x-forwarded-for"),
         16 => !peer_trusted && (eq("x-forwarded-host") || eq("x-forwarded-port")),
         17 => !peer_trusted && eq("x-forwarded-proto"),
+        // Set only from a verified client certificate; a client's own copy is a forgery.
+        21 => eq("x-client-cert-subject"),
         _ => false,
     }
 }
@@ -757,14 +846,14 @@ fn add_forwarding(head: &mut RequestHead, c: &Conn, peer_trusted: bool, prior: (
         };
         h.set(Bytes::from_static(b"x-forwarded-for"), xff);
         if !h.contains("x-forwarded-proto") {
-            h.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+            h.append(Bytes::from_static(b"x-forwarded-proto"), c.proto());
         }
         if !h.contains("x-forwarded-host") && !orig_host.is_empty() {
             h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
         }
     } else {
         h.append(Bytes::from_static(b"x-forwarded-for"), c.peer_ip.clone());
-        h.append(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+        h.append(Bytes::from_static(b"x-forwarded-proto"), c.proto());
         if !orig_host.is_empty() {
             h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
         }
@@ -909,6 +998,8 @@ enum AttemptErr {
     Timeout,
     /// The upstream's answer was not valid HTTP.
     Protocol(&'static str),
+    /// The TLS handshake with an `https://` target failed (e.g. its certificate is not trusted).
+    Tls,
     /// The client side failed while its body streamed upstream.
     Client(Fail),
 }
@@ -923,13 +1014,14 @@ impl AttemptErr {
             AttemptErr::Reset => "upstream_reset",
             AttemptErr::Timeout => "upstream_timeout",
             AttemptErr::Protocol(_) => "upstream_invalid_response",
+            AttemptErr::Tls => "upstream_tls_failed",
             AttemptErr::Client(_) => "client_error",
         }
     }
 
     fn failure(&self) -> Option<AttemptFailure> {
         match self {
-            AttemptErr::Connect { .. } => Some(AttemptFailure::Connect),
+            AttemptErr::Connect { .. } | AttemptErr::Tls => Some(AttemptFailure::Connect),
             AttemptErr::Reset => Some(AttemptFailure::Reset),
             AttemptErr::Timeout => Some(AttemptFailure::Timeout),
             AttemptErr::Protocol(_) | AttemptErr::Overloaded | AttemptErr::Client(_) => None,
@@ -953,6 +1045,7 @@ impl AttemptErr {
             AttemptErr::Overloaded => GatewayError::UpstreamOverloaded { upstream },
             AttemptErr::Reset => GatewayError::UpstreamReset { upstream },
             AttemptErr::Protocol(detail) => GatewayError::UpstreamProtocol { upstream, detail },
+            AttemptErr::Tls => GatewayError::UpstreamTls { upstream },
         })
     }
 }
@@ -1037,7 +1130,13 @@ async fn get_conn(
     };
     pool::connect(target, timeout).await.map_err(|e| {
         tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "connect failed");
-        AttemptErr::Connect { timed_out: e.kind() == std::io::ErrorKind::TimedOut }
+        match e {
+            pool::ConnectError::Tls(e) => {
+                tracing::warn!(upstream = %upstream.name, target = %target.url, error = %e, "upstream TLS handshake failed");
+                AttemptErr::Tls
+            }
+            e => AttemptErr::Connect { timed_out: e.timed_out() },
+        }
     })
 }
 
@@ -1473,6 +1572,9 @@ where
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = resp.status;
     route.stack.on_response(ctx, &mut status, &mut resp.headers);
+    if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
+        resp.headers.set(Bytes::from_static(b"strict-transport-security"), v.clone());
+    }
     if !resp.headers.contains("x-request-id") {
         resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
     }

@@ -37,6 +37,10 @@ pub struct ListenerRt {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
+    /// TLS termination (certificates read when this snapshot was compiled).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Plain listener that answers everything with a redirect to https: (status, port).
+    pub redirect_https: Option<(u16, Option<u16>)>,
 }
 
 /// How the forwarded path is rewritten.
@@ -76,6 +80,8 @@ pub struct Route {
     pub upgrades: Vec<String>,
     /// An upgraded tunnel idle this long is closed.
     pub tunnel_idle: Duration,
+    /// `Strict-Transport-Security` value, added to responses on TLS connections.
+    pub hsts: Option<Bytes>,
 }
 
 impl Route {
@@ -175,13 +181,36 @@ fn state_fingerprint(p: &cfg::Policy) -> String {
 /// Compiles a validated config. State for upstream targets comes from (and goes back to)
 /// `registry`, state for rate and concurrency limits from `limiters`.
 pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Result<Snapshot, CompileError> {
+    // Files first: a certificate that does not load fails the reload before any state changes.
+    let mut listener_tls = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let t = l.tls.as_ref().map(|t| crate::tls::server(t, i).map(Arc::new)).transpose();
+        listener_tls.push(t.map_err(|e| CompileError(e.to_string()))?);
+    }
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
     let mut live = Vec::new();
     let mut live_states = Vec::new();
-    for u in &config.upstreams {
+    for (ui, u) in config.upstreams.iter().enumerate() {
         let mut targets = Vec::new();
-        for t in &u.targets {
+        let mut client_tls = None;
+        for (ti, t) in u.targets.iter().enumerate() {
             let (addr, authority) = target_addr(&t.url).map_err(CompileError)?;
+            let tls = if t.url.starts_with("https://") {
+                let base = format!("upstreams[{ui}].tls");
+                if client_tls.is_none() {
+                    client_tls = Some(
+                        crate::tls::client_config(u.tls.as_ref(), &base).map_err(|e| CompileError(e.to_string()))?,
+                    );
+                }
+                let url = gatehouse_config::net::parse_target_url(&t.url).map_err(CompileError)?;
+                let name = u.tls.as_ref().and_then(|t| t.server_name.clone()).unwrap_or(url.host);
+                let config = client_tls.clone().ok_or_else(|| CompileError("no TLS client config".into()))?;
+                let tt = crate::tls::TargetTls::new(config, &name, &format!("upstreams[{ui}].targets[{ti}].url"))
+                    .map_err(|e| CompileError(e.to_string()))?;
+                Some(Arc::new(tt))
+            } else {
+                None
+            };
             live.push((u.name.clone(), t.url.clone()));
             let state = registry.target(&u.name, &t.url);
             state.outlier.set_window(u.outlier_detection.window.0.as_nanos() as u64);
@@ -191,6 +220,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 authority: Bytes::from(authority),
                 weight: t.weight.max(1),
                 state,
+                tls,
             });
         }
         let balancer = match &u.balancer {
@@ -368,6 +398,16 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             }),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             tunnel_idle: r.tunnel_idle_timeout.0,
+            hsts: r.hsts.as_ref().map(|h| {
+                let mut v = format!("max-age={}", h.max_age.0.as_secs());
+                if h.include_subdomains {
+                    v.push_str("; includeSubDomains");
+                }
+                if h.preload {
+                    v.push_str("; preload");
+                }
+                Bytes::from(v)
+            }),
         });
     }
     registry.retain_resilience(&live_states, &live_breakers);
@@ -377,7 +417,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     limiters.retain_redis(redis.as_ref().map(|(rc, _)| crate::policy::redis_id(rc)).as_ref());
 
     let mut listeners = Vec::new();
-    for (i, l) in config.listeners.iter().enumerate() {
+    for ((i, l), tls) in config.listeners.iter().enumerate().zip(listener_tls) {
         listeners.push(ListenerRt {
             name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
             address: parse_listen_addr(&l.address)?,
@@ -397,6 +437,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             header_timeout: l.timeouts.header_read.0,
             body_timeout: l.timeouts.body_read.0,
             idle_timeout: l.timeouts.idle.0,
+            tls,
+            redirect_https: l.redirect_https.as_ref().map(|r| (r.status, r.port)),
         });
     }
     Ok(Snapshot {

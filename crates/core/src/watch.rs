@@ -9,7 +9,13 @@
 //! leaves the running config in place and the next change is tried again. `server.watch_config:
 //! false` in the running config pauses reloads from the watcher. The watcher holds the gateway
 //! weakly and stops with the gateway's shutdown signal.
+//!
+//! TLS files (certificates, keys, client CA bundles of the running snapshot) are watched the same
+//! way, by their directories: when their content changes the config file is applied again, which
+//! re-reads them through the normal reload path (a bad certificate fails that reload and the old
+//! one keeps serving; open connections keep the certificate they were accepted with).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Weak;
 use std::time::Duration;
@@ -39,12 +45,54 @@ fn watch_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// The TLS files the running snapshot was built from.
+fn tls_files(gw: &Gateway) -> Vec<PathBuf> {
+    let snap = gw.snapshot();
+    let mut files: Vec<PathBuf> =
+        snap.listeners.iter().flat_map(|l| l.tls.iter().flat_map(|t| t.files.clone())).collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// One hash over the content of `files` (a missing file hashes differently from an empty one).
+fn files_hash(files: &[PathBuf]) -> u64 {
+    let mut all = Vec::new();
+    for f in files {
+        match std::fs::read(f) {
+            Ok(t) => all.extend_from_slice(&file_hash(&t).to_le_bytes()),
+            Err(_) => all.extend_from_slice(b"missing"),
+        }
+    }
+    file_hash(&all)
+}
+
+/// Adds watches for the directories of `files` not watched yet (failures are logged once).
+fn watch_dirs(watcher: &mut impl Watcher, watched: &mut HashSet<PathBuf>, files: &[PathBuf]) {
+    for f in files {
+        let dir = watch_dir(f);
+        if watched.insert(dir.clone()) {
+            if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a TLS file directory; reload to pick up certificate changes");
+            }
+        }
+    }
+}
+
 /// Starts watching the gateway's config file, if it has one. Must run inside a tokio runtime.
 pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
     let Some(path) = gw.upgrade().and_then(|g| g.config_path().map(Path::to_path_buf)) else { return };
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        // Reads (`Access`) change nothing; counting them would let any reader of a watched
+        // directory (the gateway itself re-reading certificates, a client reading a CA file
+        // next to them) keep the debounce window open forever.
+        // A close after writing still counts.
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let read_only = |k: &EventKind| {
+            matches!(k, EventKind::Access(AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)))
+        };
+        if ev.is_ok_and(|e| !read_only(&e.kind)) {
             let _ = tx.send(());
         }
     });
@@ -61,8 +109,13 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
         return;
     }
     let mut last = std::fs::read(&path).map(|t| file_hash(&t)).ok();
+    let mut watched = HashSet::from([dir]);
+    let mut tls = gw.upgrade().map(|g| tls_files(&g)).unwrap_or_default();
+    watch_dirs(&mut watcher, &mut watched, &tls);
+    let mut last_tls = files_hash(&tls);
     tokio::spawn(async move {
-        let _watcher = watcher; // dropped (and the inotify watch removed) when this task ends
+        // Dropped (and the inotify watches removed) when this task ends.
+        let mut watcher = watcher;
         loop {
             tokio::select! {
                 ev = rx.recv() => if ev.is_none() { return },
@@ -89,13 +142,24 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
                 }
             };
             let h = file_hash(&text);
-            if last == Some(h) {
+            let h_tls = files_hash(&tls);
+            if last == Some(h) && last_tls == h_tls {
                 continue;
             }
+            let source = if last == Some(h) { "tls_files" } else { "file" };
             last = Some(h);
+            last_tls = h_tls;
             let text = String::from_utf8_lossy(&text).into_owned();
             // Errors are logged and counted by `apply_text`; compiling runs off the runtime.
-            let _ = tokio::task::spawn_blocking(move || gw.apply_text(&text, "file")).await;
+            let g = gw.clone();
+            let _ = tokio::task::spawn_blocking(move || g.apply_text(&text, source)).await;
+            // The applied config may name other TLS files.
+            let now = tls_files(&gw);
+            if now != tls {
+                tls = now;
+                watch_dirs(&mut watcher, &mut watched, &tls);
+                last_tls = files_hash(&tls);
+            }
         }
     });
 }

@@ -168,7 +168,9 @@ fn hash_secret(arg: Option<String>, f: impl Fn(&str) -> Result<String, String>) 
 fn validate(file: &Path) -> ExitCode {
     // Key material (PEM, JWK, key files) needs the data plane's crypto: checked here as well.
     let loaded = gatehouse_config::load_file(file).and_then(|c| {
-        let keys = gatehouse_core::auth::check_keys(&c);
+        let mut keys = gatehouse_core::auth::check_keys(&c);
+        // Certificates, keys and CA bundles: readable, matching, not expired.
+        keys.extend(gatehouse_core::tls::check_files(&c).into_iter().map(|e| (e.path, e.message)));
         if keys.is_empty() {
             Ok(c)
         } else {

@@ -108,15 +108,20 @@ fn validate_every_example() {
         .collect();
     files.sort();
     assert!(!files.is_empty());
+    // `validate` reads certificate files: bench-tls.yaml gets a real pair.
+    let pki = gatehouse_testkit::tls::Pki::new("examples");
+    let cert = pki.issue("bench", "/CN=localhost", &["localhost", "127.0.0.1"], 10);
     for f in &files {
-        // The bench configs take their ports (and Redis URL) from the environment.
+        // The bench configs take their ports (and Redis URL, certificate) from the environment.
         let out = run_bounded(
             Command::new(BIN)
                 .arg("validate")
                 .arg(f)
                 .env("LISTEN_PORT", "18080")
                 .env("BACKEND_PORT", "18081")
-                .env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                .env("REDIS_URL", "redis://127.0.0.1:6379/0")
+                .env("TLS_CERT", &cert.cert)
+                .env("TLS_KEY", &cert.key),
             Duration::from_secs(10),
         );
         assert!(out.status.success(), "{}: {}", f.display(), text(&out.stdout));

@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub use gatehouse_core::Gateway;
 
 pub mod prom;
+pub mod tls;
 
 /// What a backend received.
 #[derive(Debug, Clone)]
@@ -98,7 +99,17 @@ impl Backend {
         Backend::serve(l, name, handler)
     }
 
+    /// Starts an `https://` backend serving `cert`/`key` (PEM files) with rustls.
+    pub async fn start_tls(name: &str, handler: Handler, cert: &Path, key: &Path) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_with(l, name, handler, Some(tls::acceptor(cert, key, None)))
+    }
+
     fn serve(l: TcpListener, name: &str, handler: Handler) -> Backend {
+        Backend::serve_with(l, name, handler, None)
+    }
+
+    fn serve_with(l: TcpListener, name: &str, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let addr = l.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -107,7 +118,7 @@ impl Backend {
             loop {
                 let Ok((stream, _)) = l.accept().await else { continue };
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (rec, handler) = (rec.clone(), handler.clone());
+                let (rec, handler, tls) = (rec.clone(), handler.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<Incoming>| {
                         let (rec, handler) = (rec.clone(), handler.clone());
@@ -140,7 +151,18 @@ impl Backend {
                             )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await
+                            else {
+                                return;
+                            };
+                            let _ = http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
                 });
             }
         });

@@ -271,6 +271,7 @@ mod tests {
                 authority: Bytes::new(),
                 weight: w,
                 state: Arc::new(TargetState::new(i as u64)),
+                tls: None,
             })
             .collect()
     }

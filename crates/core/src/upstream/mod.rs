@@ -104,6 +104,8 @@ pub struct Target {
     pub authority: Bytes,
     pub weight: u32,
     pub state: Arc<TargetState>,
+    /// `https://` targets: the TLS client config and server name.
+    pub tls: Option<Arc<crate::tls::TargetTls>>,
 }
 
 /// One compiled upstream.

@@ -209,6 +209,7 @@ mod tests {
                 authority: Bytes::new(),
                 weight: 1,
                 state: Arc::new(TargetState::new(i as u64)),
+                tls: None,
             })
             .collect()
     }

@@ -585,6 +585,16 @@ impl AdminState {
         x.family(names::ACCESS_LOG_DROPPED, "counter", "Access-log lines dropped because the writer fell behind.");
         let dropped = snap.access_log.as_ref().map_or(0, |l| l.dropped.load(Ordering::Relaxed));
         x.sample(names::ACCESS_LOG_DROPPED, &[], dropped as f64);
+        x.family(names::IP_DENIED, "counter", "Requests refused by an ip_filter, by where it is configured.");
+        for (scope, n) in [("listener", &m.ip_denied.listener), ("route", &m.ip_denied.route)] {
+            x.sample(names::IP_DENIED, &[("scope", scope)], n.load(Ordering::Relaxed) as f64);
+        }
+        x.family(
+            names::UNREADABLE,
+            "counter",
+            "Requests refused before their head could be read (400, 408, 414, 431).",
+        );
+        x.sample(names::UNREADABLE, &[], m.unreadable.load(Ordering::Relaxed) as f64);
         let a = shared.limiters.auth.stats.counts();
         x.family(names::AUTH, "counter", "Authentication and authorization decisions, denials by reason.");
         for (decision, reason, n) in [

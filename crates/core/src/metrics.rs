@@ -55,6 +55,8 @@ pub mod names {
     pub const CONFIG_INFO: &str = "gatehouse_config_info";
     pub const ACCESS_LOG_DROPPED: &str = "gatehouse_access_log_dropped_total";
     pub const CONSUMER_REQUESTS: &str = "gatehouse_consumer_requests_total";
+    pub const IP_DENIED: &str = "gatehouse_ip_denied_total";
+    pub const UNREADABLE: &str = "gatehouse_http_unreadable_requests_total";
     pub const AUTH: &str = "gatehouse_auth_decisions_total";
     pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
     pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
@@ -253,6 +255,8 @@ pub struct Metrics {
     pub last_reload_us: AtomicU64,
     /// Requests refused by `ip_filter` (listener and route), exported by `/metrics`.
     pub ip_denied: crate::policy::ip::IpDenials,
+    /// Requests answered with an error before a head could be parsed (no route, no method).
+    pub unreadable: AtomicU64,
     config_hash: Mutex<String>,
     started_ms: u64,
     /// Client TLS handshakes that failed or timed out (bad client certificate, no shared
@@ -278,6 +282,7 @@ impl Metrics {
             last_success_ms: AtomicU64::new(0),
             last_reload_us: AtomicU64::new(0),
             ip_denied: Default::default(),
+            unreadable: AtomicU64::new(0),
             config_hash: Mutex::new(String::new()),
             started_ms: unix_ms(),
             tls_handshake_failures: AtomicU64::new(0),

@@ -209,10 +209,15 @@ pub async fn serve_connection_with<S>(
         match read_head(&mut io, &mut c, rs).await {
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
+                // No head, so no route or method: counted apart, and logged at debug level; the
+                // answer still carries a request id the client can quote.
+                shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
                 let id = new_request_id();
-                let resp = e.to_response(std::str::from_utf8(&id).unwrap_or("-"));
+                let id_str = std::str::from_utf8(&id).unwrap_or("-");
+                tracing::debug!(request_id = id_str, peer = %peer, error = %e, "request head refused");
+                let resp = e.to_response(id_str);
                 c.wbuf.clear();
-                resp.write_to(&mut c.wbuf, &[], false);
+                resp.write_to(&mut c.wbuf, &[("x-request-id", &id)], false);
                 let _ = io.write_all(&c.wbuf).await;
                 break;
             }

@@ -249,3 +249,25 @@ async fn auth_decisions_and_the_opt_in_consumer_label() {
     stop(gw).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_heads_and_ip_refusals_are_counted() {
+    let backend = Backend::named("b").await;
+    let yaml = format!(
+        "{}{}",
+        config(&backend.url()),
+        policy_route("office", "      - ip_filter:\n          allow: [192.168.0.0/16]\n")
+    );
+    let gw = gateway(&yaml).await;
+    // Two Content-Length fields: refused before any route is known.
+    let resp = raw(gw.addr, b"GET /users HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("\r\nx-request-id: "), "the refusal carries a request id: {resp}");
+    assert_eq!(get(gw.addr, "/office").await.status, 403);
+
+    let (text, s) = scrape(gw.admin.expect("admin"), 1.0).await;
+    assert_eq!(value(&s, "gatehouse_http_unreadable_requests_total", &[]), 1.0, "{text}");
+    assert_eq!(value(&s, "gatehouse_ip_denied_total", &[("scope", "route")]), 1.0);
+    assert_eq!(value(&s, "gatehouse_ip_denied_total", &[("scope", "listener")]), 0.0);
+    stop(gw).await;
+}

@@ -169,6 +169,10 @@ pub struct Server {
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway.
     #[serde(default = "defaults::drain_timeout")]
     pub drain_timeout: Dur,
+    /// On SIGTERM/SIGINT, how long to keep serving normally with `/readyz` answering 503 before
+    /// the listeners close, so load balancers stop sending new connections first.
+    #[serde(default = "defaults::zero")]
+    pub shutdown_delay: Dur,
     /// Reload when the config file (or its directory, for symlink swaps) changes.
     #[serde(default = "defaults::yes")]
     pub watch_config: bool,
@@ -176,7 +180,12 @@ pub struct Server {
 
 impl Default for Server {
     fn default() -> Self {
-        Server { workers: 0, drain_timeout: defaults::drain_timeout(), watch_config: true }
+        Server {
+            workers: 0,
+            drain_timeout: defaults::drain_timeout(),
+            shutdown_delay: defaults::zero(),
+            watch_config: true,
+        }
     }
 }
 
@@ -1450,6 +1459,9 @@ pub mod defaults {
 
     pub fn access_log_path() -> String {
         "stdout".to_string()
+    }
+    pub fn zero() -> Dur {
+        Dur(Duration::ZERO)
     }
     pub fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))

@@ -156,6 +156,9 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     v.cluster(cfg);
     v.access_log(cfg);
     v.tracing(cfg);
+    if cfg.server.shutdown_delay.0 > std::time::Duration::from_secs(300) {
+        v.err("server.shutdown_delay", "must be at most 300s");
+    }
     v.upstreams(cfg, partial);
     v.routes(cfg, partial);
     v.errors

@@ -410,6 +410,15 @@ impl Gateway {
     /// Stops accepting, drains in-flight requests (up to the config's drain timeout), stops workers.
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Relaxed);
+        // Readiness fails first; traffic is served normally until load balancers notice.
+        let delay = self.shared.snapshot.load().config.server.shutdown_delay.0;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "readiness is 503; draining starts after the shutdown delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.stop.notify_waiters();
         let _ = self.shutdown_tx.send(true);

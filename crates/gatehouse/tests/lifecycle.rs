@@ -370,3 +370,31 @@ async fn shutdown_closes_idle_keep_alive_connections_promptly() {
     assert!(wait_for(Duration::from_secs(1), || async { idle.is_closed() }).await, "idle connection closed");
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "listener closed");
 }
+
+/// `server.shutdown_delay`: after SIGTERM, `/readyz` fails at once while new connections are
+/// still accepted and served until the delay has passed; then the drain runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_fails_readiness_first_and_keeps_serving() {
+    let backend = Backend::named("b").await;
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = binary_config(listen, admin, &backend.url(), "  - {name: all, upstream: backend}\n")
+        .replace("drain_timeout: 10s", "drain_timeout: 10s\n  shutdown_delay: 1500ms");
+    assert!(yaml.contains("shutdown_delay"), "{yaml}");
+    let p = spawn(yaml, local(admin)).await;
+    p.signal("TERM");
+    let signalled = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(1), || async {
+            status_line(&blocking(local(admin), "/readyz").await).contains(" 503")
+        })
+        .await,
+        "readiness did not fail at once"
+    );
+    // Still inside the delay: a new connection is accepted and served.
+    let raw = blocking(local(listen), "/during-delay").await;
+    assert!(signalled.elapsed() < Duration::from_millis(1500), "the check ran too late to mean anything");
+    assert!(status_line(&raw).contains(" 200"), "{raw}");
+    let (_p, status) = wait_exit(p, Duration::from_secs(6)).await;
+    assert!(status.expect("exited").success());
+    assert!(signalled.elapsed() >= Duration::from_millis(1500), "exited before the delay was over");
+}

@@ -284,3 +284,27 @@ async fn tunnel_bytes_are_logged_with_the_request() {
     assert!(line["bytes_sent"].as_u64().unwrap_or(0) > 100_000, "{line}");
     let _ = std::fs::remove_file(&log);
 }
+
+/// Reloads do not disturb an open WebSocket: a tunnel keeps working across 5 reloads that change
+/// other routes and the WebSocket route's own settings, and the next WebSocket uses the new config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_websockets_survive_reloads() {
+    let echo = ws_echo().await;
+    let gw = gw_for(echo, "", "").await;
+    let stream = TcpStream::connect(gw.addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://gatehouse.test/chat", stream).await.expect("handshake");
+    for v in 0..5 {
+        let yaml = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: ws\n    targets:\n      - url: http://{echo}\n\
+             routes:\n  - name: ws\n    upstream: ws\n    tunnel_idle_timeout: {}s\n  - name: other{v}\n    upstream: ws\n    match: {{path: {{prefix: /other{v}}}}}\n",
+            30 + v
+        );
+        gw.gw.reload(gatehouse_testkit::load(&yaml)).expect("reload");
+        let text = format!("after reload {v}");
+        ws.send(Message::text(text.clone())).await.expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(3), ws.next()).await.expect("in time");
+        assert_eq!(reply.expect("reply").expect("frame"), Message::text(text));
+    }
+    assert_eq!(gw.gw.reload_count(), 5);
+    ws.close(None).await.expect("close");
+}

@@ -59,6 +59,28 @@ fn bench_config_is_minimal() {
     assert_eq!(cfg.routes[0].matches, gatehouse_config::RouteMatch::default());
 }
 
+/// The auth load-benchmark row must measure the policy and nothing else: the same listener,
+/// upstream and route as bench.yaml, plus consumers and one `auth` policy (JWT RS256).
+#[test]
+fn bench_auth_config_is_bench_plus_a_jwt_policy() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let load = |name: &str| {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        gatehouse_config::load_str(&text, &env).unwrap()
+    };
+    let (plain, auth) = (load("bench.yaml"), load("bench-auth.yaml"));
+    assert_eq!(auth.listeners, plain.listeners);
+    assert_eq!(auth.upstreams, plain.upstreams);
+    assert_eq!(auth.routes.len(), 1);
+    let mut route = auth.routes[0].clone();
+    let policies = std::mem::take(&mut route.policies);
+    assert_eq!(route, plain.routes[0], "only the policies differ");
+    let [gatehouse_config::Policy::Auth(a)] = policies.as_slice() else { panic!("one auth policy: {policies:?}") };
+    let [gatehouse_config::AuthMethod::Jwt(j)] = a.methods.as_slice() else { panic!("one jwt method: {a:?}") };
+    assert_eq!(j.algorithms, ["RS256"]);
+    assert_eq!(j.keys.len(), 1);
+}
+
 #[test]
 fn bench_config_needs_its_variables() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench.yaml");

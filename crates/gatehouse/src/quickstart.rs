@@ -5,8 +5,13 @@
 //! file, so the quickstart cannot show a feature the config format does not have. The addresses
 //! can be moved with `GATEHOUSE_QUICKSTART_LISTEN` / `GATEHOUSE_QUICKSTART_ADMIN` (tests use this);
 //! the printed commands always use the addresses actually bound.
+//!
+//! The protected route's credentials are made at start, never checked in: a random HMAC secret
+//! (the token printed is signed with it and valid for an hour) and a random API key (only its
+//! SHA-256 goes into the config, as a user's would). A restart makes new ones.
 
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::simple_http::{serve, SimpleRequest};
 use gatehouse_core::{Gateway, LocalResponse, Options};
@@ -46,7 +51,49 @@ async fn demo_service(service: &'static str, instance: &'static str) -> anyhow::
     Ok(addr)
 }
 
-fn config_yaml(listen: &str, admin: &str, users: [SocketAddr; 2], orders: SocketAddr, echo: SocketAddr) -> String {
+/// Credentials of the demo consumer, made at start.
+struct DemoAuth {
+    /// HS256 secret (hex) the gateway verifies with.
+    secret: String,
+    /// The token printed (HS256 with `secret`, `sub: demo`, valid for `TOKEN_LIFETIME`).
+    token: String,
+    /// The API key printed; the config holds only its SHA-256.
+    api_key: String,
+}
+
+const TOKEN_LIFETIME: u64 = 3600;
+const TOKEN_ISSUER: &str = "gatehouse-quickstart";
+
+fn random_hex(n: usize) -> anyhow::Result<String> {
+    let mut b = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(|e| anyhow::anyhow!("cannot read random bytes: {e}"))?;
+    Ok(gatehouse_core::auth::keys::hex(&b))
+}
+
+impl DemoAuth {
+    fn new() -> anyhow::Result<DemoAuth> {
+        let secret = random_hex(32)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = json!({"sub": "demo", "iss": TOKEN_ISSUER, "iat": now, "exp": now + TOKEN_LIFETIME});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )?;
+        Ok(DemoAuth { secret, token, api_key: format!("qs-{}", random_hex(16)?) })
+    }
+}
+
+fn config_yaml(
+    listen: &str,
+    admin: &str,
+    users: [SocketAddr; 2],
+    orders: SocketAddr,
+    echo: SocketAddr,
+    auth: &DemoAuth,
+) -> String {
     format!(
         r#"# Gatehouse quickstart (built in): `gatehouse` with no arguments runs this.
 listeners:
@@ -70,6 +117,14 @@ upstreams:
   - name: echo
     targets:
       - url: http://{echo}
+consumers:
+  - name: demo
+    groups: [demo]
+    credentials:
+      jwt:
+        - {{subject: demo, issuer: {issuer}}}
+      api_keys:
+        - sha256: {key_sha256}
 routes:
   - name: user-by-id
     match:
@@ -108,9 +163,28 @@ routes:
           burst: 4
           key: client_ip
           headers: draft
+  - name: secure
+    match:
+      path: {{ exact: /secure }}
+    upstream: echo
+    policies:
+      # A JWT (HS256, secret made at start) or an API key; the echo service sees who called,
+      # never the credential.
+      - auth:
+          methods:
+            - jwt:
+                keys: [{{ secret: "{secret}", alg: HS256 }}]
+                issuers: [{issuer}]
+                max_lifetime: 1h
+            - api_key: {{ from: [{{ header: X-API-Key }}] }}
+          upstream_headers:
+            claims: {{ sub: X-User-Id }}
 "#,
         u0 = users[0],
         u1 = users[1],
+        issuer = TOKEN_ISSUER,
+        secret = auth.secret,
+        key_sha256 = gatehouse_core::auth::keys::hash_key(&auth.api_key),
     )
 }
 
@@ -120,7 +194,8 @@ pub async fn run() -> anyhow::Result<()> {
     let users = [demo_service("users", "users-1").await?, demo_service("users", "users-2").await?];
     let orders = demo_service("orders", "orders-1").await?;
     let echo = demo_service("echo", "echo-1").await?;
-    let yaml = config_yaml(&listen, &admin, users, orders, echo);
+    let auth = DemoAuth::new()?;
+    let yaml = config_yaml(&listen, &admin, users, orders, echo, &auth);
     let config = gatehouse_config::load_str(&yaml, &|_| None).map_err(|errs| {
         anyhow::anyhow!(
             "quickstart config invalid: {}",
@@ -157,6 +232,15 @@ Try these:
   # ...and once the quota is used up, 429 (with Retry-After) until it refills (one every 12 s)
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{g}/limited; done; echo
 
+  # Authentication: /secure wants a JWT or an API key; without one, 401 with WWW-Authenticate
+  curl -si http://{g}/secure
+
+  # ...with a token signed at start (HS256, valid 1 hour): echo sees X-Consumer-Name: demo
+  curl -s http://{g}/secure -H 'Authorization: Bearer {token}'
+
+  # ...or with the demo API key (the gateway keeps only its SHA-256; the key is not forwarded)
+  curl -s http://{g}/secure -H 'X-API-Key: {api_key}'
+
   # No route: a JSON error with a request id
   curl -s http://{g}/nope
 
@@ -168,6 +252,8 @@ Press Ctrl-C to stop.
 "#,
         u0 = users[0],
         u1 = users[1],
+        token = auth.token,
+        api_key = auth.api_key,
     );
     crate::serve_until_signal(gw).await
 }

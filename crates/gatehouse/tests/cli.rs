@@ -301,6 +301,35 @@ fn quickstart_prints_curl_commands_that_work() {
                 assert_eq!(statuses.last(), Some(&"429"), "{out}");
                 assert!(statuses.first() == Some(&"200"), "{out}");
             }
+            ("/secure", false) => {
+                // Three commands: no credential (401), the printed token, the printed API key.
+                let out = curl(cmd);
+                let how = if cmd.contains("Authorization: Bearer ") {
+                    "jwt"
+                } else if cmd.contains("X-API-Key: ") {
+                    "api_key"
+                } else {
+                    "none"
+                };
+                if how == "none" {
+                    let (head, body) = out.split_once("\r\n\r\n").expect("curl -i prints the head");
+                    let head = head.to_ascii_lowercase();
+                    assert!(head.starts_with("http/1.1 401"), "{out}");
+                    assert!(head.contains("www-authenticate: bearer realm="), "{out}");
+                    assert_eq!(json_of(body)["error"]["code"], "unauthorized", "{out}");
+                } else {
+                    let v = json_of(&out);
+                    assert_eq!(v["service"], "echo", "{v}");
+                    let headers = v["headers"].as_object().cloned().unwrap_or_default();
+                    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+                    assert_eq!(get("x-consumer-name"), Some("demo".into()), "{v}");
+                    assert!(get("x-api-key").is_none(), "the key is not forwarded: {v}");
+                    if how == "jwt" {
+                        assert_eq!(get("x-user-id"), Some("demo".into()), "{v}");
+                    }
+                }
+                checked.push(format!("/secure {how}"));
+            }
             (path, _) => match path {
                 "/users" => {
                     // Run twice: round robin alternates the two instances.
@@ -352,7 +381,18 @@ fn quickstart_prints_curl_commands_that_work() {
         }
         checked.push(if looped { format!("for {path}") } else { path.to_string() });
     }
-    for must in ["/users", "/users/42", "/orders/7", "/echo", "/nope", "/limited", "for /limited"] {
+    for must in [
+        "/users",
+        "/users/42",
+        "/orders/7",
+        "/echo",
+        "/nope",
+        "/limited",
+        "for /limited",
+        "/secure none",
+        "/secure jwt",
+        "/secure api_key",
+    ] {
         assert!(checked.iter().any(|p| p == must), "no printed command for {must}: {commands:?}");
     }
 

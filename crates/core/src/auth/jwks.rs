@@ -34,9 +34,14 @@ pub const MAX_KEYS: usize = 64;
 /// Largest JWKS or discovery document read.
 pub const MAX_DOCUMENT: usize = 512 * 1024;
 
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 /// A fetched key set.
 #[derive(Debug)]
 pub struct KeySet {
+    /// Unique per fetched set (from 1; static keys are generation 0): what a cached verified
+    /// token is bound to, so a new set means verifying again.
+    pub generation: u64,
     pub keys: Vec<VerifyKey>,
     pub fetched_at: Instant,
     pub expires_at: Instant,
@@ -101,6 +106,12 @@ impl JwksCache {
 
     pub fn settings(&self) -> &JwksSettings {
         &self.settings
+    }
+
+    /// The generation of the current set while it is fresh (no fetch, no waiting).
+    pub fn fresh_generation(&self) -> Option<u64> {
+        let cur = self.current.load();
+        cur.as_ref().filter(|s| Instant::now() < s.expires_at).map(|s| s.generation)
     }
 
     /// The key set to verify a token with `kid`, fetching or refreshing it as the module docs say.
@@ -224,7 +235,8 @@ impl JwksCache {
             .unwrap_or(self.settings.cache_max)
             .clamp(self.settings.cache_min, self.settings.cache_max);
         let now = Instant::now();
-        Ok(KeySet { keys, fetched_at: now, expires_at: now + ttl })
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        Ok(KeySet { generation, keys, fetched_at: now, expires_at: now + ttl })
     }
 }
 

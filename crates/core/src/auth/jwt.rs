@@ -12,17 +12,31 @@
 //! - Errors say what failed for the gateway's debug log and counters; the client only learns
 //!   "invalid" or "expired" (`AuthError`), never which signature check failed.
 //! - Everything is bounded: a token over `MAX_TOKEN` bytes is refused before decoding.
+//! - Keys are parsed once, when they are loaded (config) or fetched (JWKS), into ready RustCrypto
+//!   verifiers (`Prepared`); a request only hashes and runs the signature check. jsonwebtoken is
+//!   used for PEM/JWK parsing only: its provider rebuilds the key (DER/bignum/point decoding) on
+//!   every call. The primitives and their parameters (PKCS#1 v1.5, PSS with the digest's OID,
+//!   fixed-size ECDSA `r||s`, Ed25519) are the ones its provider calls.
+//! - A verified token may be remembered (`TokenCache`, keyed by its SHA-256) so a client that
+//!   reuses its token pays a hash and a lookup; the claim checks (`exp`, `nbf`, ...) still run on
+//!   every request, and an entry is only used while the keys that verified it are unchanged.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
+use p256::ecdsa::signature::Verifier;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::jwks::JwksCache;
+use super::token_cache::{self, TokenCache};
 
 /// Longest token accepted (headers are bounded anyway; this bounds decoding work).
 pub const MAX_TOKEN: usize = 16 * 1024;
@@ -85,7 +99,95 @@ const RSA_ALGS: &[Algorithm] =
 pub struct VerifyKey {
     pub kid: Option<String>,
     pub algs: Vec<Algorithm>,
-    key: DecodingKey,
+    key: Prepared,
+}
+
+/// A key parsed into the verifier its family needs, once.
+#[derive(Clone)]
+enum Prepared {
+    /// The HMAC state after keying (cloned per token: no key schedule per request).
+    Hs256(Hmac<Sha256>),
+    Hs384(Hmac<Sha384>),
+    Hs512(Hmac<Sha512>),
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl Prepared {
+    /// Parses `key` for `alg`'s family (an RSA key serves every RS/PS algorithm).
+    fn new(alg: Algorithm, key: &DecodingKey) -> Result<Prepared, String> {
+        let bytes = || key.try_get_as_bytes().map_err(|e| format!("invalid key: {e}"));
+        let hmac_err = |_| "invalid HMAC key".to_string();
+        Ok(match alg {
+            Algorithm::HS256 => Prepared::Hs256(Hmac::new_from_slice(bytes()?).map_err(hmac_err)?),
+            Algorithm::HS384 => Prepared::Hs384(Hmac::new_from_slice(bytes()?).map_err(hmac_err)?),
+            Algorithm::HS512 => Prepared::Hs512(Hmac::new_from_slice(bytes()?).map_err(hmac_err)?),
+            Algorithm::ES256 => Prepared::P256(
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes()?).map_err(|_| "invalid P-256 public key")?,
+            ),
+            Algorithm::ES384 => Prepared::P384(
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(bytes()?).map_err(|_| "invalid P-384 public key")?,
+            ),
+            Algorithm::EdDSA => {
+                let raw: &[u8; 32] = bytes()?.try_into().map_err(|_| "an Ed25519 public key is 32 bytes")?;
+                Prepared::Ed25519(
+                    ed25519_dalek::VerifyingKey::from_bytes(raw).map_err(|_| "invalid Ed25519 public key")?,
+                )
+            }
+            _ => Prepared::Rsa(match key.kind() {
+                DecodingKeyKind::SecretOrDer(der) => {
+                    RsaPublicKey::from_pkcs1_der(der).map_err(|e| format!("invalid RSA public key: {e}"))?
+                }
+                DecodingKeyKind::RsaModulusExponent { n, e } => {
+                    RsaPublicKey::new(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e))
+                        .map_err(|e| format!("invalid RSA public key: {e}"))?
+                }
+            }),
+        })
+    }
+
+    /// Checks `signature` over `message` for `alg`; a family mismatch is a failure.
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        fn rsa<D>(k: &RsaPublicKey, pss: bool, m: &[u8], sig: &[u8]) -> bool
+        where
+            D: 'static + Digest + sha2::digest::DynDigest + rsa::pkcs8::AssociatedOid + Send + Sync,
+        {
+            let digest = D::digest(m);
+            if pss {
+                k.verify(Pss::new::<D>(), &digest, sig).is_ok()
+            } else {
+                k.verify(Pkcs1v15Sign::new::<D>(), &digest, sig).is_ok()
+            }
+        }
+        fn hmac<M: Mac + Clone>(m: &M, msg: &[u8], sig: &[u8]) -> bool {
+            let mut m = m.clone();
+            m.update(msg);
+            m.verify_slice(sig).is_ok() // constant-time comparison
+        }
+        match (self, alg) {
+            (Prepared::Hs256(m), Algorithm::HS256) => hmac(m, message, signature),
+            (Prepared::Hs384(m), Algorithm::HS384) => hmac(m, message, signature),
+            (Prepared::Hs512(m), Algorithm::HS512) => hmac(m, message, signature),
+            (Prepared::Rsa(k), Algorithm::RS256) => rsa::<Sha256>(k, false, message, signature),
+            (Prepared::Rsa(k), Algorithm::RS384) => rsa::<Sha384>(k, false, message, signature),
+            (Prepared::Rsa(k), Algorithm::RS512) => rsa::<Sha512>(k, false, message, signature),
+            (Prepared::Rsa(k), Algorithm::PS256) => rsa::<Sha256>(k, true, message, signature),
+            (Prepared::Rsa(k), Algorithm::PS384) => rsa::<Sha384>(k, true, message, signature),
+            (Prepared::Rsa(k), Algorithm::PS512) => rsa::<Sha512>(k, true, message, signature),
+            (Prepared::P256(k), Algorithm::ES256) => {
+                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|s| Verifier::verify(k, message, &s).is_ok())
+            }
+            (Prepared::P384(k), Algorithm::ES384) => {
+                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| Verifier::verify(k, message, &s).is_ok())
+            }
+            (Prepared::Ed25519(k), Algorithm::EdDSA) => {
+                ed25519_dalek::Signature::from_slice(signature).is_ok_and(|s| Verifier::verify(k, message, &s).is_ok())
+            }
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -109,7 +211,7 @@ impl VerifyKey {
             _ => return Err("a PEM public key cannot verify an HMAC algorithm".into()),
         }
         .map_err(|e| format!("cannot read the PEM key for {alg:?}: {e}"))?;
-        Ok(VerifyKey { kid, algs: vec![alg], key })
+        Ok(VerifyKey { kid, algs: vec![alg], key: Prepared::new(alg, &key)? })
     }
 
     /// An HMAC secret for `alg` (HS256/384/512).
@@ -117,7 +219,7 @@ impl VerifyKey {
         if !is_hmac(alg) {
             return Err(format!("a secret verifies HS256/384/512 only, not {alg:?}"));
         }
-        Ok(VerifyKey { kid, algs: vec![alg], key: DecodingKey::from_secret(secret) })
+        Ok(VerifyKey { kid, algs: vec![alg], key: Prepared::new(alg, &DecodingKey::from_secret(secret))? })
     }
 
     /// A key from a JWK. `alg` (from the config) wins over the JWK's own `alg`; without either,
@@ -158,21 +260,15 @@ impl VerifyKey {
             None => family,
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("invalid JWK: {e}"))?;
+        // Every algorithm in `algs` shares the key's family, so the first one picks the parser.
+        let first = algs.first().copied().ok_or("the key verifies no algorithm")?;
+        let key = Prepared::new(first, &key)?;
         Ok(VerifyKey { kid, algs, key })
     }
 
     /// Verifies `signature` over `message` with `alg`, which must be bound to this key.
     fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        if !self.algs.contains(&alg) {
-            return false;
-        }
-        // The provider is named explicitly, not taken from the process default, so feature
-        // unification elsewhere in the build can never switch or break it.
-        let factory = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory;
-        match factory(&alg, &self.key) {
-            Ok(v) => v.verify(message, &signature.to_vec()).is_ok(),
-            Err(_) => false,
-        }
+        self.algs.contains(&alg) && self.key.verify(alg, message, signature)
     }
 }
 
@@ -213,6 +309,8 @@ pub struct JwtVerifier {
     pub skew: Duration,
     pub max_lifetime: Option<Duration>,
     pub required_claims: Vec<String>,
+    /// Tokens that passed every check (see `token_cache`); capacity 0 turns it off.
+    pub cache: TokenCache,
 }
 
 /// The decoded parts of a token, before any key is involved.
@@ -253,19 +351,54 @@ fn now_secs() -> f64 {
 }
 
 impl JwtVerifier {
-    /// Verifies `token` and returns its claims.
-    pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+    /// Verifies `token` and returns its claims: from the cache when these exact bytes were
+    /// verified with the current keys (the claim checks still run), else in full.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Map<String, Value>>, JwtError> {
+        if token.len() > MAX_TOKEN {
+            return Err(JwtError::Malformed);
+        }
+        let digest = self.cache.enabled().then(|| token_cache::digest(token));
+        if let (Some(d), Some(generation)) = (&digest, self.current_generation()) {
+            if let Some(claims) = self.cache.get(d, generation) {
+                self.check_claims(&claims, now_secs())?;
+                return Ok(claims);
+            }
+        }
+        let (claims, generation) = self.verify_full(token).await?;
+        let claims = Arc::new(claims);
+        if let Some(d) = digest {
+            self.cache.insert(d, generation, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The generation of the keys a token would be verified with right now without fetching:
+    /// 0 for static keys, the current set's for a JWKS while it is fresh. `None` (no set yet, or
+    /// it needs a refresh) sends every token down the full path, which fetches.
+    fn current_generation(&self) -> Option<u64> {
+        match &self.keys {
+            KeySource::Static(_) => Some(0),
+            KeySource::Jwks(cache) => cache.fresh_generation(),
+        }
+    }
+
+    /// Verifies `token` without the cache; also returns the generation of the keys used.
+    async fn verify_full(&self, token: &str) -> Result<(Map<String, Value>, u64), JwtError> {
         let parts = split(token)?;
         if !self.algorithms.is_empty() && !self.algorithms.contains(&parts.alg) {
             return Err(JwtError::Algorithm);
         }
-        match &self.keys {
-            KeySource::Static(keys) => self.try_keys(keys, &parts)?,
+        let generation = match &self.keys {
+            KeySource::Static(keys) => {
+                self.try_keys(keys, &parts)?;
+                0
+            }
             KeySource::Jwks(cache) => {
                 let set = cache.keys_for(parts.kid.as_deref()).await?;
-                self.try_keys(&set.keys, &parts)?
+                self.try_keys(&set.keys, &parts)?;
+                set.generation
             }
-        }
+        };
         let claims = URL_SAFE_NO_PAD
             .decode(parts.payload)
             .ok()
@@ -276,7 +409,7 @@ impl JwtVerifier {
             })
             .ok_or(JwtError::Malformed)?;
         self.check_claims(&claims, now_secs())?;
-        Ok(claims)
+        Ok((claims, generation))
     }
 
     /// Tries the keys that match the token's `kid` (all keys when it has none, and keys without
@@ -373,6 +506,7 @@ mod tests {
             skew: Duration::from_secs(60),
             max_lifetime: Some(Duration::from_secs(3600)),
             required_claims: vec!["sub".into()],
+            cache: TokenCache::default(),
         }
     }
 
@@ -418,6 +552,43 @@ mod tests {
         assert_eq!(split(&crit).err(), Some(JwtError::Malformed));
         assert_eq!(split("a.b").err(), Some(JwtError::Malformed));
         assert_eq!(split("a.b.c.d").err(), Some(JwtError::Malformed));
+    }
+
+    fn hs256(claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), claims, &key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_still_expire_and_only_exact_bytes_hit() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let v = JwtVerifier {
+            keys: KeySource::Static(vec![VerifyKey::from_secret(None, Algorithm::HS256, secret).unwrap()]),
+            algorithms: vec![],
+            issuers: vec![],
+            audiences: vec![],
+            require_exp: true,
+            skew: Duration::ZERO,
+            max_lifetime: None,
+            required_claims: vec![],
+            cache: TokenCache::new(16),
+        };
+        let now = now_secs().ceil();
+        // Two seconds of validity: enough for the first uses even on a loaded machine.
+        let token = hs256(&serde_json::json!({"sub": "a", "exp": now + 2.0}));
+        assert!(v.verify(&token).await.is_ok());
+        assert!(v.verify(&token).await.is_ok());
+        assert_eq!(v.cache.stats().0, 1, "the second use is a hit");
+        let mut tampered = token.clone();
+        tampered.push('A');
+        assert_eq!(v.verify(&tampered).await, Err(JwtError::Signature));
+        let forged = format!("{}.{}", &token[..token.rfind('.').unwrap()], "c2lnbmF0dXJl");
+        assert_eq!(v.verify(&forged).await, Err(JwtError::Signature));
+        assert_eq!(v.cache.len(), 1, "refused tokens are never cached");
+        tokio::time::sleep(Duration::from_secs_f64((now + 2.05 - now_secs()).max(0.0))).await;
+        let hits = v.cache.stats().0;
+        assert_eq!(v.verify(&token).await, Err(JwtError::Expired), "exp is checked on a hit");
+        assert_eq!(v.cache.stats().0, hits + 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub mod token_cache;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,7 +117,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn from_claims(consumers: &Consumers, claims: Map<String, Value>, method: &'static str) -> Identity {
+    fn from_claims(consumers: &Consumers, claims: Arc<Map<String, Value>>, method: &'static str) -> Identity {
         let consumer = consumers.for_claims(&claims);
         let name = match &consumer {
             Some(c) => c.name.clone(),
@@ -127,7 +128,7 @@ impl Identity {
                 .to_string(),
         };
         let groups = consumer.as_ref().map(|c| c.groups.clone()).unwrap_or_default();
-        Identity { name, consumer, groups, claims: Some(Arc::new(claims)), anonymous: false, method }
+        Identity { name, consumer, groups, claims: Some(claims), anonymous: false, method }
     }
 
     fn of_consumer(c: Arc<ConsumerRt>, method: &'static str) -> Identity {
@@ -630,7 +631,7 @@ impl AuthPolicy {
             Method::Introspection(intro, _) => {
                 let token = std::str::from_utf8(credential).map_err(|_| Denial::Invalid)?;
                 let claims = intro.introspect(token).await?;
-                Ok(Identity::from_claims(&self.consumers, (*claims).clone(), "introspection"))
+                Ok(Identity::from_claims(&self.consumers, claims, "introspection"))
             }
         }
     }
@@ -793,6 +794,7 @@ pub fn compile_auth(
                         skew: j.clock_skew.0,
                         max_lifetime: j.max_lifetime.map(|d| d.0),
                         required_claims: j.required_claims.clone(),
+                        cache: token_cache::TokenCache::default(),
                     }),
                     sources(&j.from),
                 )

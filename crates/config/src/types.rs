@@ -902,6 +902,16 @@ pub struct Credentials {
     /// JWTs that identify this consumer: `sub` (and optionally `iss`) equal to these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt: Vec<JwtCredential>,
+    /// Client certificates that identify this consumer, by subject as the gateway renders it
+    /// (RFC 4514, e.g. `CN=billing,O=Example`; the same text as `X-Client-Cert-Subject`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mtls: Vec<MtlsCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsCredential {
+    pub subject: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -953,6 +963,19 @@ pub enum AuthMethod {
     ApiKey(ApiKeyAuth),
     Basic(BasicAuth),
     Introspection(Introspection),
+    /// The client certificate verified by the listener's `tls.client_auth`.
+    Mtls(MtlsAuth),
+}
+
+/// `mtls`: the identity is the subject of the client certificate the TLS listener verified
+/// (`listeners[].tls.client_auth`); it maps to the consumer whose `credentials.mtls` names it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsAuth {
+    /// Refuse certificates whose subject maps to no consumer (default: admit them, named by the
+    /// subject, like a token whose `sub` maps to no consumer).
+    #[serde(default)]
+    pub require_consumer: bool,
 }
 
 /// Where a credential is read from.

@@ -163,6 +163,14 @@ impl Validator<'_> {
                         );
                     }
                 }
+                AuthMethod::Mtls(_) => {
+                    if !cfg.listeners.iter().any(|l| l.tls.as_ref().is_some_and(|t| t.client_auth.is_some())) {
+                        self.err(
+                            join_key(&mp, "mtls"),
+                            "no listener verifies client certificates (`listeners[].tls.client_auth`): no request could carry one",
+                        );
+                    }
+                }
                 AuthMethod::Introspection(i) => {
                     let ip = join_key(&mp, "introspection");
                     if let Err(e) = parse_service_url(&i.url) {
@@ -383,6 +391,15 @@ mod tests {
         assert_eq!(parse_service_url("http://idp:80?x=1").unwrap().1, "/?x=1");
         assert!(parse_service_url("https://idp:443/jwks").unwrap_err().contains("TLS"));
         assert!(parse_service_url("http://idp/jwks").is_err(), "port required");
+    }
+
+    #[test]
+    fn mtls_needs_a_listener_that_verifies_client_certificates() {
+        let yaml = "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: u\n    targets: [{url: \"http://127.0.0.1:1\"}]\nroutes:\n  - name: r\n    upstream: u\n    policies:\n      - auth: {methods: [{mtls: {}}]}\n";
+        let errs = crate::load_str(yaml, &|_| None).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "routes[0].policies[0].auth.methods[0].mtls");
+        assert!(errs[0].message.contains("client_auth"), "{}", errs[0].message);
     }
 
     #[test]

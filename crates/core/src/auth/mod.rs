@@ -62,6 +62,8 @@ pub struct Consumers {
     basic: basic::BasicTable,
     /// (issuer or none, subject) → consumer index.
     jwt: HashMap<(Option<String>, String), usize>,
+    /// Client-certificate subject → consumer index.
+    mtls: HashMap<String, usize>,
 }
 
 impl Consumers {
@@ -81,6 +83,9 @@ impl Consumers {
             }
             for j in &k.credentials.jwt {
                 c.jwt.insert((j.issuer.clone(), j.subject.clone()), i);
+            }
+            for m in &k.credentials.mtls {
+                c.mtls.insert(m.subject.clone(), i);
             }
         }
         c
@@ -501,6 +506,9 @@ enum Method {
     ApiKey(Vec<Source>),
     Basic,
     Introspection(Box<Introspector>, Vec<Source>),
+    /// The TLS client certificate's subject (`RequestCtx::client_cert_subject`); `true`:
+    /// unmapped subjects are refused.
+    Mtls(bool),
 }
 
 impl Method {
@@ -508,6 +516,8 @@ impl Method {
         match self {
             Method::Jwt(_, s) | Method::ApiKey(s) | Method::Introspection(_, s) => s,
             Method::Basic => std::slice::from_ref(&Source::Basic),
+            // Not in the request: nothing to find or strip.
+            Method::Mtls(_) => &[],
         }
     }
 }
@@ -568,6 +578,14 @@ impl AuthPolicy {
         }
         let mut chosen = None;
         for (i, m) in self.methods.iter().enumerate() {
+            if let Method::Mtls(_) = m {
+                // Verified during the handshake; absent on plain connections or without a cert.
+                if let Some(subject) = &ctx.client_cert_subject {
+                    chosen = Some((i, subject.to_vec()));
+                    break;
+                }
+                continue;
+            }
             match find(m.sources(), headers, req.query) {
                 Found::None => continue,
                 Found::One(v) => {
@@ -632,6 +650,21 @@ impl AuthPolicy {
                 let token = std::str::from_utf8(credential).map_err(|_| Denial::Invalid)?;
                 let claims = intro.introspect(token).await?;
                 Ok(Identity::from_claims(&self.consumers, claims, "introspection"))
+            }
+            Method::Mtls(require_consumer) => {
+                let subject = std::str::from_utf8(credential).map_err(|_| Denial::Invalid)?;
+                match self.consumers.mtls.get(subject) {
+                    Some(&i) => Ok(Identity::of_consumer(self.consumers.list[i].clone(), "mtls")),
+                    None if *require_consumer => Err(Denial::Forbidden),
+                    None => Ok(Identity {
+                        name: subject.to_string(),
+                        consumer: None,
+                        groups: Vec::new(),
+                        claims: None,
+                        anonymous: false,
+                        method: "mtls",
+                    }),
+                }
             }
         }
     }
@@ -807,6 +840,7 @@ pub fn compile_auth(
                 challenges.push("Basic");
                 Method::Basic
             }
+            cfg::AuthMethod::Mtls(m) => Method::Mtls(m.require_consumer),
             cfg::AuthMethod::Introspection(i) => {
                 let id = format!("{} {} {:?}", i.url, i.client_id, i.cache_ttl);
                 let cache = state.introspection(id);

@@ -26,18 +26,18 @@ pub fn parse_service_url(s: &str) -> Result<(TargetUrl, String), String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!("`{s}` is not a URL: expected `http://host:port/path`"));
     };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err("`https://` service URLs are not supported yet (they come with the TLS issue); use `http://` to a local endpoint or sidecar".into());
-    }
-    if scheme != "http" {
-        return Err(format!("unsupported scheme `{scheme}`: expected `http://host:port/path`"));
-    }
+    let tls = match scheme {
+        "http" => false,
+        "https" => true,
+        _ => return Err(format!("unsupported scheme `{scheme}`: expected `http://` or `https://host:port/path`")),
+    };
     if rest.contains('#') {
         return Err(format!("`{s}` has a fragment"));
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    let target = parse_target_url(&format!("http://{authority}"))?;
+    let target = parse_target_url(&format!("{scheme}://{authority}"))?;
+    debug_assert_eq!(target.tls, tls);
     let path = if path.is_empty() {
         "/".to_string()
     } else if path.starts_with('?') {
@@ -389,7 +389,9 @@ mod tests {
         assert_eq!((t.authority(), p.as_str()), ("127.0.0.1:8080".to_string(), "/.well-known/jwks.json"));
         assert_eq!(parse_service_url("http://idp:80").unwrap().1, "/");
         assert_eq!(parse_service_url("http://idp:80?x=1").unwrap().1, "/?x=1");
-        assert!(parse_service_url("https://idp:443/jwks").unwrap_err().contains("TLS"));
+        let (t, p) = parse_service_url("https://idp.example:8443/jwks").unwrap();
+        assert!(t.tls && t.port == 8443 && p == "/jwks");
+        assert!(parse_service_url("ftp://idp:21/x").is_err());
         assert!(parse_service_url("http://idp/jwks").is_err(), "port required");
     }
 

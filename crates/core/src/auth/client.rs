@@ -3,8 +3,10 @@
 //!
 //! Invariants: one connection per call (`Connection: close`), the whole call (connect, write,
 //! read) bounded by one deadline, the response parsed by the data plane's strict parser and its
-//! body capped at `max_body`. `http://` only: TLS comes with the protocols issue. Nothing here
-//! logs request or response bodies or headers (they carry tokens and client secrets).
+//! body capped at `max_body`. `https://` services are verified against the system's trust store
+//! (which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`) with the service host as SNI and name; the
+//! certificate must name the host. Nothing here logs request or response bodies or headers
+//! (they carry tokens and client secrets).
 
 use std::time::Duration;
 
@@ -23,13 +25,15 @@ pub struct ServiceUrl {
     pub authority: String,
     /// Path and query, starting with `/`.
     pub path: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
 impl ServiceUrl {
     /// Parses with the config crate's rules (validation used the same function).
     pub fn parse(s: &str) -> Result<ServiceUrl, String> {
         let (t, path) = gatehouse_config::validate::parse_service_url(s)?;
-        Ok(ServiceUrl { authority: t.authority(), host: t.host, port: t.port, path })
+        Ok(ServiceUrl { authority: t.authority(), tls: t.tls, host: t.host, port: t.port, path })
     }
 }
 
@@ -58,6 +62,18 @@ pub enum ClientError {
     Protocol(String),
     #[error("response body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The client config for `https://` services: system roots, ring, built once per process.
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, ClientError> {
+    static CONFIG: std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| crate::tls::client_config(None, "auth").map_err(|e| e.to_string()))
+        .clone()
+        .map_err(ClientError::Tls)
 }
 
 /// Sends one request and reads the whole response, all within `timeout`.
@@ -84,8 +100,30 @@ async fn exchange(
     body: &[u8],
     max_body: usize,
 ) -> Result<Reply, ClientError> {
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
-    let _ = stream.set_nodelay(true);
+    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    let _ = tcp.set_nodelay(true);
+    if !url.tls {
+        return exchange_on(tcp, url, method, path_and_query, headers, body, max_body).await;
+    }
+    let name =
+        rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    exchange_on(crate::tls::Flushing(tls), url, method, path_and_query, headers, body, max_body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &ServiceUrl,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    max_body: usize,
+) -> Result<Reply, ClientError> {
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');

@@ -144,6 +144,25 @@ pub struct Redis {
     pub pool_size: usize,
 }
 
+/// `server.request_id`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestId {
+    /// The header that carries the id to the upstream and back to the client.
+    #[serde(default = "defaults::request_id_header")]
+    pub header: String,
+    /// Keep a client's id when it is valid (1 to 128 of `A-Z a-z 0-9 - _ . :`); `false`: always
+    /// generate one (for gateways facing untrusted clients that should not choose log keys).
+    #[serde(default = "defaults::yes")]
+    pub trust_incoming: bool,
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId { header: defaults::request_id_header(), trust_incoming: true }
+    }
+}
+
 /// `cluster.redis.tls`: PEM files for TLS to Redis.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +192,9 @@ pub struct Server {
     /// the listeners close, so load balancers stop sending new connections first.
     #[serde(default = "defaults::zero")]
     pub shutdown_delay: Dur,
+    /// The request id: which header carries it, and whether a client's (valid) id is kept.
+    #[serde(default)]
+    pub request_id: RequestId,
     /// Reload when the config file (or its directory, for symlink swaps) changes.
     #[serde(default = "defaults::yes")]
     pub watch_config: bool,
@@ -184,6 +206,7 @@ impl Default for Server {
             workers: 0,
             drain_timeout: defaults::drain_timeout(),
             shutdown_delay: defaults::zero(),
+            request_id: RequestId::default(),
             watch_config: true,
         }
     }
@@ -1482,6 +1505,9 @@ pub mod defaults {
 
     pub fn access_log_path() -> String {
         "stdout".to_string()
+    }
+    pub fn request_id_header() -> String {
+        "X-Request-Id".to_string()
     }
     pub fn zero() -> Dur {
         Dur(Duration::ZERO)

@@ -159,6 +159,14 @@ pub(crate) fn validate_items(cfg: &Config, partial: &Items, map: &SourceMap) -> 
     if cfg.server.shutdown_delay.0 > std::time::Duration::from_secs(300) {
         v.err("server.shutdown_delay", "must be at most 300s");
     }
+    let rid = cfg.server.request_id.header.to_ascii_lowercase();
+    if !is_token(&rid) {
+        v.err("server.request_id.header", format!("invalid header name {rid:?}"));
+    } else if HOP_BY_HOP_HEADERS.contains(&rid.as_str())
+        || ["host", "content-length", "transfer-encoding", "authorization", "cookie"].contains(&rid.as_str())
+    {
+        v.err("server.request_id.header", format!("`{rid}` cannot carry the request id"));
+    }
     v.upstreams(cfg, partial);
     v.routes(cfg, partial);
     v.errors

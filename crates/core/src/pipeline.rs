@@ -153,6 +153,8 @@ pub struct Stack {
 pub struct RequestCtx {
     /// ASCII (validated when taken from the client, hex when generated).
     pub request_id: Bytes,
+    /// The header that carries it (`server.request_id.header`, lower-cased).
+    pub request_id_header: Bytes,
     pub client_ip: IpAddr,
     pub route: Option<usize>,
     pub params: Vec<(String, String)>,

@@ -217,7 +217,8 @@ pub async fn serve_connection_with<S>(
                 tracing::debug!(request_id = id_str, peer = %peer, error = %e, "request head refused");
                 let resp = e.to_response(id_str);
                 c.wbuf.clear();
-                resp.write_to(&mut c.wbuf, &[("x-request-id", &id)], false);
+                let name = shared.snapshot.load().request_id_header.clone();
+                resp.write_to(&mut c.wbuf, &[(std::str::from_utf8(&name).unwrap_or("x-request-id"), &id)], false);
                 let _ = io.write_all(&c.wbuf).await;
                 break;
             }
@@ -382,11 +383,12 @@ async fn write_local<S: AsyncWrite + Unpin>(
     io: &mut S,
     c: &mut Conn,
     resp: &LocalResponse,
-    request_id: &[u8],
+    ctx: &RequestCtx,
     head_only: bool,
 ) -> bool {
     c.wbuf.clear();
-    resp.write_to(&mut c.wbuf, &[("x-request-id", request_id)], head_only);
+    let name = std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id");
+    resp.write_to(&mut c.wbuf, &[(name, &ctx.request_id)], head_only);
     io.write_all(&c.wbuf).await.is_ok()
 }
 
@@ -407,12 +409,14 @@ async fn handle_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let request_id = match head.headers.get("x-request-id") {
-        Some(v) if valid_request_id(v) => head.headers.slice_of(v),
+    let rid_name = std::str::from_utf8(&snap.request_id_header).unwrap_or("x-request-id");
+    let request_id = match head.headers.get(rid_name) {
+        Some(v) if snap.trust_request_id && valid_request_id(v) => head.headers.slice_of(v),
         _ => new_request_id(),
     };
     let mut ctx = RequestCtx {
         request_id,
+        request_id_header: snap.request_id_header.clone(),
         client_ip: client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies),
         route: None,
         params: Vec::new(),
@@ -596,7 +600,11 @@ where
         // An explicit empty body stays explicit (origins may answer 411 to a bodiless POST).
         head.headers.append(Bytes::from_static(b"content-length"), Bytes::from_static(b"0"));
     }
-    head.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
+    // The client's copy goes (ours replaces it); `x-request-id` always went with the sanitising.
+    if &snap.request_id_header[..] != b"x-request-id" {
+        head.headers.remove(rid_name);
+    }
+    head.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
 
     let info = crate::pipeline::RequestInfo { method: &method, path, query };
     let flow = route.stack.on_request(&mut ctx, &mut head.headers, &info).await;
@@ -620,7 +628,7 @@ where
         let keep = !resp.close && !body_pending && head.keep_alive && upgrade.is_none();
         let mut resp = resp;
         resp.close = !keep;
-        let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+        let ok = write_local(io, c, &resp, &ctx, is_head).await;
         settle_bytes(io, c, &mut ctx);
         on_log(&mut ctx, snap, &method, path);
         return ok && keep;
@@ -694,7 +702,7 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
     resp.close = !keep;
     ctx.status = status;
     ctx.error_kind = Some("redirect_https");
-    let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+    let ok = write_local(io, c, &resp, &ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && keep
@@ -722,7 +730,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     }
     ctx.status = resp.status;
     ctx.error_kind = Some(err.code());
-    let ok = write_local(io, c, &resp, &ctx.request_id, is_head).await;
+    let ok = write_local(io, c, &resp, &ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && !resp.close
@@ -1580,8 +1588,8 @@ where
     if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
         resp.headers.set(Bytes::from_static(b"strict-transport-security"), v.clone());
     }
-    if !resp.headers.contains("x-request-id") {
-        resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
+    if !resp.headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        resp.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }
     ctx.status = status;
     let client_11 = head.minor == 1;
@@ -1726,8 +1734,8 @@ where
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = 101;
     route.stack.on_response(ctx, &mut status, &mut resp.headers);
-    if !resp.headers.contains("x-request-id") {
-        resp.headers.append(Bytes::from_static(b"x-request-id"), ctx.request_id.clone());
+    if !resp.headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        resp.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }
     ctx.status = 101;
     let w = &mut c.wbuf;

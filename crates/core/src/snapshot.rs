@@ -100,6 +100,10 @@ pub struct Snapshot {
     /// The span exporter when `tracing.enabled` (set by the gateway, which keeps one tracer per
     /// tracing config across reloads).
     pub tracer: Option<Arc<crate::trace::Tracer>>,
+    /// `server.request_id.header`, lower-cased (`x-request-id` by default).
+    pub request_id_header: Bytes,
+    /// `server.request_id.trust_incoming`.
+    pub trust_request_id: bool,
     /// Per-route request counters, bound by the gateway from its metrics registry (empty when
     /// compiled outside a gateway, e.g. by `gatehouse explain`).
     pub metrics: crate::metrics::Bound,
@@ -444,6 +448,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     Ok(Snapshot {
         access_log: None,
         tracer: None,
+        request_id_header: Bytes::from(config.server.request_id.header.to_ascii_lowercase()),
+        trust_request_id: config.server.request_id.trust_incoming,
         metrics: Default::default(),
         drain_timeout: config.server.drain_timeout.0,
         config: Arc::new(config),

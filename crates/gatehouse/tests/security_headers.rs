@@ -384,3 +384,29 @@ async fn client_request_ids_are_validated() {
         assert_eq!(backend.last().expect("forwarded").header_all("x-request-id"), [id.as_str()], "{bad:?}");
     }
 }
+
+/// `server.request_id`: a custom header carries the id both ways (a client's copy of it is
+/// replaced when incoming ids are not trusted, and never duplicated), on proxied and on
+/// gateway-made responses.
+#[tokio::test]
+async fn request_id_header_is_configurable_and_incoming_ids_can_be_ignored() {
+    let backend = Backend::named("b").await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  request_id: {{header: X-Correlation-Id, trust_incoming: false}}\n\
+         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
+         routes:\n  - name: all\n    upstream: backend\n    match: {{path: {{prefix: /id}}}}\n",
+        backend.url()
+    );
+    let gw = gateway(&yaml).await;
+    let r = request(gw.addr, "GET", "/id", &[("x-correlation-id", "client-chosen-1")], b"").await;
+    let id = r.header("x-correlation-id").expect("the id comes back").to_string();
+    assert_ne!(id, "client-chosen-1", "incoming ids are not trusted");
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(r.header("x-request-id").is_none(), "only the configured header");
+    assert_eq!(backend.last().expect("forwarded").header_all("x-correlation-id"), [id.as_str()]);
+    // A gateway-made answer (404) carries it too.
+    let r = request(gw.addr, "GET", "/nowhere", &[], b"").await;
+    assert_eq!(r.status, 404);
+    let id = r.header("x-correlation-id").expect("an id on a local answer");
+    assert_eq!(r.json()["error"]["request_id"], id);
+}

@@ -702,7 +702,7 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
     resp.close = !keep;
     ctx.status = status;
     ctx.error_kind = Some("redirect_https");
-    let ok = write_local(io, c, &resp, &ctx, is_head).await;
+    let ok = write_local(io, c, &resp, ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && keep
@@ -730,7 +730,7 @@ async fn finish_error<S: AsyncWrite + Unpin>(
     }
     ctx.status = resp.status;
     ctx.error_kind = Some(err.code());
-    let ok = write_local(io, c, &resp, &ctx, is_head).await;
+    let ok = write_local(io, c, &resp, ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && !resp.close

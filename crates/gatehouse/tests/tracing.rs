@@ -79,8 +79,15 @@ async fn a_traced_request_yields_linked_server_and_client_spans_and_propagates()
     assert_eq!(line["trace_id"], PARENT_TRACE);
     assert_eq!(line["span_id"], s["span_id"]);
 
-    let m = prom::parse(&get(gw.admin.expect("admin"), "/metrics").await.text());
-    assert!(value(&m, "gatehouse_tracing_spans_total", &[("result", "exported")]) >= 2.0);
+    // The exporter counts a batch once the collector's answer is read, a moment after the
+    // receiver printed the spans: wait for it (bounded).
+    let admin = gw.admin.expect("admin");
+    let exported = wait_for(Duration::from_secs(3), || async move {
+        let m = prom::parse(&get(admin, "/metrics").await.text());
+        value(&m, "gatehouse_tracing_spans_total", &[("result", "exported")]) >= 2.0
+    })
+    .await;
+    assert!(exported, "the exported-spans counter did not reach 2");
     stop(gw).await;
 }
 

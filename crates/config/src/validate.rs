@@ -1662,10 +1662,11 @@ upstreams:
             "routes[0].policies[0].auth.methods[0].jwt.algorithms[0]",
             "never accepted",
         );
+        expect_ok(&jwt("{jwks: {url: \"https://idp.example/.well-known/jwks.json\"}}"));
         expect_one(
-            &jwt("{jwks: {url: \"https://idp:443/k\"}}"),
+            &jwt("{jwks: {url: \"ftp://idp:21/k\"}}"),
             "routes[0].policies[0].auth.methods[0].jwt.jwks.url",
-            "TLS",
+            "unsupported scheme",
         );
         expect_one(
             &jwt("{keys: [{pem: x, alg: HS256}]}"),

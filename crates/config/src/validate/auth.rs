@@ -36,6 +36,9 @@ pub fn parse_service_url(s: &str) -> Result<(TargetUrl, String), String> {
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
+    // Identity providers publish `https://` URLs without a port (`https://idp.example/jwks`): 443.
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    let authority = if tls && !has_port { format!("{authority}:443") } else { authority.to_string() };
     let target = parse_target_url(&format!("{scheme}://{authority}"))?;
     debug_assert_eq!(target.tls, tls);
     let path = if path.is_empty() {
@@ -391,6 +394,9 @@ mod tests {
         assert_eq!(parse_service_url("http://idp:80?x=1").unwrap().1, "/?x=1");
         let (t, p) = parse_service_url("https://idp.example:8443/jwks").unwrap();
         assert!(t.tls && t.port == 8443 && p == "/jwks");
+        let (t, _) = parse_service_url("https://idp.example/.well-known/jwks.json").unwrap();
+        assert_eq!((t.port, t.authority()), (443, "idp.example:443".to_string()));
+        assert_eq!(parse_service_url("https://[::1]/k").unwrap().0.port, 443);
         assert!(parse_service_url("ftp://idp:21/x").is_err());
         assert!(parse_service_url("http://idp/jwks").is_err(), "port required");
     }

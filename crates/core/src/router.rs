@@ -388,29 +388,10 @@ pub fn query_value(query: Option<&str>, name: &str) -> Option<Vec<u8>> {
     for pair in q.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
-            return Some(percent_decode(v.as_bytes()));
+            return Some(crate::http1::percent_decode(v.as_bytes()));
         }
     }
     None
-}
-
-fn percent_decode(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        if v[i] == b'%' && i + 2 < v.len() {
-            let h = (v[i + 1] as char).to_digit(16);
-            let l = (v[i + 2] as char).to_digit(16);
-            if let (Some(h), Some(l)) = (h, l) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(v[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

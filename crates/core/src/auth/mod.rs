@@ -361,30 +361,11 @@ fn cookies(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
 /// `(decoded name, decoded value)` of each `name=value` pair of a query string.
 fn query_pairs(q: &str) -> impl Iterator<Item = (Vec<u8>, Vec<u8>, &str)> {
     q.split('&').filter(|p| !p.is_empty()).map(|p| {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
-        (percent_decode(n), percent_decode(v), p)
+        (crate::http1::percent_decode(n.as_bytes()), crate::http1::percent_decode(v.as_bytes()), p)
     })
 }
 

@@ -75,3 +75,24 @@ pub fn reason(status: u16) -> &'static str {
         _ => "",
     }
 }
+
+/// `%XX` escapes decoded; anything else (a lone `%`, bad hex, `+`) kept as is. For query
+/// parameters and `k=v` lists, never for paths (those follow `normalize`'s stricter rules).
+pub fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' && i + 2 < v.len() {
+            let h = (v[i + 1] as char).to_digit(16);
+            let l = (v[i + 2] as char).to_digit(16);
+            if let (Some(h), Some(l)) = (h, l) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
+}

@@ -59,31 +59,6 @@ pub const BACKOFF: Duration = Duration::from_millis(250);
 /// Extra lifetime of a TAT key after its bucket is full again (absorbs clock steps in Redis).
 pub const SLACK_MS: u64 = 1_000;
 
-/// GCRA step. KEYS[1]: the TAT (µs, Redis clock). ARGV: T (µs), τ (µs), cost, slack (ms).
-/// Returns `{allowed, remaining, reset_us, retry_after_us}` exactly as `rate_limit::gcra`.
-const GCRA_LUA: &str = r"
-local t = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local slack = tonumber(ARGV[4])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local base = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  local tat = tonumber(stored)
-  if tat and tat > now then base = tat end
-end
-local limit = tau + t
-local new_tat = base + cost * t
-if new_tat - now <= limit then
-  local ttl = math.ceil((new_tat - now) / 1000) + slack
-  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
-  return {1, math.floor((now + limit - new_tat) / t), new_tat - now, 0}
-end
-return {0, math.floor((now + limit - base) / t), base - now, new_tat - now - limit}
-";
-
 /// Refund: KEYS[1]: the TAT; ARGV[1]: cost × T (µs). Moves the TAT back, keeping its TTL.
 const REFUND_LUA: &str = r"
 local stored = redis.call('GET', KEYS[1])
@@ -94,8 +69,9 @@ end
 return 0
 ";
 
-/// Reservation (batching). KEYS[1]: the TAT. ARGV: T (µs), τ (µs), want, need, slack (ms).
-/// Takes `n = min(want, units the bucket admits now)` units if `n ≥ need`.
+/// The GCRA step, generalised for batching. KEYS[1]: the TAT (µs, Redis clock). ARGV: T (µs),
+/// τ (µs), want, need, slack (ms). Takes `n = min(want, units the bucket admits now)` units if
+/// `n ≥ need`; with `want = need = cost` it is exactly one GCRA step of `rate_limit::gcra`.
 /// Returns `{n (0 = refused), remaining after, reset_us, retry_after_us}`.
 const RESERVE_LUA: &str = r"
 local t = tonumber(ARGV[1])
@@ -131,7 +107,6 @@ pub const MAX_BATCH_TTL: Duration = Duration::from_secs(10);
 const MAX_RESERVATIONS: usize = 65_536;
 const RESERVATION_SHARDS: usize = 16;
 
-static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_LUA));
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_LUA));
 static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(REFUND_LUA));
 
@@ -505,7 +480,7 @@ impl ClusterLimit {
         }
         // Cleared on every path, a cancelled request (client gone mid-call) included.
         let mut guard = Reserving { b, key, armed: true };
-        let r = self.reserve(b, key, cost).await;
+        let r = self.reserve(key, b.size, cost).await;
         guard.armed = false;
         let now = Instant::now();
         match &r {
@@ -541,10 +516,11 @@ impl ClusterLimit {
         r.map(|(d, _)| d)
     }
 
-    /// One reservation call: the decision for this request and the units granted (0: refused).
-    async fn reserve(&self, b: &Batcher, key: &str, cost: u64) -> Result<(Decision, u64), ClusterError> {
+    /// One script call taking up to `want` units (at least `cost`): the decision for this request
+    /// and the units granted (0: refused).
+    async fn reserve(&self, key: &str, want: u64, cost: u64) -> Result<(Decision, u64), ClusterError> {
         let mut inv = RESERVE.key(key);
-        inv.arg(self.t_us).arg(self.tau_us).arg(b.size).arg(cost).arg(SLACK_MS);
+        inv.arg(self.t_us).arg(self.tau_us).arg(want).arg(cost).arg(SLACK_MS);
         let r: [i64; 4] = self.client.run::<(i64, i64, i64, i64)>(inv).await.map(|(a, b, c, d)| [a, b, c, d])?;
         let us = |v: i64| u64::try_from(v).map(|v| v.saturating_mul(1_000));
         let (Ok(granted), Ok(remaining), Ok(reset_ns), Ok(retry_after_ns)) =
@@ -567,21 +543,7 @@ impl ClusterLimit {
 
     /// One GCRA step in Redis for `key` with `cost`.
     async fn decide_one(&self, key: &str, cost: u64) -> Result<Decision, ClusterError> {
-        let mut inv = GCRA.key(key);
-        inv.arg(self.t_us).arg(self.tau_us).arg(cost).arg(SLACK_MS);
-        let r: [i64; 4] = self.client.run::<(i64, i64, i64, i64)>(inv).await.map(|(a, b, c, d)| [a, b, c, d])?;
-        let ns = |us: i64| u64::try_from(us).map(|v| v.saturating_mul(1_000));
-        match (r[0], u64::try_from(r[1]), ns(r[2]), ns(r[3])) {
-            (0 | 1, Ok(remaining), Ok(reset_ns), Ok(retry_after_ns)) => Ok(Decision {
-                allowed: r[0] == 1,
-                remaining,
-                reset_ns,
-                retry_after_ns,
-                overflow: false,
-                via: Via::Redis,
-            }),
-            _ => Err(ClusterError::Reply(r)),
-        }
+        self.reserve(key, cost, cost).await.map(|(d, _)| d)
     }
 
     /// Gives back an admitted request's cost (a later limit of the same request refused it).

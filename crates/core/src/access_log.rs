@@ -4,7 +4,8 @@
 //! `try_send`; when the writer falls behind, lines are dropped and counted (`dropped`), never
 //! queued without bound. Query strings are left out unless configured, and no header values are
 //! logged, so credentials do not reach the log. One writer per output, shared by all workers and
-//! kept across reloads (`AccessLogs`).
+//! kept across reloads (`AccessLogs`). `reopen` (SIGUSR1) makes each file writer close and reopen
+//! its path after the lines already queued, so `logrotate` can rename the file (`create` mode).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,10 +16,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const QUEUE: usize = 16 * 1024;
 
+/// What the writer thread receives.
+#[derive(Debug)]
+enum Msg {
+    Line(Vec<u8>),
+    /// Close the file and open its path again (after the lines queued before).
+    Reopen,
+}
+
 /// One output (stdout or a file) with its writer thread.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Msg>,
     /// Lines dropped because the writer could not keep up.
     pub dropped: AtomicU64,
 }
@@ -26,36 +35,60 @@ pub struct AccessLog {
 impl AccessLog {
     /// Opens `path` (`stdout` or a file, appended to) and starts its writer thread.
     pub fn open(path: &str) -> std::io::Result<Arc<AccessLog>> {
-        let out: Box<dyn Write + Send> = if path == "stdout" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
-        };
+        let out = open_output(path)?;
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new().name("gatehouse-access-log".into()).spawn(move || write_loop(rx, out))?;
+        let path = path.to_string();
+        std::thread::Builder::new().name("gatehouse-access-log".into()).spawn(move || write_loop(rx, out, path))?;
         Ok(Arc::new(AccessLog { tx, dropped: AtomicU64::new(0) }))
     }
 
     /// Queues one line (a trailing newline is added by the writer). Never blocks.
     pub fn write(&self, line: Vec<u8>) {
-        if self.tx.try_send(line).is_err() {
+        if self.tx.try_send(Msg::Line(line)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Asks the writer to reopen its file once the lines queued so far are written (waits for
+    /// queue room: called from the control plane, never from a worker).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
+    }
 }
 
-fn write_loop(rx: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
+fn open_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(if path == "stdout" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+    })
+}
+
+fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>, path: String) {
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let _ = w.write_all(&line);
-        let _ = w.write_all(b"\n");
+    let handle = |w: &mut std::io::BufWriter<Box<dyn Write + Send>>, m: Msg| match m {
+        Msg::Line(line) => {
+            let _ = w.write_all(&line);
+            let _ = w.write_all(b"\n");
+        }
+        Msg::Reopen => {
+            let _ = w.flush();
+            if path == "stdout" {
+                return;
+            }
+            match open_output(&path) {
+                Ok(out) => *w = std::io::BufWriter::with_capacity(64 * 1024, out),
+                // Keep writing to the old file rather than losing lines.
+                Err(e) => tracing::error!(path = %path, error = %e, "cannot reopen the access log"),
+            }
+        }
+    };
+    while let Ok(m) = rx.recv() {
+        handle(&mut w, m);
         // Batch whatever is already queued, then flush once the queue is empty.
         loop {
             match rx.try_recv() {
-                Ok(line) => {
-                    let _ = w.write_all(&line);
-                    let _ = w.write_all(b"\n");
-                }
+                Ok(m) => handle(&mut w, m),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     let _ = w.flush();
@@ -75,6 +108,14 @@ pub struct AccessLogs {
 }
 
 impl AccessLogs {
+    /// Reopens every file output (log rotation).
+    pub fn reopen_all(&self) {
+        let open: Vec<Arc<AccessLog>> = self.open.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for l in open {
+            l.reopen();
+        }
+    }
+
     /// The writer for `cfg`, or `None` when the access log is off or cannot be opened (logged).
     pub fn get(&self, cfg: &gatehouse_config::AccessLog) -> Option<Arc<AccessLog>> {
         if !cfg.enabled {

@@ -447,6 +447,11 @@ impl Gateway {
         .await;
     }
 
+    /// Reopens the access-log files (after `logrotate` renamed them).
+    pub fn reopen_logs(&self) {
+        self.shared.access_logs.reopen_all();
+    }
+
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)

@@ -265,10 +265,16 @@ pub(crate) async fn serve_until_signal(gw: Arc<Gateway>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = usr1.recv() => {
+                // Log rotation: the writers reopen their files after what is queued.
+                gw.reopen_logs();
+                tracing::info!("access logs reopened");
+            }
             _ = hup.recv() => {
                 if gw.config_path().is_none() {
                     tracing::info!("SIGHUP ignored: no config file (quickstart)");

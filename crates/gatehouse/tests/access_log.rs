@@ -84,3 +84,47 @@ async fn query_is_logged_only_when_asked() {
     gw.gw.shutdown().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// Log rotation (`logrotate` in `create` mode): the file is renamed, SIGUSR1 makes the gateway
+/// reopen its path, and the next lines go to the new file; nothing is lost in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_access_log_after_a_rename() {
+    let backend = Backend::named("b").await;
+    let dir = std::env::temp_dir().join(format!("gh-rotate-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("access.log");
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = config(&backend.url(), "http://127.0.0.1:1", &log.display().to_string(), false).replacen(
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{listen}"),
+        1,
+    ) + &format!("admin:\n  address: 127.0.0.1:{admin}\n");
+    let admin_addr: std::net::SocketAddr = ([127, 0, 0, 1], admin).into();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], listen).into();
+    let bin = env!("CARGO_BIN_EXE_gatehouse");
+    let p = tokio::task::spawn_blocking(move || gatehouse_testkit::GatewayProcess::spawn(bin, &yaml, admin_addr))
+        .await
+        .expect("join");
+
+    assert_eq!(request(addr, "GET", "/users/before", &[], b"").await.status, 200);
+    assert_eq!(lines(&log, 1).await[0]["path"], "/users/before");
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    p.signal("USR1");
+    // The writer recreates the file once it has handled the signal.
+    let mut reopened = false;
+    for _ in 0..200 {
+        if log.exists() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reopened, "the access log was not reopened");
+    assert_eq!(request(addr, "GET", "/users/after", &[], b"").await.status, 200);
+    assert_eq!(lines(&log, 1).await[0]["path"], "/users/after");
+    let old = std::fs::read_to_string(&rotated).expect("rotated file");
+    assert_eq!(old.lines().count(), 1, "the rotated file keeps what was written before: {old}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

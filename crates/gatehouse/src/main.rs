@@ -2,7 +2,8 @@
 //!
 //! `gatehouse run --config FILE` serves; `gatehouse validate FILE` checks a config without binding
 //! or contacting anything; `gatehouse` alone runs the quickstart. SIGTERM/SIGINT drain then exit;
-//! SIGHUP re-reads the config file through the same validate → compile → swap path.
+//! SIGHUP re-reads the config file through the same validate → compile → swap path; SIGUSR1
+//! reopens the access-log files (log rotation).
 
 mod quickstart;
 mod tooling;

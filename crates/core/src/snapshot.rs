@@ -448,7 +448,11 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     Ok(Snapshot {
         access_log: None,
         tracer: None,
-        request_id_header: Bytes::from(config.server.request_id.header.to_ascii_lowercase()),
+        // The default as a static: cloning it per request then touches no shared refcount.
+        request_id_header: match config.server.request_id.header.to_ascii_lowercase() {
+            h if h == "x-request-id" => Bytes::from_static(b"x-request-id"),
+            h => Bytes::from(h),
+        },
         trust_request_id: config.server.request_id.trust_incoming,
         metrics: Default::default(),
         drain_timeout: config.server.drain_timeout.0,

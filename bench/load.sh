@@ -12,6 +12,9 @@
 #   GATEHOUSE_BENCH_AUTH=1 bench/load.sh        # also Gatehouse with a JWT RS256 policy
 #                                               # (examples/bench-auth.yaml), as `gatehouse-jwt`
 #
+# HTTPS and HTTP/2 rows (Gatehouse on examples/bench-tls.yaml vs nginx, same certificate, same
+# run): bench/load_tls.sh, a separate runner, since the harness only loads http:// targets.
+#
 # With GATEHOUSE_BENCH_AUTH=1 every request of every target carries
 # `Authorization: Bearer <the RS256 fixture token>`: the harness has no header option, so wrk and
 # oha are wrapped (a `wrk` first in PATH, OHA=) to add it. Every target thus gets the same bytes,

@@ -69,8 +69,11 @@ http {{
 
 # The harness's configs/nginx.conf plus TLS and h2 on the listener. nginx's TLS defaults are kept
 # (ciphers, curves); protocols limited to TLS 1.2/1.3, what Gatehouse offers. The upstream
-# keep-alive pool is 1024 (harness: 256) because the h2 row has conns x streams (500) requests in
-# flight: with 256 idle slots nginx would close and reopen upstream connections all the time.
+# keep-alive pool keeps 256 idle connections per worker, like the harness and like Gatehouse's
+# default `pool.max_idle_per_target`: the h2 row's default conns x streams (50 x 4 = 200 requests
+# in flight) stays below it, so neither proxy churns upstream connections. With more in flight
+# (`--streams 10`: 500) both close and reopen upstream connections (the "upstream conns closed"
+# column), which measures the pools, not HTTP/2.
 NGINX_TLS_CONF = """# nginx as a TLS-terminating reverse proxy (h2 and http/1.1 by ALPN).
 daemon off;
 master_process on;
@@ -84,7 +87,7 @@ http {{
     keepalive_requests 10000000;   # also bounds requests per h2 connection (nginx >= 1.19.7)
     upstream backend {{
         server 127.0.0.1:{backend_port};
-        keepalive 1024;
+        keepalive 256;
         keepalive_requests 10000000;
     }}
     server {{
@@ -567,7 +570,9 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured load")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load before each")
     ap.add_argument("--conns", type=int, default=50, help="connections (both rows)")
-    ap.add_argument("--streams", type=int, default=10, help="h2 concurrent streams per connection")
+    ap.add_argument("--streams", type=int, default=4,
+                    help="h2 concurrent streams per connection (default 4: 200 in flight, below "
+                         "both proxies' 256 idle upstream connections)")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="https-h1,h2 (default both)")
     ap.add_argument("--only", default="nginx,gatehouse", help="targets: nginx,gatehouse")
     ap.add_argument("--pin", default="shared", help="shared (default) | split | none")

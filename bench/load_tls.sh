@@ -11,7 +11,8 @@
 #   BENCH_NO_BUILD=1 bench/load_tls.sh       # use the existing target/release/gatehouse
 #
 # Rows: `https-h1` = HTTP/1.1 over TLS, wrk -c50 keep-alive (closed loop); `h2` = h2load -c50
-# -m10 with ALPN h2 only. A Gatehouse that does not offer h2 in ALPN shows "n/a (no h2)".
+# -m4 (200 streams in flight) with ALPN h2 only. A Gatehouse that does not offer h2 in ALPN shows
+# "n/a (no h2)".
 # Needs: nginx, wrk, h2load (Debian nghttp2-client), openssl, python3; installs the missing ones
 # with apt-get unless BENCH_NO_INSTALL=1. Results: bench/results/<stamp>-tls.{json,md}.
 set -euo pipefail

@@ -54,6 +54,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Option<Duration>,
+    /// Trailer fields after the body (sent by the HTTP/2 backends; HTTP/1.1 ones ignore them).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -63,7 +65,12 @@ impl Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: body.as_bytes().to_vec(),
             delay: None,
+            trailers: Vec::new(),
         }
+    }
+    pub fn trailer(mut self, k: &str, v: &str) -> Reply {
+        self.trailers.push((k.into(), v.into()));
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.into(), v.into()));
@@ -105,11 +112,33 @@ impl Backend {
         Backend::serve_with(l, name, handler, Some(tls::acceptor(cert, key, None)))
     }
 
+    /// Starts an HTTP/2-only backend over plain TCP (prior knowledge, for `h2c://` targets).
+    pub async fn start_h2c(name: &str, handler: Handler) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_proto(l, name, handler, None, true)
+    }
+
+    /// Starts an HTTP/2-only `https://` backend (ALPN `h2`).
+    pub async fn start_h2_tls(name: &str, handler: Handler, cert: &Path, key: &Path) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_proto(l, name, handler, Some(tls::acceptor_alpn(cert, key, &[b"h2"])), true)
+    }
+
     fn serve(l: TcpListener, name: &str, handler: Handler) -> Backend {
         Backend::serve_with(l, name, handler, None)
     }
 
     fn serve_with(l: TcpListener, name: &str, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
+        Backend::serve_proto(l, name, handler, tls, false)
+    }
+
+    fn serve_proto(
+        l: TcpListener,
+        name: &str,
+        handler: Handler,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        h2: bool,
+    ) -> Backend {
         let addr = l.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -146,21 +175,37 @@ impl Backend {
                             for (k, v) in &reply.headers {
                                 resp = resp.header(k.as_str(), v.as_str());
                             }
-                            Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(reply.body))).expect("response"),
-                            )
+                            let mut trailers = http::HeaderMap::new();
+                            for (k, v) in &reply.trailers {
+                                if let (Ok(k), Ok(v)) =
+                                    (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v))
+                                {
+                                    trailers.append(k, v);
+                                }
+                            }
+                            let t = (!trailers.is_empty()).then_some(trailers);
+                            let body = Full::new(Bytes::from(reply.body)).with_trailers(async move { t.map(Ok) });
+                            Ok::<_, std::convert::Infallible>(resp.body(body).expect("response"))
                         }
                     });
-                    match tls {
-                        None => {
+                    let h2b = || hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    match (tls, h2) {
+                        (None, false) => {
                             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                         }
-                        Some(acceptor) => {
+                        (None, true) => {
+                            let _ = h2b().serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        (Some(acceptor), h2) => {
                             let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await
                             else {
                                 return;
                             };
-                            let _ = http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                            if h2 {
+                                let _ = h2b().serve_connection(TokioIo::new(s), svc).await;
+                            } else {
+                                let _ = http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                            }
                         }
                     }
                 });

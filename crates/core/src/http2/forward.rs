@@ -4,11 +4,12 @@
 //! budget, first pick), the retry rules, target health and the attempt's trace span.
 //!
 //! Invariants:
-//! - Request bodies: up to `PREBUFFER` bytes are read before anything goes upstream (so a
-//!   malformed or oversized body is refused before a backend sees it, and the request can be
-//!   retried); a longer body from an HTTP/2 client then streams, and is sent once. An HTTP/1.1
-//!   body for an HTTP/2 upstream, and every gRPC-Web body, is read whole (bounded by the body
-//!   limit) first.
+//! - Request bodies with a declared length: up to `PREBUFFER` bytes are read before anything
+//!   goes upstream (so a malformed or oversized body is refused before a backend sees it, and
+//!   the request can be retried); a longer body from an HTTP/2 client then streams, and is sent
+//!   once. An HTTP/2 body without `content-length` (gRPC, interactive streams) streams from its
+//!   first byte: its sender may wait for answers before sending more. An HTTP/1.1 body for an
+//!   HTTP/2 upstream, and every gRPC-Web body, is read whole (bounded by the body limit) first.
 //! - A streamed request body runs in its own task toward an HTTP/2 upstream, concurrently with
 //!   the response: bidirectional gRPC streams flow both ways at once.
 //! - Responses stream back with their trailers (`grpc-status` ...): as HTTP/2 trailers to an
@@ -377,6 +378,12 @@ where
         }
         Client::H2(s) => {
             let Some(mut rest) = s.body.take() else { return Ok(Body::Full(Bytes::new())) };
+            if !whole && !matches!(head.body, BodyKind::Length(_)) {
+                // No declared length: possibly an interactive stream (gRPC client or bidi
+                // streaming) whose sender waits for answers before sending more, so nothing may
+                // wait for the body: it streams from the first byte (and is sent once).
+                return Ok(Body::Stream { pre: Bytes::new(), rest });
+            }
             let mut pre: Vec<u8> = Vec::new();
             loop {
                 match tokio::time::timeout_at(deadline, rest.data()).await {
@@ -675,7 +682,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                 w.extend_from_slice(if minor == 1 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
                 push_u64(w, status as u64);
                 w.push(b' ');
-                w.extend_from_slice(http1::reason(status).as_bytes());
+                let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+                w.extend_from_slice(reason.unwrap_or("").as_bytes());
                 w.extend_from_slice(b"\r\n");
                 headers.write_to(w);
                 match length {

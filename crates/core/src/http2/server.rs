@@ -309,6 +309,10 @@ fn to_head(
         return Err(GatewayError::HeaderTooLarge);
     }
     let authority = parts.uri.authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()));
+    // The same rules as an HTTP/1.1 Host: no userinfo (RFC 9113 §8.3.1), no comma, no spaces.
+    if authority.as_deref().is_some_and(|a| !crate::http1::parse::valid_host(a)) {
+        return Err(GatewayError::BadRequest("invalid `:authority`".into()));
+    }
     let mut headers = Headers::new();
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (n, v) in &parts.headers {
@@ -336,6 +340,10 @@ fn to_head(
         headers.append(Bytes::from_static(b"cookie"), Bytes::from(cookies.join(&b"; "[..])));
     }
     let authority = authority.or_else(|| headers.get("host").map(Bytes::copy_from_slice));
+    if authority.as_deref().is_some_and(|a| !crate::http1::parse::valid_host(a)) || headers.get_all("host").count() > 1
+    {
+        return Err(GatewayError::BadRequest("invalid `host`".into()));
+    }
     if let Some(p) = &protocol {
         headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
         headers.append(Bytes::from_static(b"upgrade"), p.clone());

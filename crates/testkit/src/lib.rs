@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use gatehouse_core::Gateway;
 
+pub mod h2raw;
 pub mod prom;
 pub mod tls;
 

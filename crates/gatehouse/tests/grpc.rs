@@ -6,7 +6,8 @@
 //! ping-pong that deadlocks unless both directions stream), metadata and trailers (binary ones
 //! included), a service's own error status, errors the gateway makes answered as gRPC statuses
 //! (no route, upstream down, rate limited, timeout, deadline), gRPC-Web (binary and text) over
-//! HTTP/1.1, and a call through a TLS listener that must negotiate `h2` by ALPN.
+//! HTTP/1.1, and a call through a TLS listener that must negotiate `h2` by ALPN. curl (nghttp2)
+//! shows the wire where grpcio would hide it: trailers-only errors, trailers after the message.
 
 use std::net::SocketAddr;
 
@@ -120,6 +121,15 @@ fn the_client_and_service_agree_without_the_gateway() {
     let r = grpc_call(&target, "Slow", &["5000", "--timeout", "0.2"]);
     assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
 
+    // The wire as curl sees it: a trailers-only error, and trailers after the message.
+    let (head, trailers, body) = curl_h2c(server.addr, "/test.Echo/Fail", b"x");
+    assert!(head.iter().any(|h| h.trim() == "grpc-status: 5"), "{head:?}");
+    assert!(trailers.is_empty() && body.is_empty(), "{trailers:?} {body:?}");
+    let (head, trailers, body) = curl_h2c(server.addr, "/test.Echo/Unary", b"wire");
+    assert_eq!(head.first().map(|l| l.trim()), Some("HTTP/2 200"), "{head:?}");
+    assert_eq!(body, frame(0, b"wire"));
+    assert!(trailers.iter().any(|t| t.trim() == "grpc-status: 0"), "{trailers:?}");
+
     // And the test's own base64 (gRPC-Web text) against known encodings.
     assert_eq!(b64_encode(b"hello"), "aGVsbG8=");
     assert_eq!(b64_encode(b"\x00\x01\xfe\xff"), "AAH+/w==");
@@ -231,6 +241,55 @@ fn timeouts_and_deadlines_are_deadline_exceeded() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("the service saw a deadline: {r}"));
     assert!(left <= 300, "the service saw the gateway's deadline, not the client's: {left} ms");
+}
+
+/// A gRPC call with curl over h2c (prior knowledge; nghttp2, another HTTP/2 implementation),
+/// to see the wire: the status line and header block, the trailer block (empty when the response
+/// is trailers-only) and the body bytes.
+fn curl_h2c(addr: SocketAddr, path: &str, message: &[u8]) -> (Vec<String>, Vec<String>, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!("gatehouse-grpc-curl-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (req, resp) = (dir.join("req"), dir.join("resp"));
+    std::fs::write(&req, frame(0, message)).expect("write request");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "--max-time", "10", "-D", "-", "-o"])
+        .arg(&resp)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary"])
+        .arg(format!("@{}", req.display()))
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl runs");
+    let body = std::fs::read(&resp).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(out.status.success(), "curl failed: {}{text}", String::from_utf8_lossy(&out.stderr));
+    let mut blocks = text.split("\n\n").map(|b| b.lines().map(str::to_string).collect::<Vec<_>>());
+    let head = blocks.next().unwrap_or_default();
+    let trailers = blocks.next().unwrap_or_default();
+    (head, trailers, body)
+}
+
+#[test]
+fn gateway_errors_are_trailers_only_on_the_wire() {
+    let env = Env::start();
+    for (path, status) in [("/other.Service/Method", "12"), ("/dead.Echo/Unary", "14")] {
+        let (head, trailers, body) = curl_h2c(env.addr, path, b"x");
+        let show = format!("{path}: head {head:?} trailers {trailers:?} body {body:?}");
+        assert_eq!(head.first().map(|l| l.trim()), Some("HTTP/2 200"), "{show}");
+        let has = |l: &str| head.iter().any(|h| h.trim().eq_ignore_ascii_case(l));
+        assert!(has("content-type: application/grpc"), "{show}");
+        assert!(has(&format!("grpc-status: {status}")), "grpc-status in the only header block: {show}");
+        assert!(head.iter().any(|h| h.to_ascii_lowercase().starts_with("grpc-message:")), "{show}");
+        assert!(trailers.is_empty() && body.is_empty(), "a trailers-only response: {show}");
+    }
+    // A proxied call: the service's trailers stay trailers, after the message.
+    let (head, trailers, body) = curl_h2c(env.addr, "/test.Echo/Unary", b"wire");
+    let show = format!("head {head:?} trailers {trailers:?} body {body:?}");
+    assert_eq!(head.first().map(|l| l.trim()), Some("HTTP/2 200"), "{show}");
+    assert_eq!(body, frame(0, b"wire"), "{show}");
+    let t: Vec<&str> = trailers.iter().map(|l| l.trim()).collect();
+    assert!(t.contains(&"grpc-status: 0") && t.contains(&"x-trailer: yes"), "{show}");
+    assert!(!head.iter().any(|h| h.to_ascii_lowercase().starts_with("grpc-status")), "{show}");
 }
 
 // ---------------------------------------------------------------------------------------------

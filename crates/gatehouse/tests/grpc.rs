@@ -5,9 +5,10 @@
 //! `h2c://`. Covered: every call shape (unary, server, client and bidirectional streaming, with a
 //! ping-pong that deadlocks unless both directions stream), metadata and trailers (binary ones
 //! included), a service's own error status, errors the gateway makes answered as gRPC statuses
-//! (no route, upstream down, rate limited, timeout, deadline), gRPC-Web (binary and text) over
-//! HTTP/1.1, and a call through a TLS listener that must negotiate `h2` by ALPN. curl (nghttp2)
-//! shows the wire where grpcio would hide it: trailers-only errors, trailers after the message.
+//! (no route, upstream down, rate limited, unauthenticated, forbidden, timeout, deadline),
+//! gRPC-Web (binary and text over HTTP/1.1, binary over HTTP/2), and a call through a TLS
+//! listener that must negotiate `h2` by ALPN. curl (nghttp2) shows the wire where grpcio would
+//! hide it: trailers-only errors, trailers after the message.
 
 use std::net::SocketAddr;
 
@@ -16,8 +17,14 @@ use gatehouse_testkit::{free_port, grpc_call, request, GatewayProcess, GrpcServe
 use serde_json::Value;
 
 /// The routes every test runs against. Routes told apart by an `x-route` header come first
-/// (same prefix: the first whose conditions hold wins).
-const ROUTES: &str = "routes:
+/// (same prefix: the first whose conditions hold wins). API keys: alice `grpc-key`, mallory
+/// `mallory-key`.
+const ROUTES: &str = "consumers:
+  - name: alice
+    credentials: {api_keys: [{sha256: 3f144fa299246bf69344b3b7a7b519a4866ec69a48fd83898761888511cc4cfd}]}
+  - name: mallory
+    credentials: {api_keys: [{sha256: a2c6db64998e297b1413b0033e66c5ac0e0a810cac887f9c6b4636f6df389ad9}]}
+routes:
   - name: limited
     upstream: grpc
     match: {path: {prefix: /test.Echo}, headers: [{name: x-route, exact: limited}]}
@@ -31,6 +38,12 @@ const ROUTES: &str = "routes:
     upstream: grpc
     deadline: {timeout: 300ms, format: grpc}
     match: {path: {prefix: /test.Echo}, headers: [{name: x-route, exact: deadline}]}
+  - name: auth
+    upstream: grpc
+    match: {path: {prefix: /test.Echo}, headers: [{name: x-route, exact: auth}]}
+    policies:
+      - auth: {methods: [{api_key: {}}]}
+      - authorize: {consumers: [alice]}
   - name: echo
     upstream: grpc
     match: {path: {prefix: /test.Echo}}
@@ -217,6 +230,17 @@ fn gateway_errors_are_grpc_statuses() {
     assert_eq!(first["code"], "OK", "{first}");
     let second = env.call("Unary", &["b", "--metadata", "x-route=limited"]);
     assert_grpc_status(&second, "RESOURCE_EXHAUSTED");
+
+    // Identity: no key is 401, a consumer the route does not allow is 403.
+    let r = env.call("Unary", &["x", "--metadata", "x-route=auth"]);
+    assert_grpc_status(&r, "UNAUTHENTICATED");
+    let r = env.call("Unary", &["x", "--metadata", "x-route=auth", "--metadata", "x-api-key=mallory-key"]);
+    assert_grpc_status(&r, "PERMISSION_DENIED");
+    let r = env.call("Unary", &["x", "--metadata", "x-route=auth", "--metadata", "x-api-key=grpc-key"]);
+    assert_eq!(r["code"], "OK", "{r}");
+    let seen = r["initial_metadata"]["x-seen-keys"].as_str().unwrap_or("");
+    assert!(seen.split(',').any(|k| k == "x-consumer-name"), "the identity went upstream: {r}");
+    assert!(!seen.split(',').any(|k| k == "x-api-key"), "the credential did not: {r}");
 }
 
 #[test]
@@ -247,6 +271,16 @@ fn timeouts_and_deadlines_are_deadline_exceeded() {
 /// to see the wire: the status line and header block, the trailer block (empty when the response
 /// is trailers-only) and the body bytes.
 fn curl_h2c(addr: SocketAddr, path: &str, message: &[u8]) -> (Vec<String>, Vec<String>, Vec<u8>) {
+    curl_h2c_as(addr, path, "application/grpc", message)
+}
+
+/// [`curl_h2c`] with another content type (gRPC-Web over HTTP/2).
+fn curl_h2c_as(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    message: &[u8],
+) -> (Vec<String>, Vec<String>, Vec<u8>) {
     let dir = std::env::temp_dir().join(format!("gatehouse-grpc-curl-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("dir");
     let (req, resp) = (dir.join("req"), dir.join("resp"));
@@ -254,7 +288,7 @@ fn curl_h2c(addr: SocketAddr, path: &str, message: &[u8]) -> (Vec<String>, Vec<S
     let out = std::process::Command::new("curl")
         .args(["-sS", "--http2-prior-knowledge", "--max-time", "10", "-D", "-", "-o"])
         .arg(&resp)
-        .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary"])
+        .args(["-H", &format!("content-type: {content_type}"), "-H", "te: trailers", "--data-binary"])
         .arg(format!("@{}", req.display()))
         .arg(format!("http://{addr}{path}"))
         .output()
@@ -270,7 +304,7 @@ fn curl_h2c(addr: SocketAddr, path: &str, message: &[u8]) -> (Vec<String>, Vec<S
 }
 
 #[test]
-fn gateway_errors_are_trailers_only_on_the_wire() {
+fn the_wire_seen_by_curl_over_h2c() {
     let env = Env::start();
     for (path, status) in [("/other.Service/Method", "12"), ("/dead.Echo/Unary", "14")] {
         let (head, trailers, body) = curl_h2c(env.addr, path, b"x");
@@ -290,6 +324,17 @@ fn gateway_errors_are_trailers_only_on_the_wire() {
     let t: Vec<&str> = trailers.iter().map(|l| l.trim()).collect();
     assert!(t.contains(&"grpc-status: 0") && t.contains(&"x-trailer: yes"), "{show}");
     assert!(!head.iter().any(|h| h.to_ascii_lowercase().starts_with("grpc-status")), "{show}");
+
+    // gRPC-Web from an HTTP/2 client: the trailers come as the last frame of the body.
+    let (head, trailers, body) = curl_h2c_as(env.addr, "/test.Echo/Unary", "application/grpc-web+proto", b"web/h2");
+    let f = frames(&body);
+    let show = format!("head {head:?} trailers {trailers:?} body {body:?}");
+    assert_eq!(head.first().map(|l| l.trim()), Some("HTTP/2 200"), "{show}");
+    assert!(head.iter().any(|h| h.trim().eq_ignore_ascii_case("content-type: application/grpc-web+proto")), "{show}");
+    assert_eq!(f.len(), 2, "{show}");
+    assert_eq!(f[0], (0u8, b"web/h2".to_vec()), "{show}");
+    assert_eq!(f[1].0, 0x80, "{show}");
+    assert!(trailer_lines(&f[1].1).contains(&("grpc-status".into(), "0".into())), "{show}");
 }
 
 // ---------------------------------------------------------------------------------------------

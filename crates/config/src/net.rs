@@ -162,6 +162,8 @@ pub struct TargetUrl {
     pub port: u16,
     /// `https://`: the connection is TLS.
     pub tls: bool,
+    /// `h2c://`: HTTP/2 over plain TCP (prior knowledge).
+    pub h2c: bool,
 }
 
 impl TargetUrl {
@@ -180,18 +182,20 @@ pub fn parse_target_url(s: &str) -> Result<TargetUrl, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!("`{s}` is not a target URL: expected `http://host:port`"));
     };
-    let tls = match scheme.to_ascii_lowercase().as_str() {
-        "http" if scheme == "http" => false,
-        "https" if scheme == "https" => true,
-        "http" | "https" => {
+    let (tls, h2c) = match scheme.to_ascii_lowercase().as_str() {
+        "http" if scheme == "http" => (false, false),
+        "https" if scheme == "https" => (true, false),
+        "h2c" if scheme == "h2c" => (false, true),
+        "http" | "https" | "h2c" => {
             return Err(format!(
                 "write the scheme in lower case: `{}://`, not `{scheme}://`",
                 scheme.to_ascii_lowercase()
             ))
         }
-        "h2c" => return Err("scheme `h2c` is not supported yet (comes with HTTP/2 upstreams)".into()),
         other => {
-            return Err(format!("unsupported scheme `{other}`: expected `http://host:port` or `https://host:port`"))
+            return Err(format!(
+                "unsupported scheme `{other}`: expected `http://host:port`, `https://host:port` or `h2c://host:port`"
+            ))
         }
     };
     if rest.contains('?') || rest.contains('#') {
@@ -236,7 +240,7 @@ pub fn parse_target_url(s: &str) -> Result<TargetUrl, String> {
         Ok(p) if p >= 1 => p,
         _ => return Err(format!("invalid port `{port}` in `{s}`: expected a number from 1 to 65535")),
     };
-    Ok(TargetUrl { host, port, tls })
+    Ok(TargetUrl { host, port, tls, h2c })
 }
 
 /// A DNS name (or `localhost`): dot-separated labels of letters, digits, `-` and `_`, each
@@ -340,7 +344,7 @@ mod tests {
         assert_eq!(parse_target_url("http://users.internal:80").unwrap().authority(), "users.internal:80");
         assert_eq!(parse_target_url("http://[::1]:8080").unwrap().authority(), "[::1]:8080");
         for (bad, needle) in [
-            ("h2c://a:80", "scheme `h2c` is not supported yet"),
+            ("H2C://a:80", "lower case"),
             ("ftp://a:21", "unsupported scheme"),
             ("HTTP://a:21", "lower case"),
             ("127.0.0.1:80", "expected `http://host:port`"),

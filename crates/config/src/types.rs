@@ -240,6 +240,48 @@ pub struct Listener {
     /// Answer every request on this (plain) listener with a redirect to `https://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_https: Option<RedirectHttps>,
+    /// HTTP/2 from clients: `h2` by ALPN on TLS listeners, prior-knowledge `h2c` on plain ones.
+    #[serde(default)]
+    pub http2: Http2,
+}
+
+/// `listeners[].http2`: HTTP/2 from clients and its protections. The header list is bounded by
+/// `limits.max_header_bytes` (and `limits.max_headers`), like an HTTP/1.1 head.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Http2 {
+    /// Offer `h2` in ALPN (TLS) and accept the HTTP/2 preface (plain). Default true.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused.
+    #[serde(default = "defaults::h2_max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Flow-control window per stream: how much request body a client may send ahead.
+    #[serde(default = "defaults::h2_stream_window")]
+    pub initial_stream_window: ByteSize,
+    /// Flow-control window of the whole connection.
+    #[serde(default = "defaults::h2_connection_window")]
+    pub initial_connection_window: ByteSize,
+    /// Streams reset (by the client, or by the gateway for a protocol error) allowed within
+    /// `reset_window`; one more and the connection ends with GOAWAY `ENHANCE_YOUR_CALM`
+    /// (the rapid-reset attack, CVE-2023-44487).
+    #[serde(default = "defaults::h2_max_resets")]
+    pub max_resets: u32,
+    #[serde(default = "defaults::h2_reset_window")]
+    pub reset_window: Dur,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            enabled: true,
+            max_concurrent_streams: defaults::h2_max_streams(),
+            initial_stream_window: defaults::h2_stream_window(),
+            initial_connection_window: defaults::h2_connection_window(),
+            max_resets: defaults::h2_max_resets(),
+            reset_window: defaults::h2_reset_window(),
+        }
+    }
 }
 
 /// `listeners[].tls`: certificates chosen by SNI; TLS 1.2 and 1.3; ALPN `http/1.1` only (`h2`
@@ -438,6 +480,20 @@ pub struct Upstream {
     /// TLS to `https://` targets (CA, SNI override, client certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// What the gateway speaks to the targets: `http1` (default for `http://` and `https://`)
+    /// or `http2` (`https://` targets then negotiate `h2` by ALPN). `h2c://` targets always
+    /// speak HTTP/2 over plain TCP.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstreams[].protocol`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
 }
 
 /// `upstreams[].outlier_detection`: passive health from the outcomes of real requests.
@@ -701,7 +757,8 @@ pub struct Hedge {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// `http://host:port` or `https://host:port` (TLS, see `upstreams[].tls`).
+    /// `http://host:port`, `https://host:port` (TLS, see `upstreams[].tls`) or `h2c://host:port`
+    /// (HTTP/2 over plain TCP, e.g. a gRPC service).
     pub url: String,
     #[serde(default = "defaults::weight")]
     pub weight: u32,
@@ -838,6 +895,10 @@ pub struct Route {
     /// An upgraded tunnel with no byte in either direction for this long is closed.
     #[serde(default = "defaults::tunnel_idle_timeout")]
     pub tunnel_idle_timeout: Dur,
+    /// Translate gRPC-Web requests (`application/grpc-web*`, binary and base64 text) to gRPC
+    /// when the route's upstream speaks HTTP/2. Default true.
+    #[serde(default = "defaults::yes")]
+    pub grpc_web: bool,
     /// `Strict-Transport-Security` on this route's responses over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
@@ -1673,6 +1734,21 @@ pub mod defaults {
     }
     pub fn upgrades() -> Vec<String> {
         vec!["websocket".to_string()]
+    }
+    pub fn h2_max_streams() -> u32 {
+        100
+    }
+    pub fn h2_stream_window() -> ByteSize {
+        ByteSize(256 * 1024)
+    }
+    pub fn h2_connection_window() -> ByteSize {
+        ByteSize(1024 * 1024)
+    }
+    pub fn h2_max_resets() -> u32 {
+        200
+    }
+    pub fn h2_reset_window() -> Dur {
+        Dur(Duration::from_secs(10))
     }
     pub fn tunnel_idle_timeout() -> Dur {
         Dur(Duration::from_secs(60))

@@ -326,8 +326,29 @@ impl Validator<'_> {
             self.positive_dur(join_key(&tp, "body_read"), &l.timeouts.body_read);
             self.positive_dur(join_key(&tp, "idle"), &l.timeouts.idle);
             self.listener_tls(l, &p);
+            self.http2(&l.http2, &join_key(&p, "http2"));
         }
         addrs
+    }
+
+    /// `listeners[].http2`: values inside what RFC 9113 allows (windows up to 2^31-1 bytes).
+    fn http2(&mut self, h: &crate::types::Http2, p: &str) {
+        const MAX_WINDOW: u64 = (1 << 31) - 1;
+        if h.max_concurrent_streams == 0 {
+            self.err(join_key(p, "max_concurrent_streams"), "must be at least 1");
+        }
+        for (field, v) in [
+            ("initial_stream_window", h.initial_stream_window.0),
+            ("initial_connection_window", h.initial_connection_window.0),
+        ] {
+            if !(65_535..=MAX_WINDOW).contains(&v) {
+                self.err(join_key(p, field), format!("must be between 65535 bytes and 2 GiB - 1 (RFC 9113), got {v}"));
+            }
+        }
+        if h.max_resets == 0 {
+            self.err(join_key(p, "max_resets"), "must be at least 1");
+        }
+        self.positive_dur(join_key(p, "reset_window"), &h.reset_window);
     }
 
     /// The shape of `listeners[].tls` and `redirect_https`; the files themselves (PEM, key
@@ -565,11 +586,24 @@ impl Validator<'_> {
             self.err(&tp, "an upstream needs at least one target");
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let h2c_of = |t: &crate::types::Target| t.url.starts_with("h2c://");
+        if u.targets.iter().any(h2c_of) && !u.targets.iter().all(h2c_of) {
+            self.err(
+                &tp,
+                "mixes `h2c://` with other targets: all targets of an upstream speak one protocol (split the upstream)",
+            );
+        }
         for (j, t) in u.targets.iter().enumerate() {
             let jp = join_index(&tp, j);
             match parse_target_url(&t.url) {
                 Err(e) => self.err(join_key(&jp, "url"), e),
                 Ok(url) => {
+                    if u.protocol == crate::types::UpstreamProtocol::Http2 && !url.tls && !url.h2c {
+                        self.err(
+                            join_key(&jp, "url"),
+                            format!("`protocol: http2` over plain TCP needs an `h2c://` target, not `{}`", t.url),
+                        );
+                    }
                     let authority = url.authority();
                     if let Some(first) = seen.get(&authority) {
                         self.err(
@@ -2371,6 +2405,7 @@ upstreams:
             circuit_breaker: None,
             upgrades: crate::types::defaults::upgrades(),
             tunnel_idle_timeout: crate::types::defaults::tunnel_idle_timeout(),
+            grpc_web: true,
             hsts: None,
         });
         let errors = validate(&cfg);

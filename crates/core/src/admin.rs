@@ -300,7 +300,7 @@ impl AdminState {
                             "listener": l.name,
                             "address": l.address.to_string(),
                             "client_auth": t.client_auth,
-                            "alpn": crate::tls::ALPN.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                            "alpn": t.config.alpn_protocols.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
                             "certificates": certs,
                         })
                     })

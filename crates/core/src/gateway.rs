@@ -592,7 +592,12 @@ async fn serve_tls(
         .and_then(|c| crate::tls::x509::parse(c))
         .map(|f| bytes::Bytes::from(f.subject));
     let info = crate::tls::ConnTls { client_subject };
-    crate::proxy::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        crate::http2::server::serve(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+    } else {
+        crate::proxy::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+    }
 }
 
 async fn accept_loop(l: tokio::net::TcpListener, idx: usize, shared: Arc<Shared>) {

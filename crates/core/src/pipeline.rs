@@ -196,6 +196,9 @@ pub struct RequestCtx {
     /// during the TLS handshake (listener `tls.client_auth`); `None` on plain connections or
     /// without a certificate. Also forwarded upstream as `X-Client-Cert-Subject`.
     pub client_cert_subject: Option<Bytes>,
+    /// The request is gRPC or gRPC-Web (by its content type): the gateway's own answers are then
+    /// gRPC statuses, and gRPC-Web is translated for HTTP/2 upstreams.
+    pub grpc: Option<crate::grpc::GrpcKind>,
 }
 
 /// What the access log needs beyond the context's own fields.

@@ -70,12 +70,12 @@ pub struct Shared {
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
-const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
-struct CountGuard<'a>(&'a AtomicUsize);
+pub(crate) struct CountGuard<'a>(&'a AtomicUsize);
 
 impl<'a> CountGuard<'a> {
-    fn new(c: &'a AtomicUsize) -> Self {
+    pub(crate) fn new(c: &'a AtomicUsize) -> Self {
         c.fetch_add(1, Ordering::Relaxed);
         CountGuard(c)
     }
@@ -87,7 +87,7 @@ impl Drop for CountGuard<'_> {
     }
 }
 
-struct InflightGuard<'a>(&'a Target);
+pub(crate) struct InflightGuard<'a>(pub(crate) &'a Target);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
@@ -96,25 +96,25 @@ impl Drop for InflightGuard<'_> {
 }
 
 /// Per-connection buffers and identity.
-struct Conn {
-    rbuf: BytesMut,
-    wbuf: Vec<u8>,
+pub(crate) struct Conn {
+    pub(crate) rbuf: BytesMut,
+    pub(crate) wbuf: Vec<u8>,
     /// The upstream request head being built (reused across requests).
-    ubuf: Vec<u8>,
-    peer: SocketAddr,
+    pub(crate) ubuf: Vec<u8>,
+    pub(crate) peer: SocketAddr,
     /// The peer's IP as text, and `for=...;proto=http`, computed once per connection.
     peer_ip: Bytes,
     forwarded_for: Bytes,
     /// Whether the peer is a trusted proxy, cached per listener config generation.
     trusted_cache: Option<(usize, bool)>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// Registered with `Shared::stop` once per connection (not per request): no lock per request.
     stop: Pin<Box<tokio::sync::futures::OwnedNotified>>,
-    timer: Pin<Box<Sleep>>,
+    pub(crate) timer: Pin<Box<Sleep>>,
     /// Client bytes consumed and written before the current request (see `counted`).
     mark: (u64, u64),
     /// The connection is TLS: `https` in X-Forwarded-Proto/Forwarded, HSTS is sent.
-    https: bool,
+    pub(crate) https: bool,
     /// The verified client certificate's subject (mTLS).
     client_subject: Option<Bytes>,
 }
@@ -124,7 +124,7 @@ impl Conn {
         Bytes::from_static(if self.https { b"https" } else { b"http" })
     }
 
-    fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Relaxed)
     }
 
@@ -154,17 +154,81 @@ enum HeadRead {
 }
 
 /// Why forwarding stopped early.
-enum Fail {
+pub(crate) enum Fail {
     /// Nothing was written to the client yet: answer with this error.
     Before(GatewayError),
     /// The response already started (or the client is gone): close the connection.
     After,
 }
 
+/// Where the client of one request is: an HTTP/1.x connection, or one HTTP/2 stream.
+pub(crate) enum Client<'a, S> {
+    H1(&'a mut Counted<S>),
+    H2(&'a mut crate::http2::server::Stream),
+}
+
+impl Conn {
+    /// Per-connection state for a client at `peer` (for HTTP/2: per stream, cheap to make).
+    pub(crate) fn new(peer: SocketAddr, shared: Arc<Shared>, https: bool, client_subject: Option<Bytes>) -> Conn {
+        let proto = if https { "https" } else { "http" };
+        Conn {
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            ubuf: Vec::new(),
+            peer,
+            peer_ip: Bytes::from(peer.ip().to_string()),
+            forwarded_for: Bytes::from(match peer.ip() {
+                IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+                IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+            }),
+            trusted_cache: None,
+            stop: Box::pin(shared.stop.clone().notified_owned()),
+            shared,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            mark: (0, 0),
+            https,
+            client_subject,
+        }
+    }
+}
+
+/// What the first bytes of a plain connection are.
+enum Sniffed {
+    Http1,
+    Http2,
+    Closed,
+}
+
+/// Reads until the bytes either are the HTTP/2 connection preface or cannot be (one read in
+/// the HTTP/1.1 case: a request line never starts with `PRI * HTTP/2.0`).
+async fn sniff_preface<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, idle: Duration) -> Sniffed {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    c.timer.as_mut().reset(Instant::now() + idle);
+    loop {
+        let n = c.rbuf.len().min(PREFACE.len());
+        if n > 0 && c.rbuf[..n] != PREFACE[..n] {
+            return Sniffed::Http1;
+        }
+        if n == PREFACE.len() {
+            return Sniffed::Http2;
+        }
+        reserve(&mut c.rbuf);
+        tokio::select! {
+            biased;
+            r = io.read_buf(&mut c.rbuf) => match r {
+                Ok(0) | Err(_) => return Sniffed::Closed,
+                Ok(_) => {}
+            },
+            _ = &mut c.timer => return Sniffed::Closed,
+            _ = c.stop.as_mut() => return Sniffed::Closed,
+        }
+    }
+}
+
 /// Serves one plain client connection until it closes, errs, idles out, or the gateway drains.
 pub async fn serve_connection<S>(io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     serve_connection_with(io, peer, listener, shared, None).await
 }
@@ -177,29 +241,35 @@ pub async fn serve_connection_with<S>(
     shared: Arc<Shared>,
     tls: Option<crate::tls::ConnTls>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _conn = CountGuard::new(&shared.connections);
-    let proto = if tls.is_some() { "https" } else { "http" };
-    let mut c = Conn {
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: Vec::with_capacity(4096),
-        ubuf: Vec::with_capacity(512),
-        peer,
-        peer_ip: Bytes::from(peer.ip().to_string()),
-        forwarded_for: Bytes::from(match peer.ip() {
-            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
-            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
-        }),
-        trusted_cache: None,
-        stop: Box::pin(shared.stop.clone().notified_owned()),
-        shared: shared.clone(),
-        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        mark: (0, 0),
-        https: tls.is_some(),
-        client_subject: tls.and_then(|t| t.client_subject),
-    };
+    let https = tls.is_some();
+    let mut c = Conn::new(peer, shared.clone(), https, tls.and_then(|t| t.client_subject));
+    c.rbuf.reserve(READ_CHUNK);
+    c.wbuf.reserve(4096);
+    c.ubuf.reserve(512);
+    let mut io = io;
+    // Plain listeners with HTTP/2 on take the h2c preface (prior knowledge); TLS connections
+    // chose their protocol by ALPN before reaching here.
+    if !https {
+        let first = shared.snapshot.load().listeners.get(listener).map(|l| (l.http2.is_some(), l.idle_timeout));
+        if let Some((true, idle)) = first {
+            match sniff_preface(&mut io, &mut c, idle).await {
+                Sniffed::Closed => return,
+                Sniffed::Http1 => {}
+                Sniffed::Http2 => {
+                    let pre = c.rbuf.split().freeze();
+                    drop(_conn);
+                    let io = crate::http2::server::Prefixed::new(pre, io);
+                    return crate::http2::server::serve(io, peer, listener, shared, None).await;
+                }
+            }
+        }
+    }
     let mut io = Counted::new(io);
+    // Bytes the sniffing read count as read from this connection.
+    io.read = c.rbuf.len() as u64;
     loop {
         // Only the listener's read settings are needed to wait for a head; the snapshot used for
         // the request is loaded once the head is complete, so a reload applies to the very next
@@ -226,7 +296,7 @@ pub async fn serve_connection_with<S>(
                 let _req = CountGuard::new(&shared.inflight);
                 let snap = shared.snapshot.load_full();
                 let Some(l) = snap.listeners.get(listener) else { break };
-                let keep = handle_request(&mut io, &mut c, head, &snap, l).await;
+                let keep = handle_request(&mut Client::H1(&mut io), &mut c, head, &snap, l).await;
                 if !keep || c.stopping() {
                     break;
                 }
@@ -236,7 +306,7 @@ pub async fn serve_connection_with<S>(
     let _ = io.shutdown().await;
 }
 
-fn reserve(buf: &mut BytesMut) {
+pub(crate) fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(READ_CHUNK);
     }
@@ -379,28 +449,51 @@ fn host_key(authority: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Sends a response the gateway made itself. For a gRPC request it becomes a trailers-only
+/// gRPC answer (`grpc::local_response`); the log keeps the HTTP status and error code.
 async fn write_local<S: AsyncWrite + Unpin>(
-    io: &mut S,
+    io: &mut Client<'_, S>,
     c: &mut Conn,
     resp: &LocalResponse,
     ctx: &RequestCtx,
     head_only: bool,
 ) -> bool {
-    c.wbuf.clear();
-    let name = std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id");
-    resp.write_to(&mut c.wbuf, &[(name, &ctx.request_id)], head_only);
-    io.write_all(&c.wbuf).await.is_ok()
+    let converted;
+    let resp = match ctx.grpc {
+        Some(kind) if resp.status >= 300 => {
+            converted = crate::grpc::local_response(resp, kind, ctx.error_kind);
+            &converted
+        }
+        _ => resp,
+    };
+    match io {
+        Client::H1(io) => {
+            c.wbuf.clear();
+            let name = std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id");
+            resp.write_to(&mut c.wbuf, &[(name, &ctx.request_id)], head_only);
+            io.write_all(&c.wbuf).await.is_ok()
+        }
+        Client::H2(s) => s.send_local(resp, ctx, head_only),
+    }
 }
 
 /// Sets the request's byte counts from the connection's totals, just before the log phase.
-fn settle_bytes<S>(io: &Counted<S>, c: &Conn, ctx: &mut RequestCtx) {
-    ctx.bytes_in = (io.read - c.rbuf.len() as u64).saturating_sub(c.mark.0);
-    ctx.bytes_out = io.written.saturating_sub(c.mark.1);
+fn settle_bytes<S>(io: &Client<'_, S>, c: &Conn, ctx: &mut RequestCtx) {
+    match io {
+        Client::H1(io) => {
+            ctx.bytes_in = (io.read - c.rbuf.len() as u64).saturating_sub(c.mark.0);
+            ctx.bytes_out = io.written.saturating_sub(c.mark.1);
+        }
+        Client::H2(s) => {
+            ctx.bytes_in = s.bytes_in;
+            ctx.bytes_out = s.bytes_out;
+        }
+    }
 }
 
 /// Runs one request to completion. Returns whether the connection may serve another.
-async fn handle_request<S>(
-    io: &mut Counted<S>,
+pub(crate) async fn handle_request<S>(
+    io: &mut Client<'_, S>,
     c: &mut Conn,
     mut head: RequestHead,
     snap: &Snapshot,
@@ -438,6 +531,7 @@ where
         forward_query: None,
         cors: None,
         client_cert_subject: c.client_subject.clone(),
+        grpc: head.headers.get("content-type").and_then(crate::grpc::classify),
     };
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
@@ -636,7 +730,28 @@ where
 
     let out_path = rewrite_path(route, path, &ctx.params);
     let up = upgrade.as_ref();
-    match forward(io, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done, up).await {
+    let forwarded = match io {
+        Client::H1(h) if !route.upstream.http2 => {
+            forward(&mut **h, c, &mut head, route, &out_path, query, &mut ctx, l, limit, &mut body_done, up).await
+        }
+        _ => {
+            crate::http2::forward::forward_any(
+                io,
+                c,
+                &mut head,
+                route,
+                &out_path,
+                query,
+                &mut ctx,
+                l,
+                limit,
+                &mut body_done,
+                up,
+            )
+            .await
+        }
+    };
+    match forwarded {
         Ok(keep) => {
             settle_bytes(io, c, &mut ctx);
             on_log(&mut ctx, snap, &method, path);
@@ -669,7 +784,7 @@ where
 /// Host there is nothing to redirect to (400).
 #[allow(clippy::too_many_arguments)]
 async fn redirect_https<S: AsyncWrite + Unpin>(
-    io: &mut Counted<S>,
+    io: &mut Client<'_, S>,
     c: &mut Conn,
     snap: &Snapshot,
     ctx: &mut RequestCtx,
@@ -710,7 +825,7 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
 
 #[allow(clippy::too_many_arguments)]
 async fn finish_error<S: AsyncWrite + Unpin>(
-    io: &mut Counted<S>,
+    io: &mut Client<'_, S>,
     c: &mut Conn,
     snap: &Snapshot,
     ctx: &mut RequestCtx,
@@ -801,7 +916,7 @@ fn upgrade_request_with(head: &RequestHead, upgrades: &[String]) -> Option<Bytes
 }
 
 /// Whether a 101's `Upgrade` names one of the protocols the client asked for.
-fn upgrade_matches(asked: &[u8], answered: &http1::ResponseHead) -> bool {
+pub(crate) fn upgrade_matches(asked: &[u8], answered: &http1::ResponseHead) -> bool {
     let connection_ok = answered.headers.get_all("connection").any(|v| http1::headers::has_token(v, "upgrade"));
     let Some(got) = answered.headers.get("upgrade").map(trim) else { return false };
     connection_ok && !got.is_empty() && asked.split(|&b| b == b',').map(trim).any(|p| p.eq_ignore_ascii_case(got))
@@ -911,7 +1026,7 @@ fn hash_key<'a>(key: &HashKey, head: &'a RequestHead, path: &'a str, ip: &'a str
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_request_head(
+pub(crate) fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     path: &str,
@@ -970,7 +1085,7 @@ fn write_request_head(
 }
 
 /// A CLIENT span for one upstream attempt to `target` (when the request is traced).
-fn client_span(server: Option<&ServerSpan>, method: &[u8], target: &Target) -> Option<ClientSpan> {
+pub(crate) fn client_span(server: Option<&ServerSpan>, method: &[u8], target: &Target) -> Option<ClientSpan> {
     let mut span = server?.child_client();
     if span.context().is_sampled() {
         let m = std::str::from_utf8(method).unwrap_or("_OTHER");
@@ -993,14 +1108,14 @@ fn finish_client_span(span: Option<ClientSpan>, result: &Exchange) {
     }
 }
 
-fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 
 /// How one attempt ended without a usable response head.
-enum AttemptErr {
+pub(crate) enum AttemptErr {
     /// No connection (refused, unreachable, connect timeout): nothing reached the upstream.
     Connect { timed_out: bool },
     /// `max_pending` connects were already in progress.
@@ -1019,7 +1134,7 @@ enum AttemptErr {
 
 impl AttemptErr {
     /// `error.type` of the attempt's CLIENT span.
-    fn error_type(&self) -> &'static str {
+    pub(crate) fn error_type(&self) -> &'static str {
         match self {
             AttemptErr::Connect { timed_out: true } => "connect_timeout",
             AttemptErr::Connect { timed_out: false } => "connect_error",
@@ -1032,7 +1147,7 @@ impl AttemptErr {
         }
     }
 
-    fn failure(&self) -> Option<AttemptFailure> {
+    pub(crate) fn failure(&self) -> Option<AttemptFailure> {
         match self {
             AttemptErr::Connect { .. } | AttemptErr::Tls => Some(AttemptFailure::Connect),
             AttemptErr::Reset => Some(AttemptFailure::Reset),
@@ -1042,11 +1157,11 @@ impl AttemptErr {
     }
 
     /// Whether this says something about the target's health (passive health, breaker).
-    fn target_failed(&self) -> bool {
+    pub(crate) fn target_failed(&self) -> bool {
         !matches!(self, AttemptErr::Overloaded | AttemptErr::Client(_))
     }
 
-    fn into_fail(self, upstream: &str, deadline_passed: bool) -> Fail {
+    pub(crate) fn into_fail(self, upstream: &str, deadline_passed: bool) -> Fail {
         let upstream = upstream.to_string();
         Fail::Before(match self {
             AttemptErr::Client(f) => return f,
@@ -1063,14 +1178,14 @@ impl AttemptErr {
     }
 }
 
-fn tried_bit(i: usize) -> u64 {
+pub(crate) fn tried_bit(i: usize) -> u64 {
     1 << (i % 64)
 }
 
 /// A target for a retry or a hedged attempt: a healthy one this request has not tried yet (from
 /// a random start, so retries spread), else the balancer's choice. The balancer is asked only
 /// when everything was tried, so retries do not shift its round-robin sequence.
-fn pick_target(u: &Upstream, key: Option<&[u8]>, tried: u64) -> Option<usize> {
+pub(crate) fn pick_target(u: &Upstream, key: Option<&[u8]>, tried: u64) -> Option<usize> {
     let n = u.targets.len();
     let s = (rand_u64() % n.max(1) as u64) as usize;
     (0..n)
@@ -1080,7 +1195,7 @@ fn pick_target(u: &Upstream, key: Option<&[u8]>, tried: u64) -> Option<usize> {
 }
 
 /// Records one attempt's outcome for passive health; logs an ejection.
-fn observe_target(upstream: &Upstream, ti: usize, failed: bool) {
+pub(crate) fn observe_target(upstream: &Upstream, ti: usize, failed: bool) {
     let Some(oc) = &upstream.outlier else { return };
     if let Some(reason) = outlier::observe(oc, &upstream.targets, ti, failed, mono_ns()) {
         upstream.state.note_ejection();
@@ -1091,28 +1206,39 @@ fn observe_target(upstream: &Upstream, ti: usize, failed: bool) {
 }
 
 /// Everything needed to write the request head for one attempt.
-struct HeadParts<'a> {
-    head: &'a RequestHead,
-    route: &'a Route,
-    path: &'a str,
-    query: Option<&'a str>,
+pub(crate) struct HeadParts<'a> {
+    pub(crate) head: &'a RequestHead,
+    pub(crate) route: &'a Route,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
     /// The client's Host (routes with `preserve_host` or a `Host` set by request_headers).
-    fixed_host: Option<Bytes>,
-    framing: BodyKind,
-    pre: &'a [u8],
+    pub(crate) fixed_host: Option<Bytes>,
+    pub(crate) framing: BodyKind,
+    pub(crate) pre: &'a [u8],
 }
 
 impl HeadParts<'_> {
-    /// The request for `target`: head (with the remaining deadline, if propagated) and the
-    /// buffered body.
-    fn build(&self, out: &mut Vec<u8>, target: &Target, deadline: Option<Instant>, trace: Option<&ClientSpan>) {
-        let host = self.fixed_host.as_ref().unwrap_or(&target.authority);
-        let extra = match (&self.route.deadline, deadline) {
+    /// The remaining-deadline header for an attempt, when the route propagates its deadline.
+    pub(crate) fn deadline_header(&self, deadline: Option<Instant>) -> Option<(Bytes, Bytes)> {
+        match (&self.route.deadline, deadline) {
             (Some(d), Some(at)) => {
                 d.header.as_ref().map(|h| (h.clone(), d.value(at.saturating_duration_since(Instant::now()))))
             }
             _ => None,
-        };
+        }
+    }
+
+    /// The request for `target`: head (with the remaining deadline, if propagated) and the
+    /// buffered body.
+    pub(crate) fn build(
+        &self,
+        out: &mut Vec<u8>,
+        target: &Target,
+        deadline: Option<Instant>,
+        trace: Option<&ClientSpan>,
+    ) {
+        let host = self.fixed_host.as_ref().unwrap_or(&target.authority);
+        let extra = self.deadline_header(deadline);
         write_request_head(out, self.head, self.path, self.query, host, self.framing, extra, trace);
         if self.framing == BodyKind::Chunked {
             if !self.pre.is_empty() {
@@ -1158,7 +1284,7 @@ async fn get_conn(
 /// response byte is retried once on a fresh one when `resend_ok` (a stale keep-alive
 /// connection is not the target's fault).
 #[allow(clippy::too_many_arguments)]
-async fn exchange_buffered(
+pub(crate) async fn exchange_buffered(
     target: &Target,
     upstream: &Upstream,
     req: &[u8],
@@ -1241,7 +1367,7 @@ async fn exchange_streaming<S: AsyncRead + Unpin>(
     }
 }
 
-type Exchange = Result<(UpConn, http1::ResponseHead, Instant), AttemptErr>;
+pub(crate) type Exchange = Result<(UpConn, http1::ResponseHead, Instant), AttemptErr>;
 
 /// The first attempt, hedged: when no response head arrived after `delay`, a second attempt goes
 /// to another target (if the retry budget allows); the first head wins, the other connection is
@@ -1310,6 +1436,90 @@ async fn exchange_hedged(
     }
 }
 
+/// What every forwarded request passes first, whatever the protocols: the breaker (fail fast),
+/// the upstream's request cap, the retry budget's count, a first target. Dropping it frees the
+/// request slot.
+pub(crate) struct Admission<'r> {
+    pub started: Instant,
+    breaker: Option<&'r crate::upstream::breaker::CircuitBreaker>,
+    admit: Option<crate::upstream::breaker::Admit>,
+    _slot: crate::upstream::Slot<'r>,
+    /// The consistent-hash key (owned: only hash balancers pay for it).
+    pub key: Option<Vec<u8>>,
+    pub first_pick: usize,
+    /// The client's Host to send instead of the target's authority (`preserve_host`, or a Host
+    /// set by a policy).
+    pub fixed_host: Option<Bytes>,
+    pub response_timeout: Duration,
+    pub deadline: Option<Instant>,
+}
+
+impl<'r> Admission<'r> {
+    pub(crate) fn begin(route: &'r Route, ctx: &RequestCtx, head: &mut RequestHead, path: &str) -> Result<Self, Fail> {
+        let upstream: &Upstream = &route.upstream;
+        let ust = &upstream.state;
+        let started = Instant::now();
+        // Fail fast: an open breaker answers before anything else happens.
+        let breaker = route.breaker();
+        let admit = match breaker {
+            None => None,
+            Some(b) => match b.admit(mono_ns()) {
+                Ok(a) => Some(a),
+                Err(retry_after) => {
+                    return Err(Fail::Before(GatewayError::CircuitOpen {
+                        upstream: upstream.name.clone(),
+                        retry_after,
+                    }))
+                }
+            },
+        };
+        let Some(slot) = ust.request_slot(upstream.max_requests) else {
+            return Err(Fail::Before(GatewayError::UpstreamOverloaded { upstream: upstream.name.clone() }));
+        };
+        ust.budget.on_request(mono_ns());
+        if let Some(h) = route.deadline.as_ref().and_then(|d| d.header.as_ref()) {
+            // The gateway states the remaining time; a client's own value is replaced.
+            head.headers.remove(std::str::from_utf8(h).unwrap_or(""));
+        }
+        let key = match upstream.balancer.hash_key() {
+            Some(HashKey::ClientIp) => {
+                let ip_s = ctx.client_ip.to_string();
+                hash_key(&HashKey::ClientIp, head, path, &ip_s).map(<[u8]>::to_vec)
+            }
+            Some(k) => hash_key(k, head, path, "").map(<[u8]>::to_vec),
+            None => None,
+        };
+        // Fail before reading the body when nothing can take the request.
+        let Some(first_pick) = upstream.balancer.pick(&upstream.targets, key.as_deref()) else {
+            return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
+        };
+        let fixed_host: Option<Bytes> = match head.headers.get("host") {
+            Some(h) => Some(Bytes::copy_from_slice(h)),
+            None if route.preserve_host => head.authority.clone(),
+            None => None,
+        };
+        Ok(Admission {
+            started,
+            breaker,
+            admit,
+            _slot: slot,
+            key,
+            first_pick,
+            fixed_host,
+            response_timeout: route.timeout.unwrap_or(upstream.response_timeout),
+            deadline: route.deadline.as_ref().map(|d| started + d.timeout),
+        })
+    }
+
+    /// Tells the breaker how the request ended (`failed`, and slow by the breaker's measure).
+    pub(crate) fn record(&self, failed: bool) {
+        if let (Some(b), Some(a)) = (self.breaker, self.admit) {
+            let slow = b.cfg.slow_call_ns.is_some_and(|ns| self.started.elapsed().as_nanos() as u64 >= ns);
+            b.record(a, failed, slow, mono_ns());
+        }
+    }
+}
+
 /// Sends the request upstream (with retries, hedging, the deadline, the breaker and the
 /// upstream's limits) and relays the response. `Ok(keep_alive)` on success.
 #[allow(clippy::too_many_arguments)]
@@ -1331,55 +1541,12 @@ where
 {
     let upstream: &Upstream = &route.upstream;
     let ust = &upstream.state;
-    let started = Instant::now();
-
-    // Fail fast: an open breaker answers before anything else happens.
-    let breaker = route.breaker();
-    let admit = match breaker {
-        None => None,
-        Some(b) => match b.admit(mono_ns()) {
-            Ok(a) => Some(a),
-            Err(retry_after) => {
-                return Err(Fail::Before(GatewayError::CircuitOpen { upstream: upstream.name.clone(), retry_after }))
-            }
-        },
-    };
-    let record = |failed: bool| {
-        if let (Some(b), Some(a)) = (breaker, admit) {
-            let slow = b.cfg.slow_call_ns.is_some_and(|ns| started.elapsed().as_nanos() as u64 >= ns);
-            b.record(a, failed, slow, mono_ns());
-        }
-    };
-    let Some(_request_slot) = ust.request_slot(upstream.max_requests) else {
-        return Err(Fail::Before(GatewayError::UpstreamOverloaded { upstream: upstream.name.clone() }));
-    };
-    ust.budget.on_request(mono_ns());
-    if let Some(h) = route.deadline.as_ref().and_then(|d| d.header.as_ref()) {
-        // The gateway states the remaining time; a client's own value is replaced.
-        head.headers.remove(std::str::from_utf8(h).unwrap_or(""));
-    }
-
-    let ip_s;
-    let key = match upstream.balancer.hash_key() {
-        Some(HashKey::ClientIp) => {
-            ip_s = ctx.client_ip.to_string();
-            hash_key(&HashKey::ClientIp, head, path, &ip_s)
-        }
-        Some(k) => hash_key(k, head, path, ""),
-        None => None,
-    };
-    // Fail before reading the body when nothing can take the request.
-    let Some(first_pick) = upstream.balancer.pick(&upstream.targets, key) else {
-        return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
-    };
-    let mut next_pick = Some(first_pick);
-    let fixed_host: Option<Bytes> = match head.headers.get("host") {
-        Some(h) => Some(Bytes::copy_from_slice(h)),
-        None if route.preserve_host => head.authority.clone(),
-        None => None,
-    };
-    let response_timeout = route.timeout.unwrap_or(upstream.response_timeout);
-    let deadline = route.deadline.as_ref().map(|d| started + d.timeout);
+    let adm = Admission::begin(route, ctx, head, path)?;
+    let record = |failed: bool| adm.record(failed);
+    let key = adm.key.as_deref();
+    let mut next_pick = Some(adm.first_pick);
+    let fixed_host = adm.fixed_host.clone();
+    let (response_timeout, deadline) = (adm.response_timeout, adm.deadline);
 
     // Small request bodies (up to PREBUFFER bytes, and the start of every chunked body) are read
     // before anything goes upstream: a malformed or oversized body is then refused before a
@@ -1764,7 +1931,11 @@ pub const PREBUFFER: u64 = 64 * 1024;
 
 /// Reads more of the client's body into the connection buffer before the body deadline: a client
 /// that goes away ends the exchange silently, a slow one gets 408.
-async fn read_more_body<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, deadline: Instant) -> Result<(), Fail> {
+pub(crate) async fn read_more_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    c: &mut Conn,
+    deadline: Instant,
+) -> Result<(), Fail> {
     reserve(&mut c.rbuf);
     match tokio::time::timeout_at(deadline, io.read_buf(&mut c.rbuf)).await {
         Ok(Ok(0)) | Ok(Err(_)) => Err(Fail::After),
@@ -1854,7 +2025,7 @@ async fn stream_request_body<S: AsyncRead + Unpin>(
     Ok(())
 }
 
-enum ReadFail {
+pub(crate) enum ReadFail {
     /// The connection closed before any response byte (stale keep-alive connection).
     ClosedEarly,
     /// No complete head before the deadline.
@@ -1863,7 +2034,7 @@ enum ReadFail {
     Protocol(&'static str),
 }
 
-async fn read_response_head(
+pub(crate) async fn read_response_head(
     conn: &mut UpConn,
     is_head: bool,
     upgrading: bool,

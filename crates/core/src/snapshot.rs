@@ -41,6 +41,8 @@ pub struct ListenerRt {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// Plain listener that answers everything with a redirect to https: (status, port).
     pub redirect_https: Option<(u16, Option<u16>)>,
+    /// HTTP/2 from clients (ALPN `h2`, prior-knowledge `h2c`); `None` when disabled.
+    pub http2: Option<gatehouse_config::Http2>,
 }
 
 /// How the forwarded path is rewritten.
@@ -80,6 +82,8 @@ pub struct Route {
     pub upgrades: Vec<String>,
     /// An upgraded tunnel idle this long is closed.
     pub tunnel_idle: Duration,
+    /// Translate gRPC-Web to gRPC (only when the upstream speaks HTTP/2).
+    pub grpc_web: bool,
     /// `Strict-Transport-Security` value, added to responses on TLS connections.
     pub hsts: Option<Bytes>,
 }
@@ -188,7 +192,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     // Files first: a certificate that does not load fails the reload before any state changes.
     let mut listener_tls = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        let t = l.tls.as_ref().map(|t| crate::tls::server(t, i).map(Arc::new)).transpose();
+        let t = l.tls.as_ref().map(|t| crate::tls::server(t, i, l.http2.enabled).map(Arc::new)).transpose();
         listener_tls.push(t.map_err(|e| CompileError(e.to_string()))?);
     }
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
@@ -199,11 +203,13 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
         let mut client_tls = None;
         for (ti, t) in u.targets.iter().enumerate() {
             let (addr, authority) = target_addr(&t.url).map_err(CompileError)?;
+            let h2 = t.url.starts_with("h2c://") || u.protocol == cfg::UpstreamProtocol::Http2;
             let tls = if t.url.starts_with("https://") {
                 let base = format!("upstreams[{ui}].tls");
                 if client_tls.is_none() {
                     client_tls = Some(
-                        crate::tls::client_config(u.tls.as_ref(), &base).map_err(|e| CompileError(e.to_string()))?,
+                        crate::tls::client_config(u.tls.as_ref(), &base, h2)
+                            .map_err(|e| CompileError(e.to_string()))?,
                     );
                 }
                 let url = gatehouse_config::net::parse_target_url(&t.url).map_err(CompileError)?;
@@ -225,6 +231,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 weight: t.weight.max(1),
                 state,
                 tls,
+                http2: h2,
             });
         }
         let balancer = match &u.balancer {
@@ -245,6 +252,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 Balancer::consistent_hash(key, &targets.iter().map(|t| (t.url.clone(), t.weight)).collect::<Vec<_>>())
             }
         };
+        let http2 = targets.iter().any(|t| t.http2);
         upstreams.push(Arc::new(Upstream {
             name: u.name.clone(),
             targets,
@@ -255,6 +263,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             response_timeout: u.timeouts.response_header.0,
             health_check: u.health_check.clone(),
             outlier: OutlierConfig::from_config(&u.outlier_detection),
+            http2,
             max_requests: u.limits.max_requests,
             max_pending: u.limits.max_pending,
             state: {
@@ -402,6 +411,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             }),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             tunnel_idle: r.tunnel_idle_timeout.0,
+            grpc_web: r.grpc_web,
             hsts: r.hsts.as_ref().map(|h| {
                 let mut v = format!("max-age={}", h.max_age.0.as_secs());
                 if h.include_subdomains {
@@ -443,6 +453,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             idle_timeout: l.timeouts.idle.0,
             tls,
             redirect_https: l.redirect_https.as_ref().map(|r| (r.status, r.port)),
+            http2: l.http2.enabled.then(|| l.http2.clone()),
         });
     }
     Ok(Snapshot {

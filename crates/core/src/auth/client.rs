@@ -71,7 +71,7 @@ fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, ClientError> {
     static CONFIG: std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
     CONFIG
-        .get_or_init(|| crate::tls::client_config(None, "auth").map_err(|e| e.to_string()))
+        .get_or_init(|| crate::tls::client_config(None, "auth", false).map_err(|e| e.to_string()))
         .clone()
         .map_err(ClientError::Tls)
 }

@@ -27,7 +27,7 @@ impl RawField {
 }
 
 /// Header fields of one message.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Headers {
     buf: Bytes,
     raw: Vec<RawField>,

@@ -10,8 +10,9 @@
 //! - Every problem names its config path (`listeners[0].tls.certificates[1].key: ...`).
 //! - Only the ring provider is ever used (`builder_with_provider`), so a second provider
 //!   elsewhere in the dependency graph can never make rustls pick a different one.
-//! - ALPN offers only `http/1.1` until the gateway speaks HTTP/2 (`h2` must not be advertised
-//!   before then: a client would pick it and we could not serve it).
+//! - ALPN: listeners offer `h2` (when `http2.enabled`) then `http/1.1`; a client without ALPN
+//!   gets HTTP/1.1. Upstream connections offer exactly the protocol the upstream is configured
+//!   for, so the answer can never be a protocol we did not plan to speak.
 
 pub mod x509;
 
@@ -43,8 +44,12 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> TlsError {
     TlsError { path: path.into(), message: message.into() }
 }
 
-/// The protocol list we advertise with ALPN (no `h2` until HTTP/2 exists).
-pub const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// The protocols a listener advertises with ALPN, in preference order.
+pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN of a listener with `http2.enabled: false`, and of HTTP/1.1 upstream connections.
+pub const ALPN_H1: &[&[u8]] = &[b"http/1.1"];
+/// ALPN of HTTP/2 upstream connections.
+pub const ALPN_H2: &[&[u8]] = &[b"h2"];
 
 /// The ring provider, built once.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -167,7 +172,7 @@ fn read_roots(file: &str, path: &str) -> Result<RootCertStore, TlsError> {
 }
 
 /// Builds a listener's TLS from `listeners[index].tls`.
-pub fn server(tls: &cfg::ListenerTls, index: usize) -> Result<ServerTls, TlsError> {
+pub fn server(tls: &cfg::ListenerTls, index: usize, http2: bool) -> Result<ServerTls, TlsError> {
     let base = format!("listeners[{index}].tls");
     let mut resolver = SniResolver { exact: HashMap::new(), wildcard: HashMap::new(), default: None };
     let mut certs = Vec::new();
@@ -225,7 +230,7 @@ pub fn server(tls: &cfg::ListenerTls, index: usize) -> Result<ServerTls, TlsErro
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = if http2 { ALPN } else { ALPN_H1 }.iter().map(|p| p.to_vec()).collect();
     Ok(ServerTls { config: Arc::new(config), certs, files, client_auth: tls.client_auth.is_some() })
 }
 
@@ -234,14 +239,14 @@ pub fn check_files(config: &cfg::Config) -> Vec<TlsError> {
     let mut out = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         if let Some(t) = &l.tls {
-            if let Err(e) = server(t, i) {
+            if let Err(e) = server(t, i, l.http2.enabled) {
                 out.push(e);
             }
         }
     }
     for (i, u) in config.upstreams.iter().enumerate() {
         if u.tls.is_some() || u.targets.iter().any(|t| t.url.starts_with("https://")) {
-            if let Err(e) = client_config(u.tls.as_ref(), &format!("upstreams[{i}].tls")) {
+            if let Err(e) = client_config(u.tls.as_ref(), &format!("upstreams[{i}].tls"), false) {
                 out.push(e);
             }
         }
@@ -274,7 +279,11 @@ fn system_roots() -> Result<Arc<RootCertStore>, String> {
 }
 
 /// The rustls client config for an upstream's `https://` targets.
-pub fn client_config(tls: Option<&cfg::UpstreamTls>, base: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn client_config(
+    tls: Option<&cfg::UpstreamTls>,
+    base: &str,
+    http2: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let roots = match tls.and_then(|t| t.ca.as_deref()) {
         Some(ca) => Arc::new(read_roots(ca, &format!("{base}.ca"))?),
         None => system_roots().map_err(|e| err(base, e))?,
@@ -292,7 +301,7 @@ pub fn client_config(tls: Option<&cfg::UpstreamTls>, base: &str) -> Result<Arc<r
             builder.with_client_auth_cert(ck.cert.clone(), key).map_err(|e| err(format!("{p}.key"), e.to_string()))?
         }
     };
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = if http2 { ALPN_H2 } else { ALPN_H1 }.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

@@ -272,6 +272,7 @@ mod tests {
                 weight: w,
                 state: Arc::new(TargetState::new(i as u64)),
                 tls: None,
+                http2: false,
             })
             .collect()
     }

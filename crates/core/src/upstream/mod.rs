@@ -106,6 +106,8 @@ pub struct Target {
     pub state: Arc<TargetState>,
     /// `https://` targets: the TLS client config and server name.
     pub tls: Option<Arc<crate::tls::TargetTls>>,
+    /// Spoken to with HTTP/2 (`h2c://`, or `https://` with `protocol: http2`).
+    pub http2: bool,
 }
 
 /// One compiled upstream.
@@ -121,6 +123,8 @@ pub struct Upstream {
     pub health_check: Option<gatehouse_config::HealthCheck>,
     /// Passive health settings; `None` when disabled.
     pub outlier: Option<OutlierConfig>,
+    /// The targets speak HTTP/2 (validation keeps an upstream's targets to one protocol).
+    pub http2: bool,
     pub max_requests: u32,
     pub max_pending: u32,
     /// Breaker, budget and counters, from the registry.

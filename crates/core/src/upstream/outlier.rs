@@ -210,6 +210,7 @@ mod tests {
                 weight: 1,
                 state: Arc::new(TargetState::new(i as u64)),
                 tls: None,
+                http2: false,
             })
             .collect()
     }

@@ -1,0 +1,383 @@
+//! HTTP/2 from clients: one task drives the connection (the `h2` crate does framing, HPACK,
+//! flow control and the RFC 9113 message checks), each stream runs the same request pipeline as
+//! an HTTP/1.1 request (`proxy::handle_request`) in its own task.
+//!
+//! Invariants:
+//! - What `h2` refuses never reaches the pipeline: connection-specific fields, `te` other than
+//!   `trailers`, upper-case names, CR/LF/NUL in values, pseudo-header errors (stream reset with
+//!   PROTOCOL_ERROR), and a body that disagrees with its `content-length` (the body read fails
+//!   before the end, so a body we forwarded in part is cut off, never completed).
+//!   On top of that we refuse, with 400 before routing: values with leading or trailing
+//!   whitespace, a `host` that differs from `:authority`, plain CONNECT (no tunnels to arbitrary
+//!   hosts), and more fields than `limits.max_headers` (431), a `:path` over `max_uri_bytes` (414).
+//! - Bounded per connection: `max_concurrent_streams` open streams (more are refused by h2), the
+//!   header list (`limits.max_header_bytes`, which also stops CONTINUATION floods: h2 gives up
+//!   on a header block once it is over the limit), flow-control windows, and resets: more than
+//!   `max_resets` streams reset by the client (or by h2 for errors) within `reset_window` end the
+//!   connection with GOAWAY `ENHANCE_YOUR_CALM` (rapid reset, CVE-2023-44487).
+//! - Drain: when the gateway stops, a GOAWAY tells the client to open no new streams; open
+//!   streams finish (bounded by the drain timeout, like HTTP/1.1 connections).
+//! - Cookies split across fields (RFC 9113 §8.2.3) are joined with `; ` before the pipeline, so
+//!   an HTTP/1.1 upstream gets one `cookie` field.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{GatewayError, LocalResponse};
+use crate::http1::{BodyKind, Headers, RequestHead};
+use crate::pipeline::RequestCtx;
+use crate::proxy::{handle_request, Client, Conn, Shared};
+use crate::upstream::mono_ns;
+
+/// Bytes already read from a socket (the sniffed preface) in front of the socket itself.
+pub struct Prefixed<S> {
+    pre: Bytes,
+    io: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(pre: Bytes, io: S) -> Self {
+        Prefixed { pre, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Resets counted on one connection within a sliding window (rapid-reset protection).
+pub(crate) struct ResetBudget {
+    max: u32,
+    window_ns: u64,
+    count: AtomicU32,
+    window_start: AtomicU64,
+    exceeded: tokio::sync::Notify,
+}
+
+impl ResetBudget {
+    fn new(max: u32, window: Duration) -> Self {
+        ResetBudget {
+            max,
+            window_ns: window.as_nanos() as u64,
+            count: AtomicU32::new(0),
+            window_start: AtomicU64::new(mono_ns()),
+            exceeded: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Counts one reset; past the budget the connection task is told to end the connection.
+    pub(crate) fn note(&self) {
+        let now = mono_ns();
+        let start = self.window_start.load(Ordering::Relaxed);
+        if now.saturating_sub(start) > self.window_ns {
+            self.window_start.store(now, Ordering::Relaxed);
+            self.count.store(0, Ordering::Relaxed);
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 > self.max {
+            self.exceeded.notify_one();
+        }
+    }
+}
+
+/// One client stream: how to answer it and its request body.
+pub(crate) struct Stream {
+    pub respond: SendResponse<Bytes>,
+    /// The request body; taken by the forwarder (`None` once taken or when there is none).
+    pub body: Option<RecvStream>,
+    /// The request was an extended CONNECT (RFC 8441) for this protocol.
+    pub connect_protocol: Option<Bytes>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub resets: Arc<ResetBudget>,
+}
+
+impl Stream {
+    /// Sends a complete response the gateway made itself.
+    pub(crate) fn send_local(&mut self, resp: &LocalResponse, ctx: &RequestCtx, head_only: bool) -> bool {
+        let mut b = http::Response::builder().status(resp.status);
+        for (n, v) in &resp.headers {
+            b = b.header(&n[..], &v[..]);
+        }
+        b = b.header(&ctx.request_id_header[..], &ctx.request_id[..]);
+        if !resp.body.is_empty() || resp.status >= 200 {
+            b = b.header("content-length", resp.body.len());
+        }
+        let Ok(r) = b.body(()) else { return false };
+        let end = resp.body.is_empty() || head_only;
+        let Ok(mut send) = self.respond.send_response(r, end) else { return false };
+        if !end {
+            self.bytes_out += resp.body.len() as u64;
+            return send.send_data(resp.body.clone(), true).is_ok();
+        }
+        true
+    }
+}
+
+/// Per-connection facts every stream needs.
+struct ConnInfo {
+    peer: SocketAddr,
+    listener: usize,
+    shared: Arc<Shared>,
+    https: bool,
+    client_subject: Option<Bytes>,
+    resets: Arc<ResetBudget>,
+}
+
+/// Serves one HTTP/2 client connection (after ALPN `h2`, or a sniffed h2c preface).
+pub async fn serve<S>(io: S, peer: SocketAddr, listener: usize, shared: Arc<Shared>, tls: Option<crate::tls::ConnTls>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _conn = crate::proxy::CountGuard::new(&shared.connections);
+    let (settings, limits, header_timeout) = {
+        let snap = shared.snapshot.load();
+        let Some(l) = snap.listeners.get(listener) else { return };
+        (l.http2.clone().unwrap_or_default(), l.limits, l.header_timeout)
+    };
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .initial_window_size(settings.initial_stream_window.0.min(u32::MAX as u64) as u32)
+        .initial_connection_window_size(settings.initial_connection_window.0.min(u32::MAX as u64) as u32)
+        .max_header_list_size(limits.max_head.min(u32::MAX as usize) as u32)
+        .max_send_buffer_size(256 * 1024)
+        .max_local_error_reset_streams(Some(settings.max_resets as usize))
+        .enable_connect_protocol();
+    let mut conn = match tokio::time::timeout(header_timeout, builder.handshake::<_, Bytes>(io)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    let info = Arc::new(ConnInfo {
+        peer,
+        listener,
+        https: tls.is_some(),
+        client_subject: tls.and_then(|t| t.client_subject),
+        resets: Arc::new(ResetBudget::new(settings.max_resets, settings.reset_window.0)),
+        shared: shared.clone(),
+    });
+    let stop = shared.stop.clone();
+    let mut stopping = shared.stopping.load(Ordering::Relaxed);
+    if stopping {
+        conn.graceful_shutdown();
+    }
+    let mut calm = false;
+    loop {
+        if !stopping && shared.stopping.load(Ordering::Relaxed) {
+            stopping = true;
+            conn.graceful_shutdown();
+        }
+        tokio::select! {
+            biased;
+            _ = info.resets.exceeded.notified(), if !calm => {
+                tracing::debug!(%peer, "HTTP/2 stream resets over the limit: GOAWAY ENHANCE_YOUR_CALM");
+                shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                calm = true;
+            }
+            _ = stop.notified(), if !stopping => {
+                stopping = true;
+                conn.graceful_shutdown();
+            }
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    if calm {
+                        continue;
+                    }
+                    tokio::spawn(run_stream(req, respond, info.clone()));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "HTTP/2 connection error");
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+}
+
+/// Runs one stream through the pipeline.
+async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>, info: Arc<ConnInfo>) {
+    let shared = &info.shared;
+    let _req = crate::proxy::CountGuard::new(&shared.inflight);
+    let snap = shared.snapshot.load_full();
+    let Some(l) = snap.listeners.get(info.listener) else { return };
+    let (parts, body) = req.into_parts();
+    let mut stream =
+        Stream { respond, body: None, connect_protocol: None, bytes_in: 0, bytes_out: 0, resets: info.resets.clone() };
+    let mut c = Conn::new(info.peer, shared.clone(), info.https, info.client_subject.clone());
+    match to_head(&parts, &body, l) {
+        Ok((head, protocol)) => {
+            stream.connect_protocol = protocol;
+            if !body.is_end_stream() {
+                stream.body = Some(body);
+            }
+            handle_request(&mut Client::<tokio::net::TcpStream>::H2(&mut stream), &mut c, head, &snap, l).await;
+        }
+        Err(e) => {
+            // Refused before routing: answered like an unreadable HTTP/1.1 head.
+            shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
+            let id = crate::proxy::new_request_id();
+            let id_str = std::str::from_utf8(&id).unwrap_or("-");
+            tracing::debug!(request_id = id_str, peer = %info.peer, error = %e, "HTTP/2 request refused");
+            let mut resp = e.to_response(id_str);
+            if let Some(kind) = parts.headers.get("content-type").and_then(|v| crate::grpc::classify(v.as_bytes())) {
+                resp = crate::grpc::local_response(&resp, kind, Some(e.code()));
+            }
+            let mut b = http::Response::builder().status(resp.status);
+            for (n, v) in &resp.headers {
+                b = b.header(&n[..], &v[..]);
+            }
+            b = b.header(&snap.request_id_header[..], &id[..]).header("content-length", resp.body.len());
+            if let Ok(r) = b.body(()) {
+                let end = resp.body.is_empty();
+                if let Ok(mut s) = stream.respond.send_response(r, end) {
+                    if !end {
+                        let _ = s.send_data(resp.body.clone(), true);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP/2 request as the pipeline's request head. Errors are answered before routing.
+fn to_head(
+    parts: &http::request::Parts,
+    body: &RecvStream,
+    l: &crate::snapshot::ListenerRt,
+) -> Result<(RequestHead, Option<Bytes>), GatewayError> {
+    let mut protocol = None;
+    let mut method = Bytes::copy_from_slice(parts.method.as_str().as_bytes());
+    if parts.method == http::Method::CONNECT {
+        match parts.extensions.get::<h2::ext::Protocol>() {
+            // Extended CONNECT (RFC 8441): the pipeline sees the HTTP/1.1 form of the same
+            // request (GET + Upgrade), so routes, methods and the `upgrades` list apply as is.
+            Some(p) => {
+                protocol = Some(Bytes::copy_from_slice(p.as_str().as_bytes()));
+                method = Bytes::from_static(b"GET");
+            }
+            None => {
+                return Err(GatewayError::MethodNotAllowed {
+                    allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+                })
+            }
+        }
+    }
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if target.len() > l.limits.max_uri {
+        return Err(GatewayError::UriTooLong);
+    }
+    if parts.headers.len() > l.limits.max_headers {
+        return Err(GatewayError::HeaderTooLarge);
+    }
+    let authority = parts.uri.authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()));
+    let mut headers = Headers::new();
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    for (n, v) in &parts.headers {
+        let v = v.as_bytes();
+        // RFC 9113 §8.2.1: leading or trailing whitespace makes the message malformed.
+        if v.first().is_some_and(|b| *b == b' ' || *b == b'\t') || v.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return Err(GatewayError::BadRequest(format!("whitespace around the value of `{}`", n.as_str())));
+        }
+        if n == http::header::COOKIE {
+            cookies.push(v);
+            continue;
+        }
+        if n == http::header::HOST {
+            // §8.3.1: a Host that differs from :authority is malformed.
+            if authority.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(v)) {
+                return Err(GatewayError::BadRequest("`host` differs from `:authority`".into()));
+            }
+            if authority.is_some() {
+                continue;
+            }
+        }
+        headers.append(Bytes::copy_from_slice(n.as_str().as_bytes()), Bytes::copy_from_slice(v));
+    }
+    if !cookies.is_empty() {
+        headers.append(Bytes::from_static(b"cookie"), Bytes::from(cookies.join(&b"; "[..])));
+    }
+    let authority = authority.or_else(|| headers.get("host").map(Bytes::copy_from_slice));
+    if let Some(p) = &protocol {
+        headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
+        headers.append(Bytes::from_static(b"upgrade"), p.clone());
+        if p.eq_ignore_ascii_case(b"websocket") && !headers.contains("sec-websocket-key") {
+            // RFC 8441 has no key; an HTTP/1.1 WebSocket server needs one (RFC 6455 §4.1).
+            let key = crate::upstream::balancer::rand_u64()
+                .to_le_bytes()
+                .into_iter()
+                .chain(crate::upstream::balancer::rand_u64().to_le_bytes())
+                .collect::<Vec<u8>>();
+            use base64::Engine;
+            headers.append(
+                Bytes::from_static(b"sec-websocket-key"),
+                Bytes::from(base64::engine::general_purpose::STANDARD.encode(key)),
+            );
+        }
+    }
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| crate::http1::parse::parse_content_length(v.as_bytes()));
+    // An extended CONNECT's DATA frames are the tunnel, not a request body.
+    let body_kind = if body.is_end_stream() || protocol.is_some() {
+        BodyKind::Empty
+    } else {
+        match length {
+            Some(n) => BodyKind::Length(n),
+            // Unknown length: streamed, like a chunked HTTP/1.1 body.
+            None => BodyKind::Chunked,
+        }
+    };
+    Ok((
+        RequestHead {
+            method,
+            target: Bytes::copy_from_slice(target.as_bytes()),
+            minor: 1,
+            headers,
+            body: body_kind,
+            keep_alive: true,
+            expect_continue: false,
+            authority,
+        },
+        protocol,
+    ))
+}

@@ -188,12 +188,17 @@ fn streaming_calls_of_every_shape() {
     let bidi = env.call("Bidi", &["one", "two", "three"]);
     assert_eq!(bidi["code"], "OK", "{bidi}");
     assert_eq!(strs(&bidi["messages"]), ["one", "two", "three"]);
+}
 
+#[test]
+fn bidi_ping_pong_streams_both_ways() {
+    let env = Env::start();
     // Each message leaves only once the previous echo is back: a proxy that holds either
-    // direction until its stream ends deadlocks here (the client gives up after 10 s).
+    // direction (or the call itself) until a stream ends deadlocks here (the client gives up
+    // after 5 s).
     let sent: Vec<String> = (0..20).map(|i| format!("ping-{i}")).collect();
     let mut args: Vec<&str> = sent.iter().map(String::as_str).collect();
-    args.push("--pingpong");
+    args.extend(["--pingpong", "--timeout", "5"]);
     let pingpong = env.call("Bidi", &args);
     assert_eq!(pingpong["code"], "OK", "{pingpong}");
     assert_eq!(strs(&pingpong["messages"]), sent);

@@ -1,7 +1,8 @@
 //! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients,
 //! launchers for the gateway (in-process through the real pipeline, or the real binary), a
-//! real `redis-server` (`RedisServer`) for cluster-mode tests, and a real OTLP trace receiver
-//! (`OtlpReceiver`, Python with the official `opentelemetry-proto` decoder).
+//! real `redis-server` (`RedisServer`) for cluster-mode tests, a real OTLP trace receiver
+//! (`OtlpReceiver`, Python with the official `opentelemetry-proto` decoder) and a real gRPC
+//! service and client (`GrpcServer`, `grpc_call`: Python with the official `grpcio`).
 //!
 //! Invariants: backends are independent implementations (hyper's server), so a test checks the
 //! gateway against another parser, never against itself; every wait is bounded in time.
@@ -1237,4 +1238,111 @@ async fn faulty_conn(
 /// Fetches the admin `/upstreams` JSON.
 pub async fn upstreams_view(gw: &TestGateway) -> serde_json::Value {
     get(gw.admin.expect("admin listener"), "/upstreams").await.json()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real gRPC service and client (Python `grpcio`) for the HTTP/2 and gRPC tests.
+// ---------------------------------------------------------------------------------------------
+
+/// A real gRPC server: `grpc_server.py`, the official `grpcio` server with service `test.Echo`
+/// (bytes in and out, no code generation; methods `Unary`, `ServerStream`, `ClientStream`,
+/// `Bidi`, `Fail`, `Slow`), insecure (h2c) on 127.0.0.1. Killed on drop; it also exits when the
+/// test process does (its stdin closes).
+pub struct GrpcServer {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl GrpcServer {
+    /// Starts the server on an ephemeral port; waits up to 10 s for it to listen.
+    pub fn start() -> GrpcServer {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (the gRPC server needs `pip install grpcio`, see .ci/run)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(p) = line.strip_prefix("PORT ") {
+                    let _ = port_tx.send(p.trim().parse::<u16>().expect("port number"));
+                }
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gRPC server did not start (is grpcio installed? see .ci/run)");
+            }
+        };
+        GrpcServer { addr: SocketAddr::from(([127, 0, 0, 1], port)), child }
+    }
+
+    /// The upstream target URL for the gateway (`h2c://127.0.0.1:PORT`).
+    pub fn h2c_url(&self) -> String {
+        format!("h2c://{}", self.addr)
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One call with the official `grpcio` client (`grpc_client.py`) to `target` (`host:port`):
+/// `method` of `test.Echo` (or a full `/pkg.Service/Method` path), then `args` (messages and
+/// options such as `--metadata k=v`, `--timeout S`, `--size N`, `--pingpong`, `--ca FILE`,
+/// `--server-name NAME`; see the script). Returns the script's JSON: `code` (`"OK"`,
+/// `"NOT_FOUND"`, ...), `code_value`, `details`, `messages`, `message_lengths`,
+/// `initial_metadata`, `trailing_metadata`, `elapsed_ms`. Blocking; the process is killed after
+/// 30 s.
+pub fn grpc_call(target: &str, method: &str, args: &[&str]) -> serde_json::Value {
+    use std::io::Read;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc_client.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(target)
+        .arg(method)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the gRPC client needs `pip install grpcio`, see .ci/run)");
+    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let _ = out.read_to_end(&mut o);
+        let _ = err.read_to_end(&mut e);
+        (o, e)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (o, e) = reader.join().expect("reader");
+    let (o, e) = (String::from_utf8_lossy(&o), String::from_utf8_lossy(&e));
+    let Some(status) = status else { panic!("grpc_client.py {method} {args:?} ran over 30 s; stderr:\n{e}") };
+    match serde_json::from_str(o.trim()) {
+        Ok(v) if status.success() => v,
+        _ => panic!("grpc_client.py {method} {args:?} failed ({status}); stdout:\n{o}\nstderr:\n{e}"),
+    }
 }

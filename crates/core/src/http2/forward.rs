@@ -4,11 +4,11 @@
 //! budget, first pick), the retry rules, target health and the attempt's trace span.
 //!
 //! Invariants:
-//! - Request bodies with a declared length: up to `PREBUFFER` bytes are read before anything
+//! - Request bodies: up to `PREBUFFER` bytes are read before anything
 //!   goes upstream (so a malformed or oversized body is refused before a backend sees it, and
 //!   the request can be retried); a longer body from an HTTP/2 client then streams, and is sent
-//!   once. An HTTP/2 body without `content-length` (gRPC, interactive streams) streams from its
-//!   first byte: its sender may wait for answers before sending more. An HTTP/1.1 body for an
+//!   once. A gRPC request body streams from its first byte: a client or bidirectional stream's
+//!   sender may wait for answers before sending more. An HTTP/1.1 body for an
 //!   HTTP/2 upstream, and every gRPC-Web body, is read whole (bounded by the body limit) first.
 //! - A streamed request body runs in its own task toward an HTTP/2 upstream, concurrently with
 //!   the response: bidirectional gRPC streams flow both ways at once.
@@ -161,7 +161,8 @@ where
     let mut body = if upgrade.is_some() {
         Body::Full(Bytes::new())
     } else {
-        read_body(io, c, head, l, limit, web.is_some()).await?
+        let interactive = ctx.grpc == Some(GrpcKind::Grpc);
+        read_body(io, c, head, l, limit, web.is_some(), interactive).await?
     };
     if let Body::Full(b) = &body {
         *body_done = true;
@@ -341,6 +342,7 @@ async fn read_body<S>(
     l: &ListenerRt,
     limit: u64,
     whole: bool,
+    interactive: bool,
 ) -> Result<Body, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -378,10 +380,10 @@ where
         }
         Client::H2(s) => {
             let Some(mut rest) = s.body.take() else { return Ok(Body::Full(Bytes::new())) };
-            if !whole && !matches!(head.body, BodyKind::Length(_)) {
-                // No declared length: possibly an interactive stream (gRPC client or bidi
-                // streaming) whose sender waits for answers before sending more, so nothing may
-                // wait for the body: it streams from the first byte (and is sent once).
+            if interactive {
+                // A gRPC call may be a client or bidirectional stream whose sender waits for
+                // answers before sending more: nothing may wait for its body, which streams from
+                // the first byte (and is sent once).
                 return Ok(Body::Stream { pre: Bytes::new(), rest });
             }
             let mut pre: Vec<u8> = Vec::new();

@@ -238,6 +238,72 @@ async fn websocket_over_extended_connect_to_an_http1_server() {
     }
 }
 
+/// A WebSocket echo server speaking HTTP/2 only (hyper, with RFC 8441 extended CONNECT).
+async fn h2_ws_echo() -> SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let ws = req.method() == http::Method::CONNECT
+                        && req.extensions().get::<hyper::ext::Protocol>().map(|p| p.as_str()) == Some("websocket");
+                    let empty = http_body_util::Empty::<Bytes>::new();
+                    if !ws {
+                        let r = hyper::Response::builder().status(400).body(empty).expect("resp");
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    tokio::spawn(async move {
+                        let Ok(up) = hyper::upgrade::on(req).await else { return };
+                        let mut ws =
+                            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None)
+                                .await;
+                        while let Some(Ok(m)) = ws.next().await {
+                            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    Ok(hyper::Response::builder().header("x-h2-ws", "yes").body(empty).expect("resp"))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .enable_connect_protocol()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_over_extended_connect_to_an_http2_server() {
+    let ws = h2_ws_echo().await;
+    let gw = gateway(&one_route(&format!("h2c://{ws}"), "", "")).await;
+    let mut send = h2c(gw.addr).await;
+    let _ = h2_call(&mut send, get("http://gatehouse.test/warmup"), b"").await;
+    let (resp, tx) = send.send_request(extended_connect("/chat"), false).expect("send");
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp).await.expect("in time").expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-h2-ws"], "yes");
+    let io = gatehouse_core::http2::io::H2Io::new(tx, resp.into_body());
+    let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Client, None).await;
+    for msg in ["h2", "all", "the way"] {
+        client.send(Message::text(msg)).await.expect("send");
+        let back = tokio::time::timeout(Duration::from_secs(5), client.next()).await.expect("echo in time");
+        assert_eq!(back.expect("frame").expect("ok"), Message::text(msg));
+    }
+    // An HTTP/1.1 client's upgrade cannot be carried to an HTTP/2 upstream: refused, not tunnelled.
+    let raw = gatehouse_testkit::raw(
+        gw.addr,
+        b"GET /chat HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+}
+
 #[tokio::test]
 async fn extended_connect_refused_when_the_route_allows_no_upgrade() {
     let backend = Backend::named("plain").await;

@@ -18,7 +18,9 @@
 //!   the HTTP/1.1 connection with a close), never with a clean end: truncation stays visible.
 //! - An HTTP/2 client's extended CONNECT (WebSocket, RFC 8441) to an HTTP/1.1 upstream becomes
 //!   an HTTP/1.1 upgrade; bytes flow only after the upstream's 101 named the protocol, and the
-//!   client gets 200 only then. Upgrades toward HTTP/2 upstreams are refused (502).
+//!   client gets 200 only then. Toward an HTTP/2 upstream it stays an extended CONNECT (only to a
+//!   target that announced SETTINGS_ENABLE_CONNECT_PROTOCOL) and its 2xx opens a stream-to-stream
+//!   tunnel. An HTTP/1.1 upgrade toward an HTTP/2 upstream is refused (502).
 
 use std::future::poll_fn;
 
@@ -148,11 +150,15 @@ where
             ))));
         }
     }
-    if upgrade.is_some() && upstream.http2 {
-        return Err(Fail::Before(GatewayError::UpstreamProtocol {
-            upstream: upstream.name.clone(),
-            detail: "upgrades to HTTP/2 upstreams are not supported",
-        }));
+    if let (Some(asked), true) = (upgrade, upstream.http2) {
+        return match io {
+            // Extended CONNECT end to end (RFC 8441 on both sides).
+            Client::H2(s) => connect_h2(s, c, head, route, path, query, ctx, asked).await,
+            Client::H1(_) => Err(Fail::Before(GatewayError::UpstreamProtocol {
+                upstream: upstream.name.clone(),
+                detail: "HTTP/1.1 upgrades to HTTP/2 upstreams are not supported",
+            })),
+        };
     }
     let adm = Admission::begin(route, ctx, head, path)?;
     let web = ctx.grpc.filter(|k| k.is_web() && route.grpc_web && upstream.http2);
@@ -940,6 +946,124 @@ where
     }
     out.end(trailers).await?;
     Ok(h1_keep)
+}
+
+/// An HTTP/2 client's extended CONNECT to an HTTP/2 upstream: the same CONNECT upstream (only
+/// to a target that announced `SETTINGS_ENABLE_CONNECT_PROTOCOL`), and once it answered 2xx, the
+/// two streams' DATA frames are the tunnel. Any other answer is relayed as a normal response.
+/// Never retried (a second attempt could open a second session).
+#[allow(clippy::too_many_arguments)]
+async fn connect_h2(
+    s: &mut crate::http2::server::Stream,
+    c: &mut Conn,
+    head: &mut RequestHead,
+    route: &Route,
+    path: &str,
+    query: Option<&str>,
+    ctx: &mut RequestCtx,
+    protocol: &Bytes,
+) -> Result<bool, Fail> {
+    let upstream: &Upstream = &route.upstream;
+    let adm = Admission::begin(route, ctx, head, path)?;
+    let ti = adm.first_pick;
+    let target = &upstream.targets[ti];
+    ctx.target = Some(ti);
+    ctx.attempts = 1;
+    target.state.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _inflight = InflightGuard(target);
+    let fail =
+        |detail: &'static str| Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.name.clone(), detail });
+    let (mut send, _) = match super::client::sender(target, upstream.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "HTTP/2 connect failed");
+            return Err(Fail::Before(GatewayError::UpstreamConnect { upstream: upstream.name.clone() }));
+        }
+    };
+    if !send.is_extended_connect_protocol_enabled() {
+        adm.record(false);
+        return Err(fail("the upstream does not support extended CONNECT (RFC 8441)"));
+    }
+    let scheme = if target.tls.is_some() { "https" } else { "http" };
+    let host = adm.fixed_host.as_ref().unwrap_or(&target.authority);
+    let uri = format!(
+        "{scheme}://{}{path}{}{}",
+        String::from_utf8_lossy(host),
+        if query.is_some() { "?" } else { "" },
+        query.unwrap_or("")
+    );
+    let Ok(mut req) = http::Request::builder().method(http::Method::CONNECT).uri(uri).body(()) else {
+        return Err(fail("request target not valid in HTTP/2"));
+    };
+    head.headers.remove("sec-websocket-key");
+    *req.headers_mut() = h2_headers(&head.headers);
+    let Ok(proto) = std::str::from_utf8(protocol) else { return Err(fail("protocol name")) };
+    req.extensions_mut().insert(h2::ext::Protocol::from(proto));
+    let Ok((resp_fut, up_tx)) = send.send_request(req, false) else {
+        adm.record(true);
+        return Err(Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }));
+    };
+    let sent_at = Instant::now();
+    let head_by = adm.deadline.map_or(sent_at + adm.response_timeout, |d| d.min(sent_at + adm.response_timeout));
+    let resp = match tokio::time::timeout_at(head_by, resp_fut).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            return Err(Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }));
+        }
+        Err(_) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            return Err(Fail::Before(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }));
+        }
+    };
+    let status = resp.status().as_u16();
+    observe_target(upstream, ti, status >= 500);
+    adm.record(status >= 500);
+    ctx.upstream_status = Some(status);
+    ctx.upstream_us = Some(sent_at.elapsed().as_micros() as u64);
+    let (rp, up_rx) = resp.into_parts();
+    let (mut headers, length) = from_h2_headers(&rp.headers);
+    if !(200..300).contains(&status) {
+        let resp = UpResp::H2 { status, headers, body: up_rx, length };
+        let mut client = Client::<tokio::net::TcpStream>::H2(s);
+        return relay(
+            &mut client,
+            c,
+            head,
+            route,
+            ctx,
+            resp,
+            None,
+            false,
+            upstream,
+            target,
+            adm.response_timeout,
+            Instant::now(),
+        )
+        .await;
+    }
+    let mut st = status;
+    route.stack.on_response(ctx, &mut st, &mut headers);
+    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    }
+    ctx.status = status;
+    let mut r = http::Response::new(());
+    *r.status_mut() = rp.status;
+    *r.headers_mut() = h2_headers(&headers);
+    let Ok(tx) = s.respond.send_response(r, false) else { return Err(Fail::After) };
+    let Some(rx) = s.body.take() else { return Ok(true) };
+    let mut client_io = super::io::H2Io::new(tx, rx);
+    let mut upstream_io = super::io::H2Io::new(up_tx, up_rx);
+    let (end, up, down) = crate::tunnel::run(&mut client_io, &mut upstream_io, route.tunnel_idle, &c.shared).await;
+    s.bytes_in += up;
+    s.bytes_out += down;
+    ctx.error_kind = end.error_kind();
+    Ok(true)
 }
 
 /// The HTTP/1.1 upstream switched protocols for an HTTP/2 client's extended CONNECT: answer

@@ -547,7 +547,12 @@ where
     }
     if snap.access_log.is_some() {
         let host = head.authority.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-        ctx.log = Some(crate::pipeline::LogFields { host, query: None });
+        let protocol = match io {
+            Client::H2(_) => "HTTP/2",
+            Client::H1(_) if head.minor == 0 => "HTTP/1.0",
+            Client::H1(_) => "HTTP/1.1",
+        };
+        ctx.log = Some(crate::pipeline::LogFields { host, protocol, query: None });
     }
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;

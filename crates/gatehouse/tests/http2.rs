@@ -341,3 +341,46 @@ async fn gateway_errors_for_grpc_requests_are_grpc_statuses() {
     assert_eq!(r.status, 502);
     assert!(String::from_utf8_lossy(&r.body).contains("upstream_connect_failed"));
 }
+
+#[tokio::test]
+async fn drain_sends_goaway_and_lets_open_streams_finish() {
+    let backend = Backend::start(
+        "slow",
+        Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "slow done").delay(Duration::from_millis(600))),
+    )
+    .await;
+    let gw = gateway(&one_route(&backend.url(), "", "")).await;
+    let mut send = h2c(gw.addr).await;
+    let (resp, _tx) = send.send_request(get("http://gatehouse.test/slow"), true).expect("send");
+    let in_flight = tokio::spawn(async move {
+        let resp = resp.await.expect("response");
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(d) = body.data().await {
+            out.extend_from_slice(&d.expect("data"));
+        }
+        out
+    });
+    assert!(gatehouse_testkit::wait_for(Duration::from_secs(3), || async { backend.count() >= 1 }).await);
+    let gw2 = gw.gw.clone();
+    let shutdown = tokio::spawn(async move { gw2.shutdown().await });
+    // Once the GOAWAY is in, new streams on this connection are refused (streams the client
+    // opened before it arrived are still served, as RFC 9113 §6.8 asks); the open one completes.
+    let refused = gatehouse_testkit::wait_for(Duration::from_secs(2), || {
+        let s = send.clone();
+        async move {
+            match s.ready().await {
+                Err(_) => true,
+                Ok(mut s) => match s.send_request(get("http://gatehouse.test/late"), true) {
+                    Err(_) => true,
+                    Ok((r, _)) => r.await.is_err(),
+                },
+            }
+        }
+    })
+    .await;
+    assert!(refused, "new streams still accepted during the drain");
+    let body = tokio::time::timeout(Duration::from_secs(5), in_flight).await.expect("in time").expect("join");
+    assert_eq!(body, b"slow done");
+    let _ = tokio::time::timeout(Duration::from_secs(5), shutdown).await;
+}

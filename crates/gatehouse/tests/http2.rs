@@ -384,3 +384,22 @@ async fn drain_sends_goaway_and_lets_open_streams_finish() {
     assert_eq!(body, b"slow done");
     let _ = tokio::time::timeout(Duration::from_secs(5), shutdown).await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let backend = Backend::named("b").await;
+    let yaml = one_route(&backend.url(), "", "")
+        .replace("  - address: 127.0.0.1:0\n", "  - address: 127.0.0.1:0\n    timeouts: {idle: 300ms}\n");
+    let gw = gateway(&yaml).await;
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    let driver = tokio::spawn(conn);
+    let mut send = send.ready().await.expect("ready");
+    let r = h2_call(&mut send, get("http://gatehouse.test/x"), b"").await;
+    assert_eq!(r.status, 200);
+    let started = std::time::Instant::now();
+    // The gateway ends the idle connection: the client's connection task finishes.
+    let ended = tokio::time::timeout(Duration::from_secs(3), driver).await;
+    assert!(ended.is_ok(), "idle HTTP/2 connection still open after 3 s");
+    assert!(started.elapsed() >= Duration::from_millis(200), "closed too early: {:?}", started.elapsed());
+}

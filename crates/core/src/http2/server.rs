@@ -220,7 +220,7 @@ where
             biased;
             _ = info.resets.exceeded.notified(), if !calm => {
                 tracing::debug!(%peer, "HTTP/2 stream resets over the limit: GOAWAY ENHANCE_YOUR_CALM");
-                shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.h2_calm.fetch_add(1, Ordering::Relaxed);
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 calm = true;
             }

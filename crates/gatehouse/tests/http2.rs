@@ -5,6 +5,10 @@
 //! from both client protocols, trailers, WebSocket over extended CONNECT (RFC 8441) to an
 //! HTTP/1.1 WebSocket server, and gateway errors answered as gRPC statuses.
 
+#[path = "common/ws.rs"]
+mod ws;
+use ws::ws_echo;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,25 +189,6 @@ async fn https_upstream_speaks_h2_by_alpn() {
     let r = h2_call(&mut send, get("http://gatehouse.test/tls2"), b"").await;
     assert_eq!(r.status, 200);
     assert!(r.trailers.is_some());
-}
-
-/// A WebSocket echo server speaking HTTP/1.1 (tungstenite's own handshake).
-async fn ws_echo() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 fn extended_connect(path: &str) -> http::Request<()> {

@@ -42,7 +42,7 @@ use crate::retry;
 use crate::snapshot::{ListenerRt, Route};
 use crate::trace::ClientSpan;
 use crate::upstream::pool::{self, UpConn};
-use crate::upstream::{mono_ns, observe_latency, Target, Upstream};
+use crate::upstream::{observe_latency, Target, Upstream};
 
 /// The request body as the forwarder holds it.
 enum Body {
@@ -140,7 +140,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let upstream: &Upstream = &route.upstream;
-    let ust = &upstream.state;
     if let Client::H2(s) = io {
         if let (Some(p), None) = (&s.connect_protocol, upgrade) {
             // A 200 to CONNECT means "tunnel open": never answer it from a plain GET upstream.
@@ -271,22 +270,12 @@ where
                 Err(e) => span.finish(None, Some(e.error_type())),
             }
         }
-        let retry_allowed = |n: u32| -> Option<Duration> {
-            if n >= route.retry.attempts || upgrade.is_some() {
-                return None;
-            }
-            let wait = route.retry.backoff(n);
-            if adm.deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                return None;
-            }
-            ust.budget.try_retry(mono_ns()).then_some(wait)
-        };
         match result {
             Ok((resp, sent_at)) => {
                 let status = resp.status();
                 observe_target(upstream, ti, status >= 500);
                 if may_resend && route.retry.retries_status(status) {
-                    if let Some(wait) = retry_allowed(attempt) {
+                    if let Some(wait) = adm.retry_wait(route, attempt, upgrade.is_some()) {
                         drop(resp);
                         ctx.upstream_status = Some(status);
                         tokio::time::sleep(wait).await;
@@ -295,27 +284,11 @@ where
                 }
                 break (ti, resp, sent_at);
             }
-            Err(AttemptErr::Client(f)) => return Err(f),
             Err(e) => {
-                if e.target_failed() {
-                    observe_target(upstream, ti, true);
-                }
-                let retryable = e.failure().is_some_and(|f| route.retry.retries(f))
-                    && (matches!(e, AttemptErr::Connect { .. }) || may_resend);
-                let deadline_passed = adm.deadline.is_some_and(|d| Instant::now() >= d);
-                let failed_target = e.target_failed();
-                let fail = e.into_fail(&upstream.name, deadline_passed);
-                if retryable && !deadline_passed {
-                    if let Some(wait) = retry_allowed(attempt) {
-                        last = Some(fail);
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                }
-                if failed_target {
-                    adm.record(true);
-                }
-                return Err(fail);
+                let (wait, fail) = adm.attempt_failed(e, route, ti, may_resend, attempt, upgrade.is_some())?;
+                last = Some(fail);
+                tokio::time::sleep(wait).await;
+                continue;
             }
         }
     };

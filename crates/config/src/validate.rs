@@ -1467,6 +1467,30 @@ upstreams:
     }
 
     #[test]
+    fn http2_settings_and_upstream_protocols() {
+        let l = |h: &str| listeners(&format!("  - address: 127.0.0.1:8080\n    http2: {h}\n"));
+        expect_ok(&l("{max_concurrent_streams: 10, initial_stream_window: 64KiB, reset_window: 1s}"));
+        expect_ok(&l("{enabled: false}"));
+        expect_one(&l("{max_concurrent_streams: 0}"), "listeners[0].http2.max_concurrent_streams", "at least 1");
+        expect_one(&l("{initial_stream_window: 1KiB}"), "listeners[0].http2.initial_stream_window", "65535");
+        expect_one(&l("{initial_connection_window: 4GiB}"), "listeners[0].http2.initial_connection_window", "RFC 9113");
+        expect_one(&l("{max_resets: 0}"), "listeners[0].http2.max_resets", "at least 1");
+        expect_one(&l("{reset_window: 0s}"), "listeners[0].http2.reset_window", "greater than 0");
+        expect_ok(&upstream("  - {name: u, targets: [{url: \"h2c://a:50051\"}, {url: \"h2c://b:50051\"}]}\n"));
+        expect_ok(&upstream("  - {name: u, protocol: http2, targets: [{url: \"https://a:443\"}]}\n"));
+        expect_one(
+            &upstream("  - {name: u, protocol: http2, targets: [{url: \"http://a:80\"}]}\n"),
+            "upstreams[0].targets[0].url",
+            "h2c://",
+        );
+        expect_one(
+            &upstream("  - {name: u, targets: [{url: \"h2c://a:80\"}, {url: \"http://b:80\"}]}\n"),
+            "upstreams[0].targets",
+            "one protocol",
+        );
+    }
+
+    #[test]
     fn listener_tls_shape() {
         let tls = |t: &str| listeners(&format!("  - address: 127.0.0.1:8443\n    tls:\n{t}"));
         expect_ok(&tls(

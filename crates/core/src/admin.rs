@@ -595,6 +595,12 @@ impl AdminState {
             "Requests refused before their head could be read (400, 408, 414, 431).",
         );
         x.sample(names::UNREADABLE, &[], m.unreadable.load(Ordering::Relaxed) as f64);
+        x.family(
+            names::H2_CALM,
+            "counter",
+            "HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM: more stream resets than http2.max_resets allows (rapid reset).",
+        );
+        x.sample(names::H2_CALM, &[], m.h2_calm.load(Ordering::Relaxed) as f64);
         let a = shared.limiters.auth.stats.counts();
         x.family(names::AUTH, "counter", "Authentication and authorization decisions, denials by reason.");
         for (decision, reason, n) in [

@@ -57,6 +57,7 @@ pub mod names {
     pub const CONSUMER_REQUESTS: &str = "gatehouse_consumer_requests_total";
     pub const IP_DENIED: &str = "gatehouse_ip_denied_total";
     pub const UNREADABLE: &str = "gatehouse_http_unreadable_requests_total";
+    pub const H2_CALM: &str = "gatehouse_http2_enhance_your_calm_total";
     pub const AUTH: &str = "gatehouse_auth_decisions_total";
     pub const TRACING_SPANS: &str = "gatehouse_tracing_spans_total";
     pub const TRACING_EXPORT_FAILURES: &str = "gatehouse_tracing_export_failures_total";
@@ -257,6 +258,8 @@ pub struct Metrics {
     pub ip_denied: crate::policy::ip::IpDenials,
     /// Requests answered with an error before a head could be parsed (no route, no method).
     pub unreadable: AtomicU64,
+    /// HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM (too many stream resets).
+    pub h2_calm: AtomicU64,
     config_hash: Mutex<String>,
     started_ms: u64,
     /// Client TLS handshakes that failed or timed out (bad client certificate, no shared
@@ -283,6 +286,7 @@ impl Metrics {
             last_reload_us: AtomicU64::new(0),
             ip_denied: Default::default(),
             unreadable: AtomicU64::new(0),
+            h2_calm: AtomicU64::new(0),
             config_hash: Mutex::new(String::new()),
             started_ms: unix_ms(),
             tls_handshake_failures: AtomicU64::new(0),

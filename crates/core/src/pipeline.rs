@@ -205,6 +205,8 @@ pub struct RequestCtx {
 #[derive(Debug)]
 pub struct LogFields {
     pub host: String,
+    /// The client's protocol: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
     pub query: Option<String>,
 }
 
@@ -396,6 +398,7 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         "request_id": ctx.request_id_str(),
         "client_ip": ctx.client_ip.to_string(),
         "method": String::from_utf8_lossy(method),
+        "protocol": f.protocol,
         "host": f.host,
         "path": path,
         "route": route.map(|r| r.name.as_str()),

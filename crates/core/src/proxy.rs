@@ -547,7 +547,12 @@ where
     }
     if snap.access_log.is_some() {
         let host = head.authority.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-        ctx.log = Some(crate::pipeline::LogFields { host, query: None });
+        let protocol = match io {
+            Client::H2(_) => "HTTP/2",
+            Client::H1(_) if head.minor == 0 => "HTTP/1.0",
+            Client::H1(_) => "HTTP/1.1",
+        };
+        ctx.log = Some(crate::pipeline::LogFields { host, protocol, query: None });
     }
     let is_head = &head.method[..] == b"HEAD";
     let body_pending = head.body != BodyKind::Empty;
@@ -1511,6 +1516,55 @@ impl<'r> Admission<'r> {
         })
     }
 
+    /// May the request go out again after attempt `n`? Attempts, time and the upstream's retry
+    /// budget must allow it (never for an upgrade: a second attempt could open a second session).
+    pub(crate) fn retry_wait(&self, route: &Route, n: u32, upgrading: bool) -> Option<Duration> {
+        if n >= route.retry.attempts || upgrading {
+            return None;
+        }
+        let wait = route.retry.backoff(n);
+        if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return None;
+        }
+        route.upstream.state.budget.try_retry(mono_ns()).then_some(wait)
+    }
+
+    /// After a failed attempt on target `ti`: `Ok((wait, error))` to retry after `wait` (the
+    /// error answers if no later attempt does better), or `Err` with the answer now. Feeds
+    /// passive health and, when the request ends here, the breaker.
+    pub(crate) fn attempt_failed(
+        &self,
+        e: AttemptErr,
+        route: &Route,
+        ti: usize,
+        may_resend: bool,
+        attempt: u32,
+        upgrading: bool,
+    ) -> Result<(Duration, Fail), Fail> {
+        let upstream = &route.upstream;
+        if let AttemptErr::Client(f) = e {
+            return Err(f);
+        }
+        if e.target_failed() {
+            observe_target(upstream, ti, true);
+        }
+        let retryable = e.failure().is_some_and(|f| route.retry.retries(f))
+            && (matches!(e, AttemptErr::Connect { .. }) || may_resend);
+        let deadline_passed = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let failed_target = e.target_failed();
+        let fail = e.into_fail(&upstream.name, deadline_passed);
+        if retryable && !deadline_passed {
+            if let Some(wait) = self.retry_wait(route, attempt, upgrading) {
+                tracing::debug!(upstream = %upstream.name, attempt, "retrying");
+                return Ok((wait, fail));
+            }
+        }
+        if failed_target {
+            self.record(true);
+        }
+        Err(fail)
+    }
+
     /// Tells the breaker how the request ended (`failed`, and slow by the breaker's measure).
     pub(crate) fn record(&self, failed: bool) {
         if let (Some(b), Some(a)) = (self.breaker, self.admit) {
@@ -1540,7 +1594,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let upstream: &Upstream = &route.upstream;
-    let ust = &upstream.state;
     let adm = Admission::begin(route, ctx, head, path)?;
     let record = |failed: bool| adm.record(failed);
     let key = adm.key.as_deref();
@@ -1677,16 +1730,7 @@ where
             finish_client_span(span, &result);
         }
         // May this request go out again? Attempts, time and the upstream's budget must allow it.
-        let retry_allowed = |n: u32| -> Option<Duration> {
-            if n >= route.retry.attempts || upgrade.is_some() {
-                return None;
-            }
-            let wait = route.retry.backoff(n);
-            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                return None;
-            }
-            ust.budget.try_retry(mono_ns()).then_some(wait)
-        };
+        let retry_allowed = |n: u32| adm.retry_wait(route, n, upgrade.is_some());
         match result {
             Ok((conn, resp, sent_at)) => {
                 observe_target(upstream, ti, resp.status >= 500);
@@ -1702,28 +1746,11 @@ where
                 }
                 break (ti, conn, resp, sent_at);
             }
-            Err(AttemptErr::Client(f)) => return Err(f),
             Err(e) => {
-                if e.target_failed() {
-                    observe_target(upstream, ti, true);
-                }
-                let retryable = e.failure().is_some_and(|f| route.retry.retries(f))
-                    && (matches!(e, AttemptErr::Connect { .. }) || may_resend);
-                let deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
-                let failed_target = e.target_failed();
-                let fail = e.into_fail(&upstream.name, deadline_passed);
-                if retryable && !deadline_passed {
-                    if let Some(wait) = retry_allowed(attempt) {
-                        tracing::debug!(upstream = %upstream.name, attempt, "retrying");
-                        last = Some(fail);
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                }
-                if failed_target {
-                    record(true);
-                }
-                return Err(fail);
+                let (wait, fail) = adm.attempt_failed(e, route, ti, may_resend, attempt, upgrade.is_some())?;
+                last = Some(fail);
+                tokio::time::sleep(wait).await;
+                continue;
             }
         }
     };

@@ -45,6 +45,7 @@ async fn one_json_line_per_request_with_the_documented_fields() {
     let first = &v[0];
     assert_eq!(first["request_id"], ok.header("x-request-id").expect("id"));
     assert_eq!(first["method"], "GET");
+    assert_eq!(first["protocol"], "HTTP/1.1");
     assert_eq!(first["host"], "gatehouse.test");
     assert_eq!(first["path"], "/users/7");
     assert!(first.get("query").is_none(), "query logged without include_query: {first}");

@@ -243,12 +243,73 @@ fn json_of(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// The header `name` the demo service says it received (it echoes them in its JSON body).
+fn seen_header(v: &serde_json::Value, name: &str) -> Option<String> {
+    let headers = v["headers"].as_object()?;
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
+/// Checks one printed HTTPS command: it is run as printed (curl verifies the certificate against
+/// the printed `--cacert` file; no `-k`), and the same command without `--cacert` must fail
+/// verification, so the success is the printed file's doing. Returns what was checked.
+fn check_https_command(cmd: &str, path: &str, base: &str) -> String {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    assert!(!words.iter().any(|w| *w == "-k" || *w == "--insecure"), "{cmd}");
+    let ca =
+        words.windows(2).find(|w| w[0] == "--cacert").map(|w| w[1]).unwrap_or_else(|| panic!("no --cacert: {cmd}"));
+    assert!(std::path::Path::new(ca.trim_matches('\'')).is_file(), "{ca} (printed in `{cmd}`) is not a file");
+    // curl's exit code 60: the peer's certificate cannot be verified with the known CAs.
+    let unverified = cmd.replacen(&format!("--cacert {ca} "), "", 1);
+    let out = run_bounded(Command::new("sh").arg("-c").arg(&unverified), Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(60), "`{unverified}` without the CA file: {}", text(&out.stderr));
+
+    let over_tls = |v: &serde_json::Value| {
+        // The gateway saw the request on its TLS listener.
+        assert_eq!(seen_header(v, "x-forwarded-proto").as_deref(), Some("https"), "{v}");
+    };
+    match (path, cmd.contains(" --http2 ")) {
+        ("/echo", false) => {
+            let out = curl(cmd);
+            let (head, body) = out.split_once("\r\n\r\n").expect("curl -i prints the head");
+            let head = head.to_ascii_lowercase();
+            // HTTP/1.1 today; curl offers h2 by ALPN on https, so HTTP/2 once the gateway does.
+            assert!(head.starts_with("http/1.1 200") || head.starts_with("http/2 200"), "{out}");
+            assert!(head.contains("\nstrict-transport-security: max-age=300\r"), "{out}");
+            assert!(head.contains("\nx-powered-by: gatehouse\r"), "{out}");
+            let v = json_of(body);
+            assert_eq!(v["service"], "echo", "{v}");
+            over_tls(&v);
+            // The certificate also names 127.0.0.1: the same command by IP verifies too.
+            let by_ip = cmd.replacen(base, &base.replacen("localhost", "127.0.0.1", 1), 1);
+            assert!(by_ip.contains("https://127.0.0.1:"), "{by_ip}");
+            assert!(curl(&by_ip).contains("strict-transport-security"), "{by_ip}");
+            "https /echo".to_string()
+        }
+        ("/users/42", true) => {
+            // The body, then `HTTP/<version>` from -w: 1.1 today, 2 once the gateway offers h2.
+            let out = curl(cmd);
+            let (body, version) = out.trim_end().rsplit_once('\n').unwrap_or_else(|| panic!("{out}"));
+            assert!(version == "HTTP/1.1" || version == "HTTP/2", "{out}");
+            let v = json_of(body);
+            assert_eq!(v["path"], "/v1/profiles/42", "{v}");
+            over_tls(&v);
+            "https --http2 /users/42".to_string()
+        }
+        _ => {
+            let _ = curl(cmd);
+            eprintln!("quickstart HTTPS command not specifically checked: {cmd}");
+            format!("https {path}")
+        }
+    }
+}
+
 #[test]
 fn quickstart_prints_curl_commands_that_work() {
-    let (listen, admin) = (free_port(), free_port());
+    let (listen, admin, tls) = (free_port(), free_port(), free_port());
     let mut child = Command::new(BIN)
         .env("GATEHOUSE_QUICKSTART_LISTEN", format!("127.0.0.1:{listen}"))
         .env("GATEHOUSE_QUICKSTART_ADMIN", format!("127.0.0.1:{admin}"))
+        .env("GATEHOUSE_QUICKSTART_TLS_LISTEN", format!("127.0.0.1:{tls}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -277,10 +338,21 @@ fn quickstart_prints_curl_commands_that_work() {
     assert!(commands.len() >= 5, "{}", printed.join("\n"));
     let gw = format!("http://127.0.0.1:{listen}");
     let adm = format!("http://127.0.0.1:{admin}");
-    assert!(commands.iter().all(|c| c.contains(&gw) || c.contains(&adm)), "commands use the bound addresses");
+    let https = format!("https://localhost:{tls}");
+    assert!(
+        commands.iter().all(|c| c.contains(&gw) || c.contains(&adm) || c.contains(&https)),
+        "commands use the bound addresses"
+    );
 
     let mut checked = Vec::new();
+    let mut tls_dir = None;
     for cmd in &commands {
+        if let Some(url) = cmd.split_whitespace().find(|w| w.starts_with(&https)) {
+            let ca = cmd.split_whitespace().skip_while(|w| *w != "--cacert").nth(1).unwrap_or("");
+            tls_dir = std::path::Path::new(ca.trim_matches('\'')).parent().map(PathBuf::from);
+            checked.push(check_https_command(cmd, &url[https.len()..], &https));
+            continue;
+        }
         let url_path = cmd.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or("");
         let path = url_path.trim_end_matches(';').trim_start_matches(&gw).trim_start_matches(&adm);
         let looped = cmd.starts_with("for ");
@@ -351,6 +423,8 @@ fn quickstart_prints_curl_commands_that_work() {
                     let head = head.to_ascii_lowercase();
                     assert!(head.starts_with("http/1.1 200"), "{out}");
                     assert!(head.contains("x-powered-by: gatehouse"), "{out}");
+                    // The route has hsts, but RFC 6797 forbids it over plain HTTP.
+                    assert!(!head.contains("strict-transport-security"), "{out}");
                     let v = json_of(body);
                     let headers = v["headers"].as_object().cloned().unwrap_or_default();
                     let has = |n: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(n));
@@ -372,6 +446,13 @@ fn quickstart_prints_curl_commands_that_work() {
                     let v = json_of(&curl(cmd));
                     assert!(v["routes"].is_array(), "{v}");
                 }
+                "/tls" => {
+                    let v = json_of(&curl(cmd));
+                    let l = &v["listeners"][0];
+                    assert_eq!(l["listener"], "public-tls", "{v}");
+                    assert_eq!(l["certificates"][0]["names"], serde_json::json!(["localhost"]), "{v}");
+                    assert!(l["certificates"][0]["expires_in_days"].as_u64().is_some_and(|d| d >= 89), "{v}");
+                }
                 other => {
                     // A command added later: it must at least work as printed.
                     let _ = curl(cmd);
@@ -392,9 +473,20 @@ fn quickstart_prints_curl_commands_that_work() {
         "/secure none",
         "/secure jwt",
         "/secure api_key",
+        "https /echo",
+        "https --http2 /users/42",
+        "/tls",
     ] {
         assert!(checked.iter().any(|p| p == must), "no printed command for {must}: {commands:?}");
     }
+    // The certificate's directory: private, the key readable by its owner only.
+    let tls_dir = tls_dir.expect("the HTTPS commands name the certificate");
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("stat").permissions()) & 0o777
+    };
+    assert_eq!(mode(&tls_dir.join("quickstart-key.pem")), 0o600);
+    assert_eq!(mode(&tls_dir), 0o700);
+    assert!(printed.iter().any(|l| l.trim() == tls_dir.display().to_string()), "the directory is printed");
 
     let _ = Command::new("kill").arg("-TERM").arg(qs.child.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -407,6 +499,7 @@ fn quickstart_prints_curl_commands_that_work() {
     };
     assert!(status.success(), "{status:?}");
     assert!(blocking_get(SocketAddr::from(([127, 0, 0, 1], listen)), "/users").is_empty(), "port released");
+    assert!(!tls_dir.exists(), "{} is removed when the quickstart stops", tls_dir.display());
 }
 
 #[test]

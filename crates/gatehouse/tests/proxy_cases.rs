@@ -131,6 +131,7 @@ async fn run_case(c: &Case) -> Vec<String> {
         headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body: r.body.to_vec(),
         delay: None,
+        trailers: Vec::new(),
     };
     let backend = Backend::start(c.name, Arc::new(move |_: &Received| reply.clone())).await;
     let gw = gateway(&simple_config(&[backend.url()], c.routes)).await;
@@ -899,7 +900,13 @@ async fn large_bodies_stream_intact() {
     let d = down.clone();
     let backend = Backend::start(
         "big",
-        Arc::new(move |_: &Received| Reply { status: 200, headers: vec![], body: d.to_vec(), delay: None }),
+        Arc::new(move |_: &Received| Reply {
+            status: 200,
+            headers: vec![],
+            body: d.to_vec(),
+            delay: None,
+            trailers: Vec::new(),
+        }),
     )
     .await;
     let gw = gateway(&simple_config(&[backend.url()], "")).await;
@@ -948,8 +955,14 @@ async fn bodiless_responses_keep_the_connection_in_sync() {
     let backend = Backend::start(
         "bodiless",
         Arc::new(|r: &Received| match r.uri.as_str() {
-            "/204" => Reply { status: 204, headers: vec![], body: vec![], delay: None },
-            "/304" => Reply { status: 304, headers: vec![("etag".into(), "\"x\"".into())], body: vec![], delay: None },
+            "/204" => Reply { status: 204, headers: vec![], body: vec![], delay: None, trailers: Vec::new() },
+            "/304" => Reply {
+                status: 304,
+                headers: vec![("etag".into(), "\"x\"".into())],
+                body: vec![],
+                delay: None,
+                trailers: Vec::new(),
+            },
             _ => Reply::text(200, "0123456789"),
         }),
     )

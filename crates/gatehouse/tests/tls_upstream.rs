@@ -23,7 +23,7 @@ async fn https_targets_verified_pooled_and_refused_when_untrusted() {
     let by_name = pki.issue("by-name", "/CN=by-name", &["backend.test"], 10);
     let echo: gatehouse_testkit::Handler = Arc::new(|r: &Received| {
         let body = if r.uri.starts_with("/ip/big") { pattern(300_000, 7) } else { r.body.clone() };
-        Reply { status: 200, headers: vec![], body, delay: None }
+        Reply { status: 200, headers: vec![], body, delay: None, trailers: Vec::new() }
     });
     let ip_backend = Backend::start_tls("ip", echo.clone(), &by_ip.cert, &by_ip.key).await;
     let name_backend = Backend::start_tls("name", echo.clone(), &by_name.cert, &by_name.key).await;

@@ -3,6 +3,10 @@
 //! protocol nobody asked for, upgrades disabled per route, the tunnel idle timeout, and the
 //! drain deadline closing an open tunnel.
 
+#[path = "common/ws.rs"]
+mod ws;
+use ws::ws_echo;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,25 +16,6 @@ use gatehouse_testkit::{gateway, Backend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-
-/// A WebSocket echo server (tungstenite's own handshake and framing).
-async fn ws_echo() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// An upstream that answers every request head with `answer` and records every byte it
 /// receives (all connections), so a test can prove what was (not) tunnelled.

@@ -1,7 +1,8 @@
 //! Test-only helpers: real backends on 127.0.0.1 ephemeral ports, raw and HTTP clients,
 //! launchers for the gateway (in-process through the real pipeline, or the real binary), a
-//! real `redis-server` (`RedisServer`) for cluster-mode tests, and a real OTLP trace receiver
-//! (`OtlpReceiver`, Python with the official `opentelemetry-proto` decoder).
+//! real `redis-server` (`RedisServer`) for cluster-mode tests, a real OTLP trace receiver
+//! (`OtlpReceiver`, Python with the official `opentelemetry-proto` decoder) and a real gRPC
+//! service and client (`GrpcServer`, `grpc_call`: Python with the official `grpcio`).
 //!
 //! Invariants: backends are independent implementations (hyper's server), so a test checks the
 //! gateway against another parser, never against itself; every wait is bounded in time.
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use gatehouse_core::Gateway;
 
+pub mod h2raw;
 pub mod prom;
 pub mod tls;
 
@@ -54,6 +56,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Option<Duration>,
+    /// Trailer fields after the body (sent by the HTTP/2 backends; HTTP/1.1 ones ignore them).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -63,7 +67,12 @@ impl Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: body.as_bytes().to_vec(),
             delay: None,
+            trailers: Vec::new(),
         }
+    }
+    pub fn trailer(mut self, k: &str, v: &str) -> Reply {
+        self.trailers.push((k.into(), v.into()));
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.into(), v.into()));
@@ -105,11 +114,33 @@ impl Backend {
         Backend::serve_with(l, name, handler, Some(tls::acceptor(cert, key, None)))
     }
 
+    /// Starts an HTTP/2-only backend over plain TCP (prior knowledge, for `h2c://` targets).
+    pub async fn start_h2c(name: &str, handler: Handler) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_proto(l, name, handler, None, true)
+    }
+
+    /// Starts an HTTP/2-only `https://` backend (ALPN `h2`).
+    pub async fn start_h2_tls(name: &str, handler: Handler, cert: &Path, key: &Path) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_proto(l, name, handler, Some(tls::acceptor_alpn(cert, key, &[b"h2"])), true)
+    }
+
     fn serve(l: TcpListener, name: &str, handler: Handler) -> Backend {
         Backend::serve_with(l, name, handler, None)
     }
 
     fn serve_with(l: TcpListener, name: &str, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
+        Backend::serve_proto(l, name, handler, tls, false)
+    }
+
+    fn serve_proto(
+        l: TcpListener,
+        name: &str,
+        handler: Handler,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        h2: bool,
+    ) -> Backend {
         let addr = l.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -146,21 +177,37 @@ impl Backend {
                             for (k, v) in &reply.headers {
                                 resp = resp.header(k.as_str(), v.as_str());
                             }
-                            Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(reply.body))).expect("response"),
-                            )
+                            let mut trailers = http::HeaderMap::new();
+                            for (k, v) in &reply.trailers {
+                                if let (Ok(k), Ok(v)) =
+                                    (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v))
+                                {
+                                    trailers.append(k, v);
+                                }
+                            }
+                            let t = (!trailers.is_empty()).then_some(trailers);
+                            let body = Full::new(Bytes::from(reply.body)).with_trailers(async move { t.map(Ok) });
+                            Ok::<_, std::convert::Infallible>(resp.body(body).expect("response"))
                         }
                     });
-                    match tls {
-                        None => {
+                    let h2b = || hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    match (tls, h2) {
+                        (None, false) => {
                             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                         }
-                        Some(acceptor) => {
+                        (None, true) => {
+                            let _ = h2b().serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        (Some(acceptor), h2) => {
                             let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await
                             else {
                                 return;
                             };
-                            let _ = http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                            if h2 {
+                                let _ = h2b().serve_connection(TokioIo::new(s), svc).await;
+                            } else {
+                                let _ = http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                            }
                         }
                     }
                 });
@@ -1191,4 +1238,111 @@ async fn faulty_conn(
 /// Fetches the admin `/upstreams` JSON.
 pub async fn upstreams_view(gw: &TestGateway) -> serde_json::Value {
     get(gw.admin.expect("admin listener"), "/upstreams").await.json()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real gRPC service and client (Python `grpcio`) for the HTTP/2 and gRPC tests.
+// ---------------------------------------------------------------------------------------------
+
+/// A real gRPC server: `grpc_server.py`, the official `grpcio` server with service `test.Echo`
+/// (bytes in and out, no code generation; methods `Unary`, `ServerStream`, `ClientStream`,
+/// `Bidi`, `Fail`, `Slow`), insecure (h2c) on 127.0.0.1. Killed on drop; it also exits when the
+/// test process does (its stdin closes).
+pub struct GrpcServer {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl GrpcServer {
+    /// Starts the server on an ephemeral port; waits up to 10 s for it to listen.
+    pub fn start() -> GrpcServer {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (the gRPC server needs `pip install grpcio`, see .ci/run)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(p) = line.strip_prefix("PORT ") {
+                    let _ = port_tx.send(p.trim().parse::<u16>().expect("port number"));
+                }
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gRPC server did not start (is grpcio installed? see .ci/run)");
+            }
+        };
+        GrpcServer { addr: SocketAddr::from(([127, 0, 0, 1], port)), child }
+    }
+
+    /// The upstream target URL for the gateway (`h2c://127.0.0.1:PORT`).
+    pub fn h2c_url(&self) -> String {
+        format!("h2c://{}", self.addr)
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One call with the official `grpcio` client (`grpc_client.py`) to `target` (`host:port`):
+/// `method` of `test.Echo` (or a full `/pkg.Service/Method` path), then `args` (messages and
+/// options such as `--metadata k=v`, `--timeout S`, `--size N`, `--pingpong`, `--ca FILE`,
+/// `--server-name NAME`; see the script). Returns the script's JSON: `code` (`"OK"`,
+/// `"NOT_FOUND"`, ...), `code_value`, `details`, `messages`, `message_lengths`,
+/// `initial_metadata`, `trailing_metadata`, `elapsed_ms`. Blocking; the process is killed after
+/// 30 s.
+pub fn grpc_call(target: &str, method: &str, args: &[&str]) -> serde_json::Value {
+    use std::io::Read;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc_client.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(target)
+        .arg(method)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the gRPC client needs `pip install grpcio`, see .ci/run)");
+    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let _ = out.read_to_end(&mut o);
+        let _ = err.read_to_end(&mut e);
+        (o, e)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (o, e) = reader.join().expect("reader");
+    let (o, e) = (String::from_utf8_lossy(&o), String::from_utf8_lossy(&e));
+    let Some(status) = status else { panic!("grpc_client.py {method} {args:?} ran over 30 s; stderr:\n{e}") };
+    match serde_json::from_str(o.trim()) {
+        Ok(v) if status.success() => v,
+        _ => panic!("grpc_client.py {method} {args:?} failed ({status}); stdout:\n{o}\nstderr:\n{e}"),
+    }
 }

@@ -177,6 +177,18 @@ pub fn acceptor(cert: &Path, key_file: &Path, client_ca: Option<&Path>) -> tokio
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// An acceptor for `cert`/`key` that offers these ALPN protocols.
+pub fn acceptor_alpn(cert: &Path, key_file: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs(cert), key(key_file))
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// Options of [`TlsClient::connect`].
 #[derive(Default)]
 pub struct ClientOpts<'a> {

@@ -201,7 +201,7 @@ fn framing(headers: &Headers, minor: u8) -> Result<(Option<u64>, bool), &'static
 
 /// RFC 3986 `host [ ":" port ]` characters (reg-name, IP-literal), except `,`: the authority is
 /// forwarded in `X-Forwarded-Host`, a comma-separated list, where `a,evil` would read as two hosts.
-fn valid_host(v: &[u8]) -> bool {
+pub(crate) fn valid_host(v: &[u8]) -> bool {
     !v.is_empty()
         && v.iter().all(|&b| {
             b.is_ascii_alphanumeric()

@@ -4,11 +4,12 @@
 //! budget, first pick), the retry rules, target health and the attempt's trace span.
 //!
 //! Invariants:
-//! - Request bodies: up to `PREBUFFER` bytes are read before anything goes upstream (so a
-//!   malformed or oversized body is refused before a backend sees it, and the request can be
-//!   retried); a longer body from an HTTP/2 client then streams, and is sent once. An HTTP/1.1
-//!   body for an HTTP/2 upstream, and every gRPC-Web body, is read whole (bounded by the body
-//!   limit) first.
+//! - Request bodies: up to `PREBUFFER` bytes are read before anything
+//!   goes upstream (so a malformed or oversized body is refused before a backend sees it, and
+//!   the request can be retried); a longer body from an HTTP/2 client then streams, and is sent
+//!   once. A gRPC request body streams from its first byte: a client or bidirectional stream's
+//!   sender may wait for answers before sending more. An HTTP/1.1 body for an
+//!   HTTP/2 upstream, and every gRPC-Web body, is read whole (bounded by the body limit) first.
 //! - A streamed request body runs in its own task toward an HTTP/2 upstream, concurrently with
 //!   the response: bidirectional gRPC streams flow both ways at once.
 //! - Responses stream back with their trailers (`grpc-status` ...): as HTTP/2 trailers to an
@@ -17,7 +18,9 @@
 //!   the HTTP/1.1 connection with a close), never with a clean end: truncation stays visible.
 //! - An HTTP/2 client's extended CONNECT (WebSocket, RFC 8441) to an HTTP/1.1 upstream becomes
 //!   an HTTP/1.1 upgrade; bytes flow only after the upstream's 101 named the protocol, and the
-//!   client gets 200 only then. Upgrades toward HTTP/2 upstreams are refused (502).
+//!   client gets 200 only then. Toward an HTTP/2 upstream it stays an extended CONNECT (only to a
+//!   target that announced SETTINGS_ENABLE_CONNECT_PROTOCOL) and its 2xx opens a stream-to-stream
+//!   tunnel. An HTTP/1.1 upgrade toward an HTTP/2 upstream is refused (502).
 
 use std::future::poll_fn;
 
@@ -39,7 +42,7 @@ use crate::retry;
 use crate::snapshot::{ListenerRt, Route};
 use crate::trace::ClientSpan;
 use crate::upstream::pool::{self, UpConn};
-use crate::upstream::{mono_ns, observe_latency, Target, Upstream};
+use crate::upstream::{observe_latency, Target, Upstream};
 
 /// The request body as the forwarder holds it.
 enum Body {
@@ -137,7 +140,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let upstream: &Upstream = &route.upstream;
-    let ust = &upstream.state;
     if let Client::H2(s) = io {
         if let (Some(p), None) = (&s.connect_protocol, upgrade) {
             // A 200 to CONNECT means "tunnel open": never answer it from a plain GET upstream.
@@ -147,11 +149,15 @@ where
             ))));
         }
     }
-    if upgrade.is_some() && upstream.http2 {
-        return Err(Fail::Before(GatewayError::UpstreamProtocol {
-            upstream: upstream.name.clone(),
-            detail: "upgrades to HTTP/2 upstreams are not supported",
-        }));
+    if let (Some(asked), true) = (upgrade, upstream.http2) {
+        return match io {
+            // Extended CONNECT end to end (RFC 8441 on both sides).
+            Client::H2(s) => connect_h2(s, c, head, route, path, query, ctx, asked).await,
+            Client::H1(_) => Err(Fail::Before(GatewayError::UpstreamProtocol {
+                upstream: upstream.name.clone(),
+                detail: "HTTP/1.1 upgrades to HTTP/2 upstreams are not supported",
+            })),
+        };
     }
     let adm = Admission::begin(route, ctx, head, path)?;
     let web = ctx.grpc.filter(|k| k.is_web() && route.grpc_web && upstream.http2);
@@ -160,7 +166,8 @@ where
     let mut body = if upgrade.is_some() {
         Body::Full(Bytes::new())
     } else {
-        read_body(io, c, head, l, limit, web.is_some()).await?
+        let interactive = ctx.grpc == Some(GrpcKind::Grpc);
+        read_body(io, c, head, l, limit, web.is_some(), interactive).await?
     };
     if let Body::Full(b) = &body {
         *body_done = true;
@@ -263,22 +270,12 @@ where
                 Err(e) => span.finish(None, Some(e.error_type())),
             }
         }
-        let retry_allowed = |n: u32| -> Option<Duration> {
-            if n >= route.retry.attempts || upgrade.is_some() {
-                return None;
-            }
-            let wait = route.retry.backoff(n);
-            if adm.deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                return None;
-            }
-            ust.budget.try_retry(mono_ns()).then_some(wait)
-        };
         match result {
             Ok((resp, sent_at)) => {
                 let status = resp.status();
                 observe_target(upstream, ti, status >= 500);
                 if may_resend && route.retry.retries_status(status) {
-                    if let Some(wait) = retry_allowed(attempt) {
+                    if let Some(wait) = adm.retry_wait(route, attempt, upgrade.is_some()) {
                         drop(resp);
                         ctx.upstream_status = Some(status);
                         tokio::time::sleep(wait).await;
@@ -287,27 +284,11 @@ where
                 }
                 break (ti, resp, sent_at);
             }
-            Err(AttemptErr::Client(f)) => return Err(f),
             Err(e) => {
-                if e.target_failed() {
-                    observe_target(upstream, ti, true);
-                }
-                let retryable = e.failure().is_some_and(|f| route.retry.retries(f))
-                    && (matches!(e, AttemptErr::Connect { .. }) || may_resend);
-                let deadline_passed = adm.deadline.is_some_and(|d| Instant::now() >= d);
-                let failed_target = e.target_failed();
-                let fail = e.into_fail(&upstream.name, deadline_passed);
-                if retryable && !deadline_passed {
-                    if let Some(wait) = retry_allowed(attempt) {
-                        last = Some(fail);
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                }
-                if failed_target {
-                    adm.record(true);
-                }
-                return Err(fail);
+                let (wait, fail) = adm.attempt_failed(e, route, ti, may_resend, attempt, upgrade.is_some())?;
+                last = Some(fail);
+                tokio::time::sleep(wait).await;
+                continue;
             }
         }
     };
@@ -340,6 +321,7 @@ async fn read_body<S>(
     l: &ListenerRt,
     limit: u64,
     whole: bool,
+    interactive: bool,
 ) -> Result<Body, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -377,6 +359,12 @@ where
         }
         Client::H2(s) => {
             let Some(mut rest) = s.body.take() else { return Ok(Body::Full(Bytes::new())) };
+            if interactive {
+                // A gRPC call may be a client or bidirectional stream whose sender waits for
+                // answers before sending more: nothing may wait for its body, which streams from
+                // the first byte (and is sent once).
+                return Ok(Body::Stream { pre: Bytes::new(), rest });
+            }
             let mut pre: Vec<u8> = Vec::new();
             loop {
                 match tokio::time::timeout_at(deadline, rest.data()).await {
@@ -675,7 +663,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                 w.extend_from_slice(if minor == 1 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
                 push_u64(w, status as u64);
                 w.push(b' ');
-                w.extend_from_slice(http1::reason(status).as_bytes());
+                let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+                w.extend_from_slice(reason.unwrap_or("").as_bytes());
                 w.extend_from_slice(b"\r\n");
                 headers.write_to(w);
                 match length {
@@ -930,6 +919,124 @@ where
     }
     out.end(trailers).await?;
     Ok(h1_keep)
+}
+
+/// An HTTP/2 client's extended CONNECT to an HTTP/2 upstream: the same CONNECT upstream (only
+/// to a target that announced `SETTINGS_ENABLE_CONNECT_PROTOCOL`), and once it answered 2xx, the
+/// two streams' DATA frames are the tunnel. Any other answer is relayed as a normal response.
+/// Never retried (a second attempt could open a second session).
+#[allow(clippy::too_many_arguments)]
+async fn connect_h2(
+    s: &mut crate::http2::server::Stream,
+    c: &mut Conn,
+    head: &mut RequestHead,
+    route: &Route,
+    path: &str,
+    query: Option<&str>,
+    ctx: &mut RequestCtx,
+    protocol: &Bytes,
+) -> Result<bool, Fail> {
+    let upstream: &Upstream = &route.upstream;
+    let adm = Admission::begin(route, ctx, head, path)?;
+    let ti = adm.first_pick;
+    let target = &upstream.targets[ti];
+    ctx.target = Some(ti);
+    ctx.attempts = 1;
+    target.state.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _inflight = InflightGuard(target);
+    let fail =
+        |detail: &'static str| Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.name.clone(), detail });
+    let (mut send, _) = match super::client::sender(target, upstream.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "HTTP/2 connect failed");
+            return Err(Fail::Before(GatewayError::UpstreamConnect { upstream: upstream.name.clone() }));
+        }
+    };
+    if !send.is_extended_connect_protocol_enabled() {
+        adm.record(false);
+        return Err(fail("the upstream does not support extended CONNECT (RFC 8441)"));
+    }
+    let scheme = if target.tls.is_some() { "https" } else { "http" };
+    let host = adm.fixed_host.as_ref().unwrap_or(&target.authority);
+    let uri = format!(
+        "{scheme}://{}{path}{}{}",
+        String::from_utf8_lossy(host),
+        if query.is_some() { "?" } else { "" },
+        query.unwrap_or("")
+    );
+    let Ok(mut req) = http::Request::builder().method(http::Method::CONNECT).uri(uri).body(()) else {
+        return Err(fail("request target not valid in HTTP/2"));
+    };
+    head.headers.remove("sec-websocket-key");
+    *req.headers_mut() = h2_headers(&head.headers);
+    let Ok(proto) = std::str::from_utf8(protocol) else { return Err(fail("protocol name")) };
+    req.extensions_mut().insert(h2::ext::Protocol::from(proto));
+    let Ok((resp_fut, up_tx)) = send.send_request(req, false) else {
+        adm.record(true);
+        return Err(Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }));
+    };
+    let sent_at = Instant::now();
+    let head_by = adm.deadline.map_or(sent_at + adm.response_timeout, |d| d.min(sent_at + adm.response_timeout));
+    let resp = match tokio::time::timeout_at(head_by, resp_fut).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            return Err(Fail::Before(GatewayError::UpstreamReset { upstream: upstream.name.clone() }));
+        }
+        Err(_) => {
+            observe_target(upstream, ti, true);
+            adm.record(true);
+            return Err(Fail::Before(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }));
+        }
+    };
+    let status = resp.status().as_u16();
+    observe_target(upstream, ti, status >= 500);
+    adm.record(status >= 500);
+    ctx.upstream_status = Some(status);
+    ctx.upstream_us = Some(sent_at.elapsed().as_micros() as u64);
+    let (rp, up_rx) = resp.into_parts();
+    let (mut headers, length) = from_h2_headers(&rp.headers);
+    if !(200..300).contains(&status) {
+        let resp = UpResp::H2 { status, headers, body: up_rx, length };
+        let mut client = Client::<tokio::net::TcpStream>::H2(s);
+        return relay(
+            &mut client,
+            c,
+            head,
+            route,
+            ctx,
+            resp,
+            None,
+            false,
+            upstream,
+            target,
+            adm.response_timeout,
+            Instant::now(),
+        )
+        .await;
+    }
+    let mut st = status;
+    route.stack.on_response(ctx, &mut st, &mut headers);
+    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    }
+    ctx.status = status;
+    let mut r = http::Response::new(());
+    *r.status_mut() = rp.status;
+    *r.headers_mut() = h2_headers(&headers);
+    let Ok(tx) = s.respond.send_response(r, false) else { return Err(Fail::After) };
+    let Some(rx) = s.body.take() else { return Ok(true) };
+    let mut client_io = super::io::H2Io::new(tx, rx);
+    let mut upstream_io = super::io::H2Io::new(up_tx, up_rx);
+    let (end, up, down) = crate::tunnel::run(&mut client_io, &mut upstream_io, route.tunnel_idle, &c.shared).await;
+    s.bytes_in += up;
+    s.bytes_out += down;
+    ctx.error_kind = end.error_kind();
+    Ok(true)
 }
 
 /// The HTTP/1.1 upstream switched protocols for an HTTP/2 client's extended CONNECT: answer

@@ -15,6 +15,8 @@
 //!   on a header block once it is over the limit), flow-control windows, and resets: more than
 //!   `max_resets` streams reset by the client (or by h2 for errors) within `reset_window` end the
 //!   connection with GOAWAY `ENHANCE_YOUR_CALM` (rapid reset, CVE-2023-44487).
+//! - Idle: a connection with no stream for the listener's `timeouts.idle` gets GOAWAY and closes
+//!   (a header block that never completes opens no stream, so it counts as idle too).
 //! - Drain: when the gateway stops, a GOAWAY tells the client to open no new streams; open
 //!   streams finish (bounded by the drain timeout, like HTTP/1.1 connections).
 //! - Cookies split across fields (RFC 9113 §8.2.3) are joined with `; ` before the pipeline, so
@@ -146,6 +148,9 @@ impl Stream {
 
 /// Per-connection facts every stream needs.
 struct ConnInfo {
+    /// Streams running now, and when the last one ended (the connection's idle clock).
+    active: AtomicU32,
+    last_end_ns: AtomicU64,
     peer: SocketAddr,
     listener: usize,
     shared: Arc<Shared>,
@@ -160,10 +165,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _conn = crate::proxy::CountGuard::new(&shared.connections);
-    let (settings, limits, header_timeout) = {
+    let (settings, limits, header_timeout, idle_timeout) = {
         let snap = shared.snapshot.load();
         let Some(l) = snap.listeners.get(listener) else { return };
-        (l.http2.clone().unwrap_or_default(), l.limits, l.header_timeout)
+        (l.http2.clone().unwrap_or_default(), l.limits, l.header_timeout, l.idle_timeout)
     };
     let mut builder = h2::server::Builder::new();
     builder
@@ -186,6 +191,8 @@ where
         }
     };
     let info = Arc::new(ConnInfo {
+        active: AtomicU32::new(0),
+        last_end_ns: AtomicU64::new(mono_ns()),
         peer,
         listener,
         https: tls.is_some(),
@@ -199,6 +206,11 @@ where
         conn.graceful_shutdown();
     }
     let mut calm = false;
+    // A connection without a stream for `timeouts.idle` is closed (GOAWAY), like an idle
+    // HTTP/1.1 keep-alive connection; a header block that never completes is no stream either.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut idle_closed = false;
     loop {
         if !stopping && shared.stopping.load(Ordering::Relaxed) {
             stopping = true;
@@ -208,7 +220,7 @@ where
             biased;
             _ = info.resets.exceeded.notified(), if !calm => {
                 tracing::debug!(%peer, "HTTP/2 stream resets over the limit: GOAWAY ENHANCE_YOUR_CALM");
-                shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.h2_calm.fetch_add(1, Ordering::Relaxed);
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 calm = true;
             }
@@ -216,11 +228,23 @@ where
                 stopping = true;
                 conn.graceful_shutdown();
             }
+            _ = &mut idle, if !idle_closed => {
+                let quiet_ns = mono_ns().saturating_sub(info.last_end_ns.load(Ordering::Relaxed));
+                let quiet = Duration::from_nanos(quiet_ns);
+                if info.active.load(Ordering::Relaxed) == 0 && quiet >= idle_timeout {
+                    idle_closed = true;
+                    conn.graceful_shutdown();
+                } else {
+                    let wait = if info.active.load(Ordering::Relaxed) == 0 { idle_timeout.saturating_sub(quiet) } else { idle_timeout };
+                    idle.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+            }
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
                     if calm {
                         continue;
                     }
+                    info.active.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(run_stream(req, respond, info.clone()));
                 }
                 Some(Err(e)) => {
@@ -234,7 +258,18 @@ where
 }
 
 /// Runs one stream through the pipeline.
+/// Marks a stream's end on the connection's idle clock.
+struct StreamGuard<'a>(&'a ConnInfo);
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        self.0.last_end_ns.store(mono_ns(), Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>, info: Arc<ConnInfo>) {
+    let _stream = StreamGuard(&info);
     let shared = &info.shared;
     let _req = crate::proxy::CountGuard::new(&shared.inflight);
     let snap = shared.snapshot.load_full();
@@ -309,6 +344,10 @@ fn to_head(
         return Err(GatewayError::HeaderTooLarge);
     }
     let authority = parts.uri.authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()));
+    // The same rules as an HTTP/1.1 Host: no userinfo (RFC 9113 §8.3.1), no comma, no spaces.
+    if authority.as_deref().is_some_and(|a| !crate::http1::parse::valid_host(a)) {
+        return Err(GatewayError::BadRequest("invalid `:authority`".into()));
+    }
     let mut headers = Headers::new();
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (n, v) in &parts.headers {
@@ -336,6 +375,10 @@ fn to_head(
         headers.append(Bytes::from_static(b"cookie"), Bytes::from(cookies.join(&b"; "[..])));
     }
     let authority = authority.or_else(|| headers.get("host").map(Bytes::copy_from_slice));
+    if authority.as_deref().is_some_and(|a| !crate::http1::parse::valid_host(a)) || headers.get_all("host").count() > 1
+    {
+        return Err(GatewayError::BadRequest("invalid `host`".into()));
+    }
     if let Some(p) = &protocol {
         headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
         headers.append(Bytes::from_static(b"upgrade"), p.clone());

@@ -395,6 +395,9 @@ def parse_h2load(text):
         r["errors"] += r["non2xx"]
     m = re.search(r"Application protocol: (\S+)", text)
     r["protocol"] = m.group(1) if m else None
+    m = re.search(r"TLS Protocol: (\S+)\s+Cipher: (\S+)", text)
+    if m:  # h2load's own cipher preference (nghttp2's) may differ from wrk's OpenSSL defaults
+        r["tls_negotiated"] = f"{m.group(1)} {m.group(2)}"
     return r
 
 
@@ -538,6 +541,8 @@ def summarize(results, names, protos, meta):
     foreign = [r["foreign_cpu_pct"] for r in allok]
     tls = {n: next((r["tls"] for p in protos for r in results[n].get(p, []) if r.get("tls")), {})
            for n in names}
+    h2tls = {n: next((r["tls_negotiated"] for r in results[n].get("h2", []) if r.get("tls_negotiated")),
+                     None) for n in names}
     lines.append("")
     lines.append(
         f"{meta['rounds']} rounds x {meta['duration_s']} s per target and protocol, pin={meta['pin_arg']} "
@@ -548,7 +553,9 @@ def summarize(results, names, protos, meta):
         f"time of the proxy's process tree / requests. Other processes' CPU during runs: median "
         f"{fmt(med(foreign), 1)}%, max {fmt(max(foreign) if foreign else float('nan'), 1)}% of one CPU "
         f"(noisy at >= {meta['quiet_threshold']:g}%). TLS per target (Python probe): "
-        + "; ".join(f"{n} {t.get('version', '?')} {t.get('cipher', '?')}" for n, t in tls.items()) + ".")
+        + "; ".join(f"{n} {t.get('version', '?')} {t.get('cipher', '?')}" for n, t in tls.items())
+        + (". h2load negotiated: " + "; ".join(f"{n} {c}" for n, c in h2tls.items() if c)
+           if any(h2tls.values()) else "") + ".")
     return "\n".join(lines)
 
 

@@ -168,19 +168,38 @@ pub(crate) enum Client<'a, S> {
 }
 
 impl Conn {
-    /// Per-connection state for a client at `peer` (for HTTP/2: per stream, cheap to make).
+    /// Per-connection state for a client at `peer`.
     pub(crate) fn new(peer: SocketAddr, shared: Arc<Shared>, https: bool, client_subject: Option<Bytes>) -> Conn {
+        let (peer_ip, forwarded_for) = Conn::peer_texts(peer, https);
+        Conn::with_texts(peer, shared, https, client_subject, peer_ip, forwarded_for)
+    }
+
+    /// The peer's IP as text and its `Forwarded` element, made once per connection (HTTP/2
+    /// streams share their connection's).
+    pub(crate) fn peer_texts(peer: SocketAddr, https: bool) -> (Bytes, Bytes) {
         let proto = if https { "https" } else { "http" };
+        let fwd = match peer.ip() {
+            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+        };
+        (Bytes::from(peer.ip().to_string()), Bytes::from(fwd))
+    }
+
+    pub(crate) fn with_texts(
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        https: bool,
+        client_subject: Option<Bytes>,
+        peer_ip: Bytes,
+        forwarded_for: Bytes,
+    ) -> Conn {
         Conn {
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             ubuf: Vec::new(),
             peer,
-            peer_ip: Bytes::from(peer.ip().to_string()),
-            forwarded_for: Bytes::from(match peer.ip() {
-                IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
-                IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
-            }),
+            peer_ip,
+            forwarded_for,
             trusted_cache: None,
             stop: Box::pin(shared.stop.clone().notified_owned()),
             shared,

@@ -796,14 +796,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let up_status = resp.status();
-    let (mut headers, mut length, empty) = match &resp {
+    let mut resp = resp;
+    let (mut headers, mut length, empty) = match &mut resp {
         UpResp::H1 { head: rh, .. } => {
-            let mut h = rh.headers.clone();
             let keep_cl = if rh.body == BodyKind::Empty && (is_head || rh.status == 304) {
                 rh.headers.get("content-length").and_then(http1::parse::parse_content_length)
             } else {
                 None
             };
+            let mut h = std::mem::take(&mut rh.headers);
             http1::strip_hop_by_hop(&mut h);
             let length = match rh.body {
                 BodyKind::Length(n) => Some(n),
@@ -812,7 +813,7 @@ where
             };
             (h, length, rh.body == BodyKind::Empty)
         }
-        UpResp::H2 { headers, length, body, .. } => (headers.clone(), *length, body.is_end_stream()),
+        UpResp::H2 { headers, length, body, .. } => (std::mem::take(headers), *length, body.is_end_stream()),
     };
     let mut status = up_status;
     route.stack.on_response(ctx, &mut status, &mut headers);

@@ -152,6 +152,8 @@ struct ConnInfo {
     active: AtomicU32,
     last_end_ns: AtomicU64,
     peer: SocketAddr,
+    /// `Conn::peer_texts`, made once for all streams.
+    peer_texts: (Bytes, Bytes),
     listener: usize,
     shared: Arc<Shared>,
     https: bool,
@@ -194,6 +196,7 @@ where
         active: AtomicU32::new(0),
         last_end_ns: AtomicU64::new(mono_ns()),
         peer,
+        peer_texts: Conn::peer_texts(peer, tls.is_some()),
         listener,
         https: tls.is_some(),
         client_subject: tls.and_then(|t| t.client_subject),
@@ -245,7 +248,9 @@ where
                         continue;
                     }
                     info.active.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(run_stream(req, respond, info.clone()));
+                    // Boxed: the stream's future is large, and moving it into the task by value
+                    // costs a copy of all of it per stream.
+                    tokio::spawn(Box::pin(run_stream(req, respond, info.clone())));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "HTTP/2 connection error");
@@ -277,7 +282,8 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
     let (parts, body) = req.into_parts();
     let mut stream =
         Stream { respond, body: None, connect_protocol: None, bytes_in: 0, bytes_out: 0, resets: info.resets.clone() };
-    let mut c = Conn::new(info.peer, shared.clone(), info.https, info.client_subject.clone());
+    let (ip, fwd) = info.peer_texts.clone();
+    let mut c = Conn::with_texts(info.peer, shared.clone(), info.https, info.client_subject.clone(), ip, fwd);
     match to_head(&parts, &body, l) {
         Ok((head, protocol)) => {
             stream.connect_protocol = protocol;

@@ -1,5 +1,8 @@
 //! The HTTP/1.1 data plane: one task per client connection runs every request on it through
 //! parse → normalise → route → `on_request` → pick target → forward → `on_response` → `on_log`.
+//! HTTP/2 streams run the same `handle_request` (their client is `Client::H2`, see
+//! `http2::server`); forwarding with HTTP/2 on either side is `http2::forward`, which shares
+//! `Admission` and the retry decision with `forward` here.
 //!
 //! Invariants:
 //! - Nothing reaches an upstream before the head passed the strict parser, the path was

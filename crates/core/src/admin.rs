@@ -341,6 +341,7 @@ impl AdminState {
                                 json!({
                                     "url": t.url,
                                     "weight": t.weight,
+                                    "protocol": if t.http2 { "http2" } else { "http1" },
                                     "health": health,
                                     "active_checks": u.health_check.is_some(),
                                     "last_check": s.last_check.lock().ok().and_then(|l| l.clone()),

@@ -388,3 +388,39 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert!(ended.is_ok(), "idle HTTP/2 connection still open after 3 s");
     assert!(started.elapsed() >= Duration::from_millis(200), "closed too early: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn hedging_works_with_http2_on_either_side() {
+    let slow_reply = || {
+        Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "slow").delay(Duration::from_millis(1500)))
+            as gatehouse_testkit::Handler
+    };
+    let fast_reply =
+        || Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "fast")) as gatehouse_testkit::Handler;
+    // An HTTP/2 client in front of HTTP/1.1 targets, then an HTTP/1.1 client in front of h2c ones.
+    let (s1, f1) = (Backend::start("slow", slow_reply()).await, Backend::start("fast", fast_reply()).await);
+    let (s2, f2) = (Backend::start_h2c("slow", slow_reply()).await, Backend::start_h2c("fast", fast_reply()).await);
+    for (targets, h2_client) in
+        [([s1.url(), f1.url()], true), ([format!("h2c://{}", s2.addr), format!("h2c://{}", f2.addr)], false)]
+    {
+        let yaml = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: up\n    targets:\n      - url: {}\n      - url: {}\n\
+             routes:\n  - name: r\n    upstream: up\n    hedge: {{delay: 50ms}}\n",
+            targets[0], targets[1]
+        );
+        let gw = gateway(&yaml).await;
+        let t = std::time::Instant::now();
+        let mut send = if h2_client { Some(h2c(gw.addr).await) } else { None };
+        for _ in 0..4 {
+            let body = match send.as_mut() {
+                Some(send) => {
+                    String::from_utf8(h2_call(send, get("http://gatehouse.test/h"), b"").await.body).expect("utf8")
+                }
+                None => request(gw.addr, "GET", "/h", &[], b"").await.text(),
+            };
+            assert_eq!(body, "fast", "h2 client: {h2_client}");
+        }
+        // Half of the first attempts went to the slow target, each hedged after 50 ms.
+        assert!(t.elapsed() < Duration::from_millis(1200), "h2 client {h2_client}: took {:?}", t.elapsed());
+    }
+}

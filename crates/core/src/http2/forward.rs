@@ -186,7 +186,10 @@ where
 
     let is_head = &head.method[..] == b"HEAD";
     let replayable = matches!(body, Body::Full(_));
-    let may_resend = replayable && (retry::idempotent(&head.method) || route.retry.non_idempotent);
+    let safe_method = retry::idempotent(&head.method);
+    let may_resend = replayable && (safe_method || route.retry.non_idempotent);
+    // An upgrade is never hedged: a second attempt could open a second tunnel.
+    let hedge = route.hedge.filter(|_| replayable && safe_method && upstream.targets.len() > 1 && upgrade.is_none());
     let (pre, mut stream_rest) = match body {
         Body::Full(b) => (b, None),
         Body::Stream { pre, rest } => (pre, Some(rest)),
@@ -206,7 +209,7 @@ where
     let (ti, resp, sent_at) = loop {
         attempt += 1;
         ctx.attempts = attempt;
-        let Some(ti) = next_pick.take().or_else(|| pick_target(upstream, key, tried)) else {
+        let Some(mut ti) = next_pick.take().or_else(|| pick_target(upstream, key, tried)) else {
             adm.record(true);
             return Err(
                 last.unwrap_or(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }))
@@ -224,13 +227,16 @@ where
         let span = client_span(ctx.span.as_ref(), &parts.head.method, target);
         let rest = stream_rest.take();
         let limits = (limit, l.body_timeout);
-        let result = {
+        let (winner, result) = {
             let exchange = async {
-                if target.http2 {
-                    exchange_h2(&parts, target, upstream, rest, &adm, span.as_ref(), grpc_up, limits).await
+                if let (Some(delay), 1, None) = (hedge, attempt, &rest) {
+                    let ex = Hedge { parts: &parts, upstream, adm: &adm, grpc: grpc_up, limits, may_resend };
+                    ex.run(ti, key, delay, span.as_ref(), ctx.span.as_ref(), &mut c.ubuf, &mut c.timer).await
+                } else if target.http2 {
+                    (ti, exchange_h2(&parts, target, upstream, rest, &adm, span.as_ref(), grpc_up, limits).await)
                 } else {
                     let upgrading = upgrade.is_some();
-                    exchange_h1(
+                    let r = exchange_h1(
                         &parts,
                         target,
                         upstream,
@@ -243,7 +249,8 @@ where
                         may_resend,
                         limits,
                     )
-                    .await
+                    .await;
+                    (ti, r)
                 }
             };
             match io {
@@ -266,9 +273,18 @@ where
         };
         if let Some(span) = span {
             match &result {
+                // A hedged attempt answered first; this one was dropped.
+                _ if winner != ti => span.finish(None, Some("hedge_lost")),
                 Ok((r, _)) => span.finish(Some(r.status()), None),
                 Err(e) => span.finish(None, Some(e.error_type())),
             }
+        }
+        if winner != ti {
+            ti = winner;
+            tried |= tried_bit(ti);
+            ctx.target = Some(ti);
+            upstream.targets[ti].state.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            _inflight = Some(InflightGuard(&upstream.targets[ti]));
         }
         match result {
             Ok((resp, sent_at)) => {
@@ -395,6 +411,101 @@ where
                     }
                 }
             }
+        }
+    }
+}
+
+/// What a hedged first attempt needs (the request is replayable: its body is complete).
+struct Hedge<'a, 'p> {
+    parts: &'a HeadParts<'p>,
+    upstream: &'a Upstream,
+    adm: &'a Admission<'a>,
+    grpc: bool,
+    limits: (u64, Duration),
+    may_resend: bool,
+}
+
+impl Hedge<'_, '_> {
+    /// One attempt to `target`, whatever its protocol.
+    async fn one(
+        &self,
+        target: &Target,
+        span: Option<&ClientSpan>,
+        ubuf: &mut Vec<u8>,
+        timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    ) -> Result<(UpResp, Instant), AttemptErr> {
+        let (parts, upstream, adm) = (self.parts, self.upstream, self.adm);
+        if target.http2 {
+            exchange_h2(parts, target, upstream, None, adm, span, self.grpc, self.limits).await
+        } else {
+            exchange_h1(parts, target, upstream, ubuf, timer, None, adm, span, false, self.may_resend, self.limits)
+                .await
+        }
+    }
+
+    /// The first attempt to `ti`; when no response head came within `delay`, a second to
+    /// another target (if the retry budget allows). The first head wins; the other attempt is
+    /// dropped (its stream reset, its connection closed). Returns the winner's index, like
+    /// `proxy::exchange_hedged` for HTTP/1.1.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        ti: usize,
+        key: Option<&[u8]>,
+        delay: Duration,
+        span: Option<&ClientSpan>,
+        server_span: Option<&crate::trace::ServerSpan>,
+        ubuf: &mut Vec<u8>,
+        timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    ) -> (usize, Result<(UpResp, Instant), AttemptErr>) {
+        let upstream = self.upstream;
+        let first = self.one(&upstream.targets[ti], span, ubuf, timer);
+        tokio::pin!(first);
+        tokio::select! {
+            biased;
+            r = &mut first => return (ti, r),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let second = pick_target(upstream, key, tried_bit(ti)).filter(|&j| j != ti);
+        let Some(tj) = second.filter(|_| upstream.state.budget.try_retry(crate::upstream::mono_ns())) else {
+            return (ti, first.await);
+        };
+        upstream.state.note_hedge();
+        let t2 = &upstream.targets[tj];
+        t2.state.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _inflight = InflightGuard(t2);
+        let span2 = client_span(server_span, &self.parts.head.method, t2);
+        let (mut ubuf2, mut timer2) = (Vec::new(), Box::pin(tokio::time::sleep(Duration::ZERO)));
+        let second = async {
+            let r = self.one(t2, span2.as_ref(), &mut ubuf2, &mut timer2).await;
+            if let Some(s) = span2 {
+                match &r {
+                    Ok((resp, _)) => s.finish(Some(resp.status()), None),
+                    Err(e) => s.finish(None, Some(e.error_type())),
+                }
+            }
+            r
+        };
+        tokio::pin!(second);
+        tokio::select! {
+            r1 = &mut first => match r1 {
+                Ok(_) => (ti, r1),
+                Err(e) => {
+                    if e.target_failed() {
+                        observe_target(upstream, ti, true);
+                    }
+                    (tj, second.await)
+                }
+            },
+            r2 = &mut second => match r2 {
+                Ok(_) => (tj, r2),
+                Err(e) => {
+                    if e.target_failed() {
+                        observe_target(upstream, tj, true);
+                    }
+                    (ti, first.await)
+                }
+            },
         }
     }
 }

@@ -424,3 +424,46 @@ async fn hedging_works_with_http2_on_either_side() {
         assert!(t.elapsed() < Duration::from_millis(1200), "h2 client {h2_client}: took {:?}", t.elapsed());
     }
 }
+
+#[tokio::test]
+async fn streams_cancelled_while_waiting_upstream_count_toward_the_reset_budget() {
+    let slow = Backend::start(
+        "slow",
+        Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "late").delay(Duration::from_millis(800))),
+    )
+    .await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\n    http2: {{max_resets: 5, reset_window: 10s}}\n\
+         admin:\n  address: 127.0.0.1:0\n\
+         upstreams:\n  - name: up\n    targets:\n      - url: {}\nroutes:\n  - name: r\n    upstream: up\n",
+        slow.url()
+    );
+    let gw = gateway(&yaml).await;
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    let driver = tokio::spawn(conn);
+    let mut cancelled = 0;
+    // Each stream reaches the upstream, then the client cancels it: the gateway sees the reset
+    // while it waits and counts it; the sixth ends the connection with ENHANCE_YOUR_CALM.
+    for i in 0..20 {
+        let Ok(mut s) = send.clone().ready().await else { break };
+        let Ok((resp, _tx)) = s.send_request(get(&format!("http://gatehouse.test/c{i}")), true) else { break };
+        let seen = slow.count();
+        let reached = gatehouse_testkit::wait_for(Duration::from_secs(2), || async { slow.count() > seen }).await;
+        if !reached {
+            break;
+        }
+        drop(resp); // dropping the response future resets the stream (CANCEL)
+        cancelled += 1;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(3), driver).await;
+    let reason = match ended {
+        Ok(Ok(Err(e))) => e.reason(),
+        other => panic!("connection still open or closed cleanly after {cancelled} resets: {other:?}"),
+    };
+    assert_eq!(reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
+    assert!((6..=8).contains(&cancelled), "{cancelled} streams cancelled before the GOAWAY");
+    let admin = gw.admin.expect("admin");
+    let metrics = gatehouse_testkit::get(admin, "/metrics").await.text();
+    assert!(metrics.contains("gatehouse_http2_enhance_your_calm_total 1"), "{metrics}");
+}

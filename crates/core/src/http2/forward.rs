@@ -101,7 +101,10 @@ fn h2_headers(headers: &Headers) -> http::HeaderMap {
         if http1::is_hop_by_hop(n) || n.eq_ignore_ascii_case(b"host") {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(n), http::HeaderValue::from_bytes(v)) {
+        // `slice_of` shares the parsed head's buffer: no copy of the value.
+        if let (Ok(n), Ok(v)) =
+            (http::HeaderName::from_bytes(n), http::HeaderValue::from_maybe_shared(headers.slice_of(v)))
+        {
             map.append(n, v);
         }
     }

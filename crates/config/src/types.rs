@@ -284,8 +284,8 @@ impl Default for Http2 {
     }
 }
 
-/// `listeners[].tls`: certificates chosen by SNI; TLS 1.2 and 1.3; ALPN `http/1.1` only (`h2`
-/// is advertised once HTTP/2 exists).
+/// `listeners[].tls`: certificates chosen by SNI; TLS 1.2 and 1.3; ALPN `h2` then `http/1.1`
+/// (`http/1.1` only with `http2.enabled: false`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {

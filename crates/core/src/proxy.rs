@@ -1415,31 +1415,53 @@ async fn exchange_hedged(
 ) -> (usize, Exchange) {
     let targets = &upstream.targets;
     let first = exchange_buffered(&targets[ti], upstream, req, is_head, false, response_timeout, deadline, true, timer);
+    race_hedge(upstream, ti, key, delay, first, |tj| async move {
+        let t2 = &targets[tj];
+        // The hedged attempt is an attempt of its own: its own CLIENT span, ended with its outcome.
+        let span2 = client_span(server_span, &parts.head.method, t2);
+        let mut req2 = Vec::with_capacity(req.len());
+        parts.build(&mut req2, t2, deadline, span2.as_ref());
+        let mut timer2 = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let r =
+            exchange_buffered(t2, upstream, &req2, is_head, false, response_timeout, deadline, true, &mut timer2).await;
+        finish_client_span(span2, &r);
+        r
+    })
+    .await
+}
+
+/// The hedging race, whatever the protocols: `first` (to target `ti`) runs alone for `delay`;
+/// without a response head by then, `second(tj)` goes to another target (if the retry budget
+/// allows) and the first head wins, the other attempt being dropped. A failed attempt counts
+/// against its target and the other one decides. Returns the winning target's index.
+pub(crate) async fn race_hedge<T, F, G, S>(
+    upstream: &Upstream,
+    ti: usize,
+    key: Option<&[u8]>,
+    delay: Duration,
+    first: F,
+    second: G,
+) -> (usize, Result<T, AttemptErr>)
+where
+    F: std::future::Future<Output = Result<T, AttemptErr>>,
+    G: FnOnce(usize) -> S,
+    S: std::future::Future<Output = Result<T, AttemptErr>>,
+{
     tokio::pin!(first);
     tokio::select! {
         biased;
         r = &mut first => return (ti, r),
         _ = tokio::time::sleep(delay) => {}
     }
-    let second = pick_target(upstream, key, tried_bit(ti)).filter(|&j| j != ti);
-    let Some(tj) = second.filter(|_| upstream.state.budget.try_retry(mono_ns())) else {
+    let pick = pick_target(upstream, key, tried_bit(ti)).filter(|&j| j != ti);
+    let Some(tj) = pick.filter(|_| upstream.state.budget.try_retry(mono_ns())) else {
         return (ti, first.await);
     };
     upstream.state.note_hedge();
-    let t2 = &targets[tj];
+    let t2 = &upstream.targets[tj];
     t2.state.inflight.fetch_add(1, Ordering::Relaxed);
     let _inflight = InflightGuard(t2);
-    let mut req2 = Vec::with_capacity(req.len());
-    // The hedged attempt is an attempt of its own: its own CLIENT span, ended with its outcome.
-    let span2 = client_span(server_span, &parts.head.method, t2);
-    parts.build(&mut req2, t2, deadline, span2.as_ref());
-    let mut timer2 = Box::pin(tokio::time::sleep(Duration::ZERO));
-    let second = async {
-        let r =
-            exchange_buffered(t2, upstream, &req2, is_head, false, response_timeout, deadline, true, &mut timer2).await;
-        finish_client_span(span2, &r);
-        r
-    };
+    let second = second(tj);
     tokio::pin!(second);
     tokio::select! {
         r1 = &mut first => match r1 {

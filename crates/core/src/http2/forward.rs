@@ -34,7 +34,7 @@ use crate::grpc::{self, GrpcKind};
 use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
 use crate::pipeline::RequestCtx;
 use crate::proxy::{
-    client_span, exchange_buffered, observe_target, pick_target, push_chunk, push_u64, read_more_body,
+    client_span, exchange_buffered, observe_target, pick_target, push_chunk, push_u64, race_hedge, read_more_body,
     read_response_head, reserve, tried_bit, upgrade_matches, Admission, AttemptErr, Client, Conn, Fail, HeadParts,
     InflightGuard, ReadFail, FLUSH_AT, PREBUFFER,
 };
@@ -463,23 +463,10 @@ impl Hedge<'_, '_> {
     ) -> (usize, Result<(UpResp, Instant), AttemptErr>) {
         let upstream = self.upstream;
         let first = self.one(&upstream.targets[ti], span, ubuf, timer);
-        tokio::pin!(first);
-        tokio::select! {
-            biased;
-            r = &mut first => return (ti, r),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        let second = pick_target(upstream, key, tried_bit(ti)).filter(|&j| j != ti);
-        let Some(tj) = second.filter(|_| upstream.state.budget.try_retry(crate::upstream::mono_ns())) else {
-            return (ti, first.await);
-        };
-        upstream.state.note_hedge();
-        let t2 = &upstream.targets[tj];
-        t2.state.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _inflight = InflightGuard(t2);
-        let span2 = client_span(server_span, &self.parts.head.method, t2);
-        let (mut ubuf2, mut timer2) = (Vec::new(), Box::pin(tokio::time::sleep(Duration::ZERO)));
-        let second = async {
+        race_hedge(upstream, ti, key, delay, first, |tj| async move {
+            let t2 = &upstream.targets[tj];
+            let span2 = client_span(server_span, &self.parts.head.method, t2);
+            let (mut ubuf2, mut timer2) = (Vec::new(), Box::pin(tokio::time::sleep(Duration::ZERO)));
             let r = self.one(t2, span2.as_ref(), &mut ubuf2, &mut timer2).await;
             if let Some(s) = span2 {
                 match &r {
@@ -488,28 +475,8 @@ impl Hedge<'_, '_> {
                 }
             }
             r
-        };
-        tokio::pin!(second);
-        tokio::select! {
-            r1 = &mut first => match r1 {
-                Ok(_) => (ti, r1),
-                Err(e) => {
-                    if e.target_failed() {
-                        observe_target(upstream, ti, true);
-                    }
-                    (tj, second.await)
-                }
-            },
-            r2 = &mut second => match r2 {
-                Ok(_) => (tj, r2),
-                Err(e) => {
-                    if e.target_failed() {
-                        observe_target(upstream, tj, true);
-                    }
-                    (ti, first.await)
-                }
-            },
-        }
+        })
+        .await
     }
 }
 

@@ -467,3 +467,41 @@ async fn streams_cancelled_while_waiting_upstream_count_toward_the_reset_budget(
     let metrics = gatehouse_testkit::get(admin, "/metrics").await.text();
     assert!(metrics.contains("gatehouse_http2_enhance_your_calm_total 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn head_and_empty_answers_from_an_h2c_upstream_keep_http1_framing_intact() {
+    // A bare `h2` server that sends no content-length (hyper would add one): HEAD and /empty end
+    // with the HEADERS frame, others get "hello" in a DATA frame.
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else { return };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let end = req.method() == http::Method::HEAD || req.uri().path() == "/empty";
+                    let resp = http::Response::builder().status(200).header("x-a", "1").body(()).expect("resp");
+                    if let Ok(mut tx) = respond.send_response(resp, end) {
+                        if !end {
+                            let _ = tx.send_data(Bytes::from_static(b"hello"), true);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&one_route(&format!("h2c://{addr}"), "", "")).await;
+    // Pipelined on one keep-alive connection: a HEAD answer, an empty 200, then a normal one.
+    // Each must be framed exactly (no stray last-chunk after HEAD), or the next would not parse.
+    let raw = gatehouse_testkit::raw_timeout(
+        gw.addr,
+        b"HEAD /a HTTP/1.1\r\nHost: g\r\n\r\nGET /empty HTTP/1.1\r\nHost: g\r\n\r\nGET /b HTTP/1.1\r\nHost: g\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    let parts: Vec<&str> = raw.split("HTTP/1.1 200 OK\r\n").collect();
+    assert_eq!(parts.len(), 4, "three answers expected:\n{raw}");
+    assert!(parts[1].ends_with("\r\n\r\n"), "HEAD answer has a body:\n{raw}");
+    assert!(parts[2].to_ascii_lowercase().contains("content-length: 0") && parts[2].ends_with("\r\n\r\n"), "{raw}");
+    assert!(parts[3].ends_with("5\r\nhello\r\n0\r\n\r\n"), "{raw}");
+}

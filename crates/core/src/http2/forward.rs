@@ -705,6 +705,8 @@ struct Out<'a, 'b, S> {
     chunked: bool,
     /// Something reached the client already.
     started: bool,
+    /// The request was HEAD: the response has a head only.
+    head_only: bool,
     text: Option<grpc::TextEncoder>,
 }
 
@@ -753,6 +755,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                         w.extend_from_slice(b"content-length: ");
                         push_u64(w, n);
                         w.extend_from_slice(b"\r\n");
+                    }
+                    // No body follows (an empty one, or a HEAD answer): nothing to frame, and a
+                    // HEAD answer must not carry even a last chunk.
+                    None if end => {
+                        let bodyless = status < 200 || status == 204 || status == 304;
+                        if !self.head_only && !bodyless {
+                            w.extend_from_slice(b"content-length: 0\r\n");
+                        }
                     }
                     None if minor == 1 && status >= 200 && status != 204 && status != 304 => {
                         self.chunked = true;
@@ -924,6 +934,7 @@ where
         tx: None,
         chunked: false,
         started: false,
+        head_only: is_head,
         text: (web == Some(GrpcKind::WebText)).then(grpc::TextEncoder::default),
     };
     let empty_now = empty || is_head;

@@ -505,3 +505,28 @@ async fn head_and_empty_answers_from_an_h2c_upstream_keep_http1_framing_intact()
     assert!(parts[2].to_ascii_lowercase().contains("content-length: 0") && parts[2].ends_with("\r\n\r\n"), "{raw}");
     assert!(parts[3].ends_with("5\r\nhello\r\n0\r\n\r\n"), "{raw}");
 }
+
+#[tokio::test]
+async fn a_target_stream_limit_opens_more_upstream_connections_instead_of_queueing() {
+    // The target allows 2 streams per connection and answers after 400 ms: 6 concurrent requests
+    // on one connection would take 3 × 400 ms; spread over 3 connections they take ~400 ms.
+    let slow = Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "ok").delay(Duration::from_millis(400)));
+    let backend = Backend::start_h2c_limited("limited", slow, 2).await;
+    let gw = gateway(&one_route(&format!("h2c://{}", backend.addr), "", "")).await;
+    // Warm up: the first connection learns the target's SETTINGS.
+    assert_eq!(request(gw.addr, "GET", "/warm", &[], b"").await.status, 200);
+    let t = std::time::Instant::now();
+    let mut send = h2c(gw.addr).await;
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let (resp, _) = send.send_request(get(&format!("http://gatehouse.test/c{i}")), true).expect("send");
+            tokio::spawn(async move { resp.await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.expect("join").expect("response"), 200);
+    }
+    assert!(t.elapsed() < Duration::from_millis(1000), "requests queued on one connection: {:?}", t.elapsed());
+    assert!(backend.connections() >= 3, "{} upstream connections", backend.connections());
+    let _ = &mut send;
+}

@@ -117,13 +117,20 @@ impl Backend {
     /// Starts an HTTP/2-only backend over plain TCP (prior knowledge, for `h2c://` targets).
     pub async fn start_h2c(name: &str, handler: Handler) -> Backend {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-        Backend::serve_proto(l, name, handler, None, true)
+        Backend::serve_proto(l, name, handler, None, Some(u32::MAX))
+    }
+
+    /// An h2c backend that allows at most `max_streams` concurrent streams per connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS), like a gRPC server with a stream limit.
+    pub async fn start_h2c_limited(name: &str, handler: Handler, max_streams: u32) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Backend::serve_proto(l, name, handler, None, Some(max_streams))
     }
 
     /// Starts an HTTP/2-only `https://` backend (ALPN `h2`).
     pub async fn start_h2_tls(name: &str, handler: Handler, cert: &Path, key: &Path) -> Backend {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-        Backend::serve_proto(l, name, handler, Some(tls::acceptor_alpn(cert, key, &[b"h2"])), true)
+        Backend::serve_proto(l, name, handler, Some(tls::acceptor_alpn(cert, key, &[b"h2"])), Some(u32::MAX))
     }
 
     fn serve(l: TcpListener, name: &str, handler: Handler) -> Backend {
@@ -131,7 +138,7 @@ impl Backend {
     }
 
     fn serve_with(l: TcpListener, name: &str, handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
-        Backend::serve_proto(l, name, handler, tls, false)
+        Backend::serve_proto(l, name, handler, tls, None)
     }
 
     fn serve_proto(
@@ -139,7 +146,7 @@ impl Backend {
         name: &str,
         handler: Handler,
         tls: Option<tokio_rustls::TlsAcceptor>,
-        h2: bool,
+        h2: Option<u32>,
     ) -> Backend {
         let addr = l.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -190,8 +197,14 @@ impl Backend {
                             Ok::<_, std::convert::Infallible>(resp.body(body).expect("response"))
                         }
                     });
-                    let h2b = || hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    match (tls, h2) {
+                    let h2b = || {
+                        let mut b = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                        if let Some(n) = h2.filter(|&n| n != u32::MAX) {
+                            b.max_concurrent_streams(n);
+                        }
+                        b
+                    };
+                    match (tls, h2.is_some()) {
                         (None, false) => {
                             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                         }

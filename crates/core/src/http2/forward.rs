@@ -54,8 +54,18 @@ enum Body {
 
 /// An upstream's response head, and where its body comes from.
 enum UpResp {
-    H1 { conn: UpConn, head: http1::ResponseHead },
-    H2 { status: u16, headers: Headers, body: RecvStream, length: Option<u64> },
+    H1 {
+        conn: UpConn,
+        head: http1::ResponseHead,
+    },
+    /// `_slot` holds the stream's place on its upstream connection until the response is done.
+    H2 {
+        status: u16,
+        headers: Headers,
+        body: RecvStream,
+        length: Option<u64>,
+        _slot: super::client::StreamSlot,
+    },
 }
 
 impl UpResp {
@@ -576,7 +586,7 @@ async fn exchange_h2(
         Some(d) => upstream.connect_timeout.min(d.saturating_duration_since(t0)),
         None => upstream.connect_timeout,
     };
-    let (mut send, _fresh) = super::client::sender(target, connect_timeout).await.map_err(|e| {
+    let (mut send, slot) = super::client::sender(target, connect_timeout).await.map_err(|e| {
         tracing::debug!(upstream = %upstream.name, target = %target.url, error = %e, "HTTP/2 connect failed");
         match e {
             super::client::H2ConnectError::Connect(pool::ConnectError::Tls(_)) => AttemptErr::Tls,
@@ -662,7 +672,7 @@ async fn exchange_h2(
     };
     let (rp, body) = resp.into_parts();
     let (headers, length) = from_h2_headers(&rp.headers);
-    Ok((UpResp::H2 { status: rp.status.as_u16(), headers, body, length }, sent_at))
+    Ok((UpResp::H2 { status: rp.status.as_u16(), headers, body, length, _slot: slot }, sent_at))
 }
 
 /// Streams the rest of an HTTP/2 client's body to an HTTP/2 upstream stream.
@@ -1039,7 +1049,7 @@ async fn connect_h2(
     let _inflight = InflightGuard(target);
     let fail =
         |detail: &'static str| Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.name.clone(), detail });
-    let (mut send, _) = match super::client::sender(target, upstream.connect_timeout).await {
+    let (mut send, slot) = match super::client::sender(target, upstream.connect_timeout).await {
         Ok(s) => s,
         Err(e) => {
             observe_target(upstream, ti, true);
@@ -1094,7 +1104,7 @@ async fn connect_h2(
     let (rp, up_rx) = resp.into_parts();
     let (mut headers, length) = from_h2_headers(&rp.headers);
     if !(200..300).contains(&status) {
-        let resp = UpResp::H2 { status, headers, body: up_rx, length };
+        let resp = UpResp::H2 { status, headers, body: up_rx, length, _slot: slot };
         let mut client = Client::<tokio::net::TcpStream>::H2(s);
         return relay(
             &mut client,

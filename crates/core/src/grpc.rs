@@ -114,6 +114,11 @@ pub fn status_code(http_status: u16, error_code: Option<&str>) -> u32 {
     }
 }
 
+/// The `grpc-status` in an HTTP/2 header or trailer block.
+pub fn status_of(map: &http::HeaderMap) -> Option<u32> {
+    map.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+}
+
 /// `grpc-message` encoding: percent-encode everything outside printable ASCII and `%`.
 pub fn encode_message(msg: &str) -> Bytes {
     let mut out = Vec::with_capacity(msg.len());

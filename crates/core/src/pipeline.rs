@@ -199,6 +199,8 @@ pub struct RequestCtx {
     /// The request is gRPC or gRPC-Web (by its content type): the gateway's own answers are then
     /// gRPC statuses, and gRPC-Web is translated for HTTP/2 upstreams.
     pub grpc: Option<crate::grpc::GrpcKind>,
+    /// The upstream's `grpc-status` (from its headers or trailers), for the access log.
+    pub grpc_status: Option<u32>,
 }
 
 /// What the access log needs beyond the context's own fields.
@@ -415,6 +417,13 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         "error_kind": ctx.error_kind,
     });
     if let Some(obj) = line.as_object_mut() {
+        if ctx.grpc.is_some() {
+            // The upstream's own status, else the one the gateway answered with (its errors are
+            // trailers-only gRPC answers), else what a gRPC client makes of a non-2xx HTTP status.
+            let derived = (ctx.status >= 300).then(|| crate::grpc::status_code(ctx.status, ctx.error_kind));
+            let status = ctx.grpc_status.or(derived);
+            obj.insert("grpc_status".into(), status.map_or(serde_json::Value::Null, |s| s.into()));
+        }
         if let Some(q) = &f.query {
             obj.insert("query".into(), serde_json::Value::String(q.clone()));
         }

@@ -554,6 +554,7 @@ where
         cors: None,
         client_cert_subject: c.client_subject.clone(),
         grpc: head.headers.get("content-type").and_then(crate::grpc::classify),
+        grpc_status: None,
     };
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its

@@ -530,3 +530,55 @@ async fn a_target_stream_limit_opens_more_upstream_connections_instead_of_queuei
     assert!(backend.connections() >= 3, "{} upstream connections", backend.connections());
     let _ = &mut send;
 }
+
+#[tokio::test]
+async fn the_access_log_carries_the_protocol_and_the_grpc_status() {
+    let backend = Backend::start_h2c(
+        "grpc",
+        Arc::new(|_: &gatehouse_testkit::Received| {
+            Reply::text(200, "").header("content-type", "application/grpc").trailer("grpc-status", "5")
+        }),
+    )
+    .await;
+    let log = std::env::temp_dir().join(format!(
+        "gatehouse-h2-access-{}-{}.log",
+        std::process::id(),
+        gatehouse_testkit::free_port()
+    ));
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\naccess_log:\n  enabled: true\n  path: {}\n\
+         upstreams:\n  - name: up\n    targets:\n      - url: h2c://{}\n\
+         routes:\n  - name: r\n    upstream: up\n    match:\n      path: {{prefix: /svc}}\n",
+        log.display(),
+        backend.addr
+    );
+    let gw = gateway(&yaml).await;
+    let mut send = h2c(gw.addr).await;
+    let grpc = |path: &str| {
+        http::Request::post(format!("http://gatehouse.test{path}"))
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("req")
+    };
+    let r = h2_call(&mut send, grpc("/svc/Get"), b"\0\0\0\0\0").await;
+    assert_eq!(r.trailers.expect("trailers")["grpc-status"], "5");
+    let r = h2_call(&mut send, grpc("/nope/Get"), b"\0\0\0\0\0").await;
+    assert_eq!(r.headers["grpc-status"], "12");
+    let _ = h2_call(&mut send, get("http://gatehouse.test/svc/plain"), b"").await;
+    let mut lines = Vec::new();
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")).collect();
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l["protocol"] == "HTTP/2"), "{lines:?}");
+    assert_eq!((lines[0]["status"].as_u64(), lines[0]["grpc_status"].as_u64()), (Some(200), Some(5)));
+    // The gateway's own answer: the HTTP status it stands for, and the gRPC status sent.
+    assert_eq!((lines[1]["status"].as_u64(), lines[1]["grpc_status"].as_u64()), (Some(404), Some(12)));
+    assert!(lines[2].get("grpc_status").is_none(), "not a gRPC request: {:?}", lines[2]);
+    let _ = std::fs::remove_file(&log);
+}

@@ -916,6 +916,10 @@ where
         }
         UpResp::H2 { headers, length, body, .. } => (std::mem::take(headers), *length, body.is_end_stream()),
     };
+    if ctx.grpc.is_some() {
+        // A trailers-only answer carries its status in the headers.
+        ctx.grpc_status = headers.get("grpc-status").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+    }
     let mut status = up_status;
     route.stack.on_response(ctx, &mut status, &mut headers);
     if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
@@ -1005,7 +1009,12 @@ where
                 }
             }
             match tokio::time::timeout(response_timeout, body.trailers()).await {
-                Ok(Ok(Some(map))) => trailers = Some(from_h2_headers(&map).0),
+                Ok(Ok(Some(map))) => {
+                    if ctx.grpc.is_some() {
+                        ctx.grpc_status = grpc::status_of(&map);
+                    }
+                    trailers = Some(from_h2_headers(&map).0);
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(_)) | Err(_) => {
                     ctx.error_kind = Some("upstream_truncated");

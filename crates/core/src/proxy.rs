@@ -1665,7 +1665,7 @@ where
             _ => false,
         };
         if buffer_it {
-            prebuffer(io, c, &mut body, &mut pre, limit, l).await?;
+            prebuffer(io, c, &mut body, &mut pre, limit, PREBUFFER, l).await?;
             if body.is_done() {
                 *body_done = true;
                 framing = BodyKind::Length(pre.len() as u64);
@@ -2016,13 +2016,15 @@ pub(crate) async fn read_more_body<S: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the client's body into `pre` until it is complete or `PREBUFFER` bytes are held.
-async fn prebuffer<S: AsyncRead + Unpin>(
+/// Reads the client's body into `pre` until it is complete or `cap` bytes are held (`PREBUFFER`
+/// before forwarding; `u64::MAX` to read it whole), refusing it once it exceeds `limit`.
+pub(crate) async fn prebuffer<S: AsyncRead + Unpin>(
     io: &mut S,
     c: &mut Conn,
     body: &mut BodyDecoder,
     pre: &mut Vec<u8>,
     limit: u64,
+    cap: u64,
     l: &ListenerRt,
 ) -> Result<(), Fail> {
     let deadline = Instant::now() + l.body_timeout;
@@ -2033,7 +2035,7 @@ async fn prebuffer<S: AsyncRead + Unpin>(
                 if (pre.len() as u64).saturating_add(body.declared_remaining()) > limit {
                     return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
                 }
-                if pre.len() as u64 >= PREBUFFER {
+                if pre.len() as u64 >= cap {
                     return Ok(());
                 }
             }

@@ -34,7 +34,7 @@ use crate::grpc::{self, GrpcKind};
 use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
 use crate::pipeline::RequestCtx;
 use crate::proxy::{
-    client_span, exchange_buffered, observe_target, pick_target, push_chunk, push_u64, race_hedge, read_more_body,
+    client_span, exchange_buffered, observe_target, pick_target, prebuffer, push_chunk, push_u64, race_hedge,
     read_response_head, reserve, tried_bit, upgrade_matches, Admission, AttemptErr, Client, Conn, Fail, HeadParts,
     InflightGuard, ReadFail, FLUSH_AT, PREBUFFER,
 };
@@ -367,24 +367,8 @@ where
             }
             let mut dec = BodyDecoder::new(head.body);
             let mut buf: Vec<u8> = Vec::new();
-            loop {
-                match dec.decode(&mut c.rbuf) {
-                    Ok(Decoded::Data(d)) => {
-                        buf.extend_from_slice(&d);
-                        if buf.len() as u64 > limit {
-                            return Err(too_large());
-                        }
-                    }
-                    Ok(Decoded::Done) => return Ok(Body::Full(Bytes::from(buf))),
-                    Ok(Decoded::NeedMore) => {
-                        if (buf.len() as u64).saturating_add(dec.declared_remaining()) > limit {
-                            return Err(too_large());
-                        }
-                        read_more_body(&mut **io, c, deadline).await?;
-                    }
-                    Err(e) => return Err(Fail::Before(GatewayError::BadRequest(e.to_string()))),
-                }
-            }
+            prebuffer(&mut **io, c, &mut dec, &mut buf, limit, u64::MAX, l).await?;
+            Ok(Body::Full(Bytes::from(buf)))
         }
         Client::H2(s) => {
             let Some(mut rest) = s.body.take() else { return Ok(Body::Full(Bytes::new())) };

@@ -121,15 +121,7 @@ pub fn status_of(map: &http::HeaderMap) -> Option<u32> {
 
 /// `grpc-message` encoding: percent-encode everything outside printable ASCII and `%`.
 pub fn encode_message(msg: &str) -> Bytes {
-    let mut out = Vec::with_capacity(msg.len());
-    for &b in msg.as_bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
-    Bytes::from(out)
+    Bytes::from(crate::http1::percent_encode(msg.as_bytes(), |b| (0x20..=0x7e).contains(&b) && b != b'%'))
 }
 
 /// Turns a response the gateway made for a gRPC request into a trailers-only gRPC response.

@@ -76,6 +76,24 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// `%XX` (upper-case hex) for every byte of `v` that `keep` does not accept. The keep-set is
+/// the caller's: form values keep only unreserved characters, `grpc-message` keeps printable
+/// ASCII but `%`.
+pub fn percent_encode(v: &[u8], keep: impl Fn(u8) -> bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(v.len());
+    for &b in v {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        }
+    }
+    out
+}
+
 /// `%XX` escapes decoded; anything else (a lone `%`, bad hex, `+`) kept as is. For query
 /// parameters and `k=v` lists, never for paths (those follow `normalize`'s stricter rules).
 pub fn percent_decode(v: &[u8]) -> Vec<u8> {

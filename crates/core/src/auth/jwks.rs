@@ -189,19 +189,7 @@ impl JwksCache {
         let Some(d) = &self.settings.discovery else {
             return Err(FetchError::Document("no JWKS URL".into()));
         };
-        let r = client::call(
-            d,
-            "GET",
-            &d.path,
-            &[("accept", b"application/json")],
-            b"",
-            self.settings.timeout,
-            MAX_DOCUMENT,
-        )
-        .await?;
-        if r.status != 200 {
-            return Err(FetchError::Status(r.status));
-        }
+        let r = self.get(d, b"application/json").await?;
         let doc: serde_json::Value =
             serde_json::from_slice(&r.body).map_err(|e| FetchError::Document(format!("discovery: {e}")))?;
         let uri = doc
@@ -213,21 +201,19 @@ impl JwksCache {
         Ok(url)
     }
 
-    async fn fetch(&self) -> Result<KeySet, FetchError> {
-        let url = self.jwks_url().await?;
-        let r = client::call(
-            &url,
-            "GET",
-            &url.path,
-            &[("accept", b"application/jwk-set+json, application/json")],
-            b"",
-            self.settings.timeout,
-            MAX_DOCUMENT,
-        )
-        .await?;
+    /// GETs a JSON document (discovery or key set): anything but 200 is an error.
+    async fn get(&self, url: &ServiceUrl, accept: &[u8]) -> Result<client::Reply, FetchError> {
+        let r = client::call(url, "GET", &url.path, &[("accept", accept)], b"", self.settings.timeout, MAX_DOCUMENT)
+            .await?;
         if r.status != 200 {
             return Err(FetchError::Status(r.status));
         }
+        Ok(r)
+    }
+
+    async fn fetch(&self) -> Result<KeySet, FetchError> {
+        let url = self.jwks_url().await?;
+        let r = self.get(&url, b"application/jwk-set+json, application/json").await?;
         let keys = parse_jwks(&r.body).map_err(FetchError::Document)?;
         let ttl = r
             .header("cache-control")

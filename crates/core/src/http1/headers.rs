@@ -27,7 +27,7 @@ impl RawField {
 }
 
 /// Header fields of one message.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Headers {
     buf: Bytes,
     raw: Vec<RawField>,

@@ -11,8 +11,8 @@
 //!   whitespace, a `host` that differs from `:authority`, plain CONNECT (no tunnels to arbitrary
 //!   hosts), and more fields than `limits.max_headers` (431), a `:path` over `max_uri_bytes` (414).
 //! - Bounded per connection: `max_concurrent_streams` open streams (more are refused by h2), the
-//!   header list (`limits.max_header_bytes`, which also stops CONTINUATION floods: h2 gives up
-//!   on a header block once it is over the limit), flow-control windows, and resets: more than
+//!   header list (`limits.max_header_bytes`; h2 also derives from it a cap on the CONTINUATION
+//!   frames of one header block and closes the connection past it), flow-control windows, and resets: more than
 //!   `max_resets` streams reset by the client (or by h2 for errors) within `reset_window` end the
 //!   connection with GOAWAY `ENHANCE_YOUR_CALM` (rapid reset, CVE-2023-44487).
 //! - Idle: a connection with no stream for the listener's `timeouts.idle` gets GOAWAY and closes

@@ -127,11 +127,16 @@ pub(crate) struct Stream {
 impl Stream {
     /// Sends a complete response the gateway made itself.
     pub(crate) fn send_local(&mut self, resp: &LocalResponse, ctx: &RequestCtx, head_only: bool) -> bool {
+        self.send_local_with_id(resp, (&ctx.request_id_header, &ctx.request_id), head_only)
+    }
+
+    /// `send_local` with the request-id header given directly (before a context exists).
+    fn send_local_with_id(&mut self, resp: &LocalResponse, (id_name, id): (&[u8], &[u8]), head_only: bool) -> bool {
         let mut b = http::Response::builder().status(resp.status);
         for (n, v) in &resp.headers {
             b = b.header(&n[..], &v[..]);
         }
-        b = b.header(&ctx.request_id_header[..], &ctx.request_id[..]);
+        b = b.header(id_name, id);
         if !resp.body.is_empty() || resp.status >= 200 {
             b = b.header("content-length", resp.body.len());
         }
@@ -302,19 +307,7 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
             if let Some(kind) = parts.headers.get("content-type").and_then(|v| crate::grpc::classify(v.as_bytes())) {
                 resp = crate::grpc::local_response(&resp, kind, Some(e.code()));
             }
-            let mut b = http::Response::builder().status(resp.status);
-            for (n, v) in &resp.headers {
-                b = b.header(&n[..], &v[..]);
-            }
-            b = b.header(&snap.request_id_header[..], &id[..]).header("content-length", resp.body.len());
-            if let Ok(r) = b.body(()) {
-                let end = resp.body.is_empty();
-                if let Ok(mut s) = stream.respond.send_response(r, end) {
-                    if !end {
-                        let _ = s.send_data(resp.body.clone(), true);
-                    }
-                }
-            }
+            stream.send_local_with_id(&resp, (&snap.request_id_header, &id), false);
         }
     }
 }

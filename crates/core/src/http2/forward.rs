@@ -134,6 +134,23 @@ fn from_h2_headers(map: &http::HeaderMap) -> (Headers, Option<u64>) {
     (out, length)
 }
 
+/// The absolute URI of a request to an HTTP/2 target (`:scheme`, `:authority`, `:path`): the
+/// client's Host when the route keeps it, else the target's authority.
+fn upstream_uri(target: &Target, fixed_host: Option<&Bytes>, path: &str, query: Option<&str>) -> String {
+    let scheme = if target.tls.is_some() { "https" } else { "http" };
+    let host = std::str::from_utf8(fixed_host.unwrap_or(&target.authority)).unwrap_or("");
+    let mut uri = String::with_capacity(scheme.len() + host.len() + path.len() + 16);
+    uri.push_str(scheme);
+    uri.push_str("://");
+    uri.push_str(host);
+    uri.push_str(path);
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    uri
+}
+
 /// Forwards one request when HTTP/2 is on either side. `Ok(keep_alive)` like `proxy::forward`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward_any<S>(
@@ -580,17 +597,7 @@ async fn exchange_h2(
         }
     })?;
 
-    let scheme = if target.tls.is_some() { "https" } else { "http" };
-    let host = parts.fixed_host.as_ref().unwrap_or(&target.authority);
-    let mut uri = String::with_capacity(scheme.len() + host.len() + parts.path.len() + 16);
-    uri.push_str(scheme);
-    uri.push_str("://");
-    uri.push_str(std::str::from_utf8(host).unwrap_or(""));
-    uri.push_str(parts.path);
-    if let Some(q) = parts.query {
-        uri.push('?');
-        uri.push_str(q);
-    }
+    let uri = upstream_uri(target, parts.fixed_host.as_ref(), parts.path, parts.query);
     let mut req = http::Request::builder()
         .method(http::Method::from_bytes(&parts.head.method).map_err(|_| AttemptErr::Protocol("method"))?)
         .uri(uri)
@@ -1055,14 +1062,7 @@ async fn connect_h2(
         adm.record(false);
         return Err(fail("the upstream does not support extended CONNECT (RFC 8441)"));
     }
-    let scheme = if target.tls.is_some() { "https" } else { "http" };
-    let host = adm.fixed_host.as_ref().unwrap_or(&target.authority);
-    let uri = format!(
-        "{scheme}://{}{path}{}{}",
-        String::from_utf8_lossy(host),
-        if query.is_some() { "?" } else { "" },
-        query.unwrap_or("")
-    );
+    let uri = upstream_uri(target, adm.fixed_host.as_ref(), path, query);
     let Ok(mut req) = http::Request::builder().method(http::Method::CONNECT).uri(uri).body(()) else {
         return Err(fail("request target not valid in HTTP/2"));
     };

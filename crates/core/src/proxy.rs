@@ -1823,12 +1823,9 @@ where
     };
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = resp.status;
-    route.stack.on_response(ctx, &mut status, &mut resp.headers);
+    response_phase(route, ctx, &mut status, &mut resp.headers);
     if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
         resp.headers.set(Bytes::from_static(b"strict-transport-security"), v.clone());
-    }
-    if !resp.headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
-        resp.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }
     ctx.status = status;
     let client_11 = head.minor == 1;
@@ -1946,6 +1943,15 @@ where
     Ok(keep)
 }
 
+/// The response phase on an upstream's answer, whatever the protocols: the route's policies,
+/// then our request id unless the upstream sent its own.
+pub(crate) fn response_phase(route: &Route, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
+    route.stack.on_response(ctx, status, headers);
+    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    }
+}
+
 /// The upstream answered 101 to an upgrade request: check it named a protocol the client asked
 /// for, relay the 101 head, then copy bytes both ways until the tunnel ends. The client
 /// connection is not reused afterwards; the upstream connection is dropped (never pooled).
@@ -1972,10 +1978,7 @@ where
     let proto = resp.headers.get("upgrade").map(|v| resp.headers.slice_of(trim(v))).unwrap_or_default();
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = 101;
-    route.stack.on_response(ctx, &mut status, &mut resp.headers);
-    if !resp.headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
-        resp.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
-    }
+    response_phase(route, ctx, &mut status, &mut resp.headers);
     ctx.status = 101;
     let w = &mut c.wbuf;
     w.clear();

@@ -35,8 +35,8 @@ use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
 use crate::pipeline::RequestCtx;
 use crate::proxy::{
     client_span, exchange_buffered, observe_target, pick_target, prebuffer, push_chunk, push_u64, race_hedge,
-    read_response_head, reserve, tried_bit, upgrade_matches, Admission, AttemptErr, Client, Conn, Fail, HeadParts,
-    InflightGuard, ReadFail, FLUSH_AT, PREBUFFER,
+    read_response_head, reserve, response_phase, tried_bit, upgrade_matches, Admission, AttemptErr, Client, Conn, Fail,
+    HeadParts, InflightGuard, ReadFail, FLUSH_AT, PREBUFFER,
 };
 use crate::retry;
 use crate::snapshot::{ListenerRt, Route};
@@ -912,12 +912,9 @@ where
         ctx.grpc_status = headers.get("grpc-status").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
     }
     let mut status = up_status;
-    route.stack.on_response(ctx, &mut status, &mut headers);
+    response_phase(route, ctx, &mut status, &mut headers);
     if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
         headers.set(Bytes::from_static(b"strict-transport-security"), v.clone());
-    }
-    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
-        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }
     if let Some(kind) = web {
         let up_ct = headers.get("content-type").map(Bytes::copy_from_slice);
@@ -1116,10 +1113,7 @@ async fn connect_h2(
         .await;
     }
     let mut st = status;
-    route.stack.on_response(ctx, &mut st, &mut headers);
-    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
-        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
-    }
+    response_phase(route, ctx, &mut st, &mut headers);
     ctx.status = status;
     let mut r = http::Response::new(());
     *r.status_mut() = rp.status;
@@ -1157,10 +1151,7 @@ async fn tunnel_to_h2(
     // HTTP/1.1's key/accept handshake does not exist in RFC 8441.
     resp.headers.remove("sec-websocket-accept");
     let mut status = 200;
-    route.stack.on_response(ctx, &mut status, &mut resp.headers);
-    if !resp.headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
-        resp.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
-    }
+    response_phase(route, ctx, &mut status, &mut resp.headers);
     ctx.status = 200;
     let mut r = http::Response::new(());
     *r.headers_mut() = h2_headers(&resp.headers);

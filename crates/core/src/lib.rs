@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod counted;
 pub mod error;
+pub mod forward;
 pub mod gateway;
 pub mod grpc;
 pub mod http1;
@@ -22,7 +23,6 @@ pub mod simple_http;
 pub mod snapshot;
 pub mod tls;
 pub mod trace;
-pub mod tunnel;
 pub mod upstream;
 pub mod watch;
 

@@ -114,3 +114,8 @@ pub fn percent_decode(v: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Whether a response with this status may carry a body (RFC 9110 §6.4.1: not 1xx, 204, 304).
+pub fn may_have_body(status: u16) -> bool {
+    status >= 200 && status != 204 && status != 304
+}

@@ -24,8 +24,8 @@ use crate::error::LocalResponse;
 use crate::gateway::{Applied, Gateway, ReloadError};
 use crate::metrics::{names, Exposition};
 use crate::pipeline::RequestPolicy;
-use crate::proxy::Shared;
 use crate::simple_http::SimpleRequest;
+use crate::state::Shared;
 
 #[derive(Clone)]
 pub struct AdminState {

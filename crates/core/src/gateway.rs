@@ -22,9 +22,10 @@ use gatehouse_config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::downstream::h1::serve_connection;
 use crate::policy::{Limiters, SWEEP_INTERVAL};
-use crate::proxy::{serve_connection, Shared};
 use crate::snapshot::{compile, parse_listen_addr, CompileError, Snapshot};
+use crate::state::Shared;
 use crate::upstream::{health, pool, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -594,9 +595,9 @@ async fn serve_tls(
     let info = crate::tls::ConnTls { client_subject };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
-        crate::http2::server::serve(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+        crate::downstream::h2::serve(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
     } else {
-        crate::proxy::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+        crate::downstream::h1::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
     }
 }
 

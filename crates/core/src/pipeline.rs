@@ -24,17 +24,17 @@
 //! Invariants: policies are an enum matched in code, compiled once per snapshot; an empty phase is
 //! a loop over an empty slice. Policies never see raw config.
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 
-use crate::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy, Identity};
+use crate::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy};
+use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
-use crate::policy::cors::{CorsGrant, CorsPolicy};
+use crate::policy::cors::CorsPolicy;
 use crate::policy::ip::IpFilterRt;
 use crate::policy::rate_limit::Via;
-use crate::policy::{ConcurrencyPolicy, Permit, RateLimitPolicy, RateReport};
+use crate::policy::{ConcurrencyPolicy, RateLimitPolicy, RateReport};
+use crate::snapshot::Route;
 
 /// What refunding each admitted rate limit must undo, 2 bits per policy for the first 64
 /// policies of a route (no allocation per request). Beyond 64, `Local` is assumed.
@@ -124,14 +124,6 @@ pub enum RequestPolicy {
     IpFilter(IpFilterRt),
 }
 
-/// The parts of the request line that policies may read (the normalised path, the raw query).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
-    pub method: &'a [u8],
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-}
-
 /// Policies of the response phase.
 #[derive(Debug)]
 pub enum ResponsePolicy {
@@ -146,76 +138,6 @@ pub struct Stack {
     pub response: Vec<ResponsePolicy>,
     /// Index in `request` of the route's `cors` policy (at most one).
     pub cors: Option<usize>,
-}
-
-/// What every phase may read and annotate about the current request.
-#[derive(Debug)]
-pub struct RequestCtx {
-    /// ASCII (validated when taken from the client, hex when generated).
-    pub request_id: Bytes,
-    /// The header that carries it (`server.request_id.header`, lower-cased).
-    pub request_id_header: Bytes,
-    pub client_ip: IpAddr,
-    pub route: Option<usize>,
-    pub params: Vec<(String, String)>,
-    /// Error kind for the access log (`no_healthy_upstream`, `upstream_timeout`, ...).
-    pub error_kind: Option<&'static str>,
-    pub upstream_status: Option<u16>,
-    pub status: u16,
-    /// The most restrictive rate limit that reports itself, for the response headers.
-    pub rate: Option<RateReport>,
-    /// Concurrency slots held by this request; freed when the context is dropped.
-    pub permits: Vec<Permit>,
-    /// Headers for a response the gateway produces itself for this request (an error after the
-    /// request phase), e.g. the rate-limit headers.
-    pub local_headers: Vec<(Bytes, Bytes)>,
-    /// The chosen target's index in the route's upstream (of the last attempt).
-    pub target: Option<usize>,
-    /// Attempts made upstream (retries and a hedged attempt included); 0 = none.
-    pub attempts: u32,
-    /// Time from the request sent upstream to the response head, in microseconds.
-    pub upstream_us: Option<u64>,
-    /// When the request head was complete (request duration, metrics and access log).
-    pub started: tokio::time::Instant,
-    /// Bytes of this request read from the client (head and body) and written to it; set just
-    /// before the log phase.
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Only filled when the access log is on (no cost otherwise): start time, host, query.
-    pub log: Option<LogFields>,
-    /// The request's SERVER span when tracing is on; ended by the log phase.
-    pub span: Option<crate::trace::ServerSpan>,
-    /// Who the request is, once an `auth` policy verified it.
-    pub identity: Option<Box<Identity>>,
-    /// The query to forward (and log) instead of the client's, when a policy removed
-    /// credential parameters from it (empty = no query).
-    pub forward_query: Option<String>,
-    /// What the route's `cors` policy granted this (actual, non-preflight) request.
-    pub cors: Option<CorsGrant>,
-    /// The subject (RFC 4514, e.g. `CN=client,O=Example`) of the client certificate verified
-    /// during the TLS handshake (listener `tls.client_auth`); `None` on plain connections or
-    /// without a certificate. Also forwarded upstream as `X-Client-Cert-Subject`.
-    pub client_cert_subject: Option<Bytes>,
-    /// The request is gRPC or gRPC-Web (by its content type): the gateway's own answers are then
-    /// gRPC statuses, and gRPC-Web is translated for HTTP/2 upstreams.
-    pub grpc: Option<crate::grpc::GrpcKind>,
-    /// The upstream's `grpc-status` (from its headers or trailers), for the access log.
-    pub grpc_status: Option<u32>,
-}
-
-/// What the access log needs beyond the context's own fields.
-#[derive(Debug)]
-pub struct LogFields {
-    pub host: String,
-    /// The client's protocol: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
-    pub protocol: &'static str,
-    pub query: Option<String>,
-}
-
-impl RequestCtx {
-    pub fn request_id_str(&self) -> &str {
-        std::str::from_utf8(&self.request_id).unwrap_or("-")
-    }
 }
 
 impl Stack {
@@ -433,4 +355,13 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         }
     }
     log.write(serde_json::to_vec(&line).unwrap_or_default());
+}
+
+/// The response phase on an upstream's answer, whatever the protocols: the route's policies,
+/// then our request id unless the upstream sent its own.
+pub(crate) fn response_phase(route: &Route, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
+    route.stack.on_response(ctx, status, headers);
+    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    }
 }

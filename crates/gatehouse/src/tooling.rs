@@ -145,7 +145,7 @@ pub fn explain(snapshot: &Snapshot, req: &ExplainRequest) -> Result<String, Stri
                 })
                 .collect();
             let _ = writeln!(out, "  upstream:  {} via {}: {}", u.name, u.balancer.name(), targets.join(", "));
-            let forwarded = gatehouse_core::proxy::rewrite_path(compiled, &normal.path, params);
+            let forwarded = gatehouse_core::request::sanitize::rewrite_path(compiled, &normal.path, params);
             let q = normal.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
             let _ = writeln!(out, "  forwards:  {} {forwarded}{q}", req.method);
         }

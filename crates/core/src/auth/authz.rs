@@ -13,8 +13,8 @@ use gatehouse_config as cfg;
 use serde_json::Value;
 
 use super::{AuthState, Denial, Identity};
+use crate::ctx::RequestCtx;
 use crate::error::GatewayError;
-use crate::pipeline::RequestCtx;
 
 #[derive(Debug)]
 enum Op {

@@ -16,9 +16,9 @@ use gatehouse_config as cfg;
 
 use super::client::{self, ServiceUrl};
 use super::{AuthState, Denial};
+use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
-use crate::pipeline::{RequestCtx, RequestInfo};
 
 const MAX_BODY: usize = 64 * 1024;
 const RELAYED: &[&str] = &["content-type", "www-authenticate", "location"];

@@ -36,9 +36,9 @@ use bytes::Bytes;
 use gatehouse_config as cfg;
 use serde_json::{Map, Value};
 
+use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::GatewayError;
 use crate::http1::Headers;
-use crate::pipeline::{RequestCtx, RequestInfo};
 
 pub use authz::AuthorizePolicy;
 pub use external::ExternalAuthPolicy;

@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::ctx::RequestCtx;
+use crate::downstream::Fail;
 use crate::error::GatewayError;
 use crate::http1::headers::trim;
 use crate::http1::RequestHead;
-use crate::pipeline::RequestCtx;
-use crate::proxy::Fail;
 use crate::retry::AttemptFailure;
 use crate::snapshot::Route;
 use crate::trace::{ClientSpan, ServerSpan};

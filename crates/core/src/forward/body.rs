@@ -18,9 +18,9 @@ use h2::RecvStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::downstream::{reserve, Client, Conn, Fail};
 use crate::error::GatewayError;
 use crate::http1::{BodyDecoder, BodyKind, Decoded, RequestHead};
-use crate::proxy::{reserve, Client, Conn, Fail};
 use crate::snapshot::ListenerRt;
 
 /// Request bodies up to this size are read completely before anything goes upstream.

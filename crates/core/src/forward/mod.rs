@@ -35,11 +35,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Duration, Instant};
 
+use crate::ctx::RequestCtx;
+use crate::downstream::{Client, Conn, Fail};
 use crate::error::GatewayError;
 use crate::grpc::{self, GrpcKind};
 use crate::http1::{self, RequestHead};
-use crate::pipeline::RequestCtx;
-use crate::proxy::{Client, Conn, Fail};
 use crate::retry;
 use crate::snapshot::{ListenerRt, Route};
 use crate::trace::ClientSpan;

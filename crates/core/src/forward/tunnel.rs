@@ -31,12 +31,14 @@ use super::admission::{observe_target, Admission, InflightGuard};
 use super::h2::{from_h2_headers, h2_headers, upstream_uri};
 use super::relay::{relay, Answering};
 use super::UpResp;
+use crate::ctx::RequestCtx;
+use crate::downstream::{Client, Conn, Fail};
 use crate::error::GatewayError;
 use crate::http1::headers::trim;
 use crate::http1::{self, RequestHead};
-use crate::pipeline::RequestCtx;
-use crate::proxy::{response_phase, Client, Conn, Fail, Shared};
+use crate::pipeline::response_phase;
 use crate::snapshot::Route;
+use crate::state::Shared;
 use crate::upstream::pool::UpConn;
 use crate::upstream::Upstream;
 
@@ -176,7 +178,7 @@ where
 /// Never retried (a second attempt could open a second session).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn connect_h2(
-    s: &mut crate::http2::server::Stream,
+    s: &mut crate::downstream::h2::Stream,
     c: &mut Conn,
     head: &mut RequestHead,
     route: &Route,
@@ -276,7 +278,7 @@ pub(crate) async fn connect_h2(
 /// The HTTP/1.1 upstream switched protocols for an HTTP/2 client's extended CONNECT: answer
 /// 200 on the stream and copy bytes between the stream's DATA frames and the upstream socket.
 pub(crate) async fn tunnel_to_h2(
-    s: &mut crate::http2::server::Stream,
+    s: &mut crate::downstream::h2::Stream,
     c: &mut Conn,
     route: &Route,
     ctx: &mut RequestCtx,

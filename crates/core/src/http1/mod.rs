@@ -119,3 +119,18 @@ pub fn percent_decode(v: &[u8]) -> Vec<u8> {
 pub fn may_have_body(status: u16) -> bool {
     status >= 200 && status != 204 && status != 304
 }
+
+/// Appends the decimal form of `n` without allocating.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}

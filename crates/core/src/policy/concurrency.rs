@@ -23,8 +23,8 @@ use gatehouse_config as cfg;
 use tokio::sync::Notify;
 
 use super::{shard_of, KeyMap, KeySpec, SHARDS};
+use crate::ctx::RequestCtx;
 use crate::http1::Headers;
-use crate::pipeline::RequestCtx;
 
 #[derive(Default)]
 struct Slot {

@@ -46,9 +46,9 @@ use tokio::time::Instant;
 
 use super::cluster::ClusterLimit;
 use super::{shard_of, KeyMap, KeySpec, SHARDS};
+use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
-use crate::pipeline::RequestCtx;
 
 /// Default cap on the number of keys one rate limiter tracks.
 pub const MAX_KEYS: usize = 100_000;
@@ -485,18 +485,18 @@ impl RateLimitPolicy {
                 let mut v = Vec::with_capacity(self.quoted_name.len() + 24);
                 v.extend_from_slice(&self.quoted_name);
                 v.extend_from_slice(b";r=");
-                crate::proxy::push_u64(&mut v, r.remaining);
+                crate::http1::push_u64(&mut v, r.remaining);
                 v.extend_from_slice(b";t=");
-                crate::proxy::push_u64(&mut v, reset);
+                crate::http1::push_u64(&mut v, reset);
                 put(Bytes::from_static(b"ratelimit"), Bytes::from(v));
             }
             cfg::RateLimitHeaders::Legacy => {
                 put(Bytes::from_static(b"x-ratelimit-limit"), self.policy_value.clone());
                 let mut v = Vec::with_capacity(20);
-                crate::proxy::push_u64(&mut v, r.remaining);
+                crate::http1::push_u64(&mut v, r.remaining);
                 put(Bytes::from_static(b"x-ratelimit-remaining"), Bytes::from(v));
                 let mut v = Vec::with_capacity(20);
-                crate::proxy::push_u64(&mut v, reset);
+                crate::http1::push_u64(&mut v, reset);
                 put(Bytes::from_static(b"x-ratelimit-reset"), Bytes::from(v));
             }
             cfg::RateLimitHeaders::None => {}

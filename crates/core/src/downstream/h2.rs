@@ -35,10 +35,12 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::ctx::RequestCtx;
+use crate::downstream::{Client, Conn};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::{BodyKind, Headers, RequestHead};
-use crate::pipeline::RequestCtx;
-use crate::proxy::{handle_request, Client, Conn, Shared};
+use crate::request::handle_request;
+use crate::state::Shared;
 use crate::upstream::mono_ns;
 
 /// Bytes already read from a socket (the sniffed preface) in front of the socket itself.
@@ -171,7 +173,7 @@ pub async fn serve<S>(io: S, peer: SocketAddr, listener: usize, shared: Arc<Shar
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _conn = crate::proxy::CountGuard::new(&shared.connections);
+    let _conn = crate::state::CountGuard::new(&shared.connections);
     let (settings, limits, header_timeout, idle_timeout) = {
         let snap = shared.snapshot.load();
         let Some(l) = snap.listeners.get(listener) else { return };
@@ -281,7 +283,7 @@ impl Drop for StreamGuard<'_> {
 async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>, info: Arc<ConnInfo>) {
     let _stream = StreamGuard(&info);
     let shared = &info.shared;
-    let _req = crate::proxy::CountGuard::new(&shared.inflight);
+    let _req = crate::state::CountGuard::new(&shared.inflight);
     let snap = shared.snapshot.load_full();
     let Some(l) = snap.listeners.get(info.listener) else { return };
     let (parts, body) = req.into_parts();
@@ -300,7 +302,7 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
         Err(e) => {
             // Refused before routing: answered like an unreadable HTTP/1.1 head.
             shared.metrics.unreadable.fetch_add(1, Ordering::Relaxed);
-            let id = crate::proxy::new_request_id();
+            let id = crate::request::sanitize::new_request_id();
             let id_str = std::str::from_utf8(&id).unwrap_or("-");
             tracing::debug!(request_id = id_str, peer = %info.peer, error = %e, "HTTP/2 request refused");
             let mut resp = e.to_response(id_str);

@@ -1,0 +1,91 @@
+//! What one request carries through every step and phase: its id, the client address, the
+//! route and path parameters, the verified identity, what policies granted or reported (rate
+//! limit, CORS), the attempts made upstream, the byte counts, the trace span and the fields the
+//! access log needs. Made once per request in `request::handle_request`, dropped at its end
+//! (which frees any concurrency permit it holds).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+use crate::auth::Identity;
+use crate::policy::cors::CorsGrant;
+use crate::policy::{Permit, RateReport};
+
+/// The parts of the request line that policies may read (the normalised path, the raw query).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub method: &'a [u8],
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// What every phase may read and annotate about the current request.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// ASCII (validated when taken from the client, hex when generated).
+    pub request_id: Bytes,
+    /// The header that carries it (`server.request_id.header`, lower-cased).
+    pub request_id_header: Bytes,
+    pub client_ip: IpAddr,
+    pub route: Option<usize>,
+    pub params: Vec<(String, String)>,
+    /// Error kind for the access log (`no_healthy_upstream`, `upstream_timeout`, ...).
+    pub error_kind: Option<&'static str>,
+    pub upstream_status: Option<u16>,
+    pub status: u16,
+    /// The most restrictive rate limit that reports itself, for the response headers.
+    pub rate: Option<RateReport>,
+    /// Concurrency slots held by this request; freed when the context is dropped.
+    pub permits: Vec<Permit>,
+    /// Headers for a response the gateway produces itself for this request (an error after the
+    /// request phase), e.g. the rate-limit headers.
+    pub local_headers: Vec<(Bytes, Bytes)>,
+    /// The chosen target's index in the route's upstream (of the last attempt).
+    pub target: Option<usize>,
+    /// Attempts made upstream (retries and a hedged attempt included); 0 = none.
+    pub attempts: u32,
+    /// Time from the request sent upstream to the response head, in microseconds.
+    pub upstream_us: Option<u64>,
+    /// When the request head was complete (request duration, metrics and access log).
+    pub started: tokio::time::Instant,
+    /// Bytes of this request read from the client (head and body) and written to it; set just
+    /// before the log phase.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Only filled when the access log is on (no cost otherwise): start time, host, query.
+    pub log: Option<LogFields>,
+    /// The request's SERVER span when tracing is on; ended by the log phase.
+    pub span: Option<crate::trace::ServerSpan>,
+    /// Who the request is, once an `auth` policy verified it.
+    pub identity: Option<Box<Identity>>,
+    /// The query to forward (and log) instead of the client's, when a policy removed
+    /// credential parameters from it (empty = no query).
+    pub forward_query: Option<String>,
+    /// What the route's `cors` policy granted this (actual, non-preflight) request.
+    pub cors: Option<CorsGrant>,
+    /// The subject (RFC 4514, e.g. `CN=client,O=Example`) of the client certificate verified
+    /// during the TLS handshake (listener `tls.client_auth`); `None` on plain connections or
+    /// without a certificate. Also forwarded upstream as `X-Client-Cert-Subject`.
+    pub client_cert_subject: Option<Bytes>,
+    /// The request is gRPC or gRPC-Web (by its content type): the gateway's own answers are then
+    /// gRPC statuses, and gRPC-Web is translated for HTTP/2 upstreams.
+    pub grpc: Option<crate::grpc::GrpcKind>,
+    /// The upstream's `grpc-status` (from its headers or trailers), for the access log.
+    pub grpc_status: Option<u32>,
+}
+
+/// What the access log needs beyond the context's own fields.
+#[derive(Debug)]
+pub struct LogFields {
+    pub host: String,
+    /// The client's protocol: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    pub query: Option<String>,
+}
+
+impl RequestCtx {
+    pub fn request_id_str(&self) -> &str {
+        std::str::from_utf8(&self.request_id).unwrap_or("-")
+    }
+}

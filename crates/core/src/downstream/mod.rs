@@ -1,0 +1,159 @@
+//! The client side of the proxy: connections from clients (`h1.rs` for HTTP/1.x, `h2.rs` for
+//! HTTP/2 streams), the `Client` a request answers through whatever its protocol, and the one
+//! exit for answers the gateway makes itself (`respond.rs`).
+//!
+//! Invariants:
+//! - Per-connection state (`Conn`) is made once per connection: buffers, the peer's texts, a
+//!   reusable timer, the drain notification. A request allocates none of it.
+//! - A request knows whether anything reached its client yet (`Fail::Before` vs `Fail::After`):
+//!   before, it still gets a clean error answer; after, the connection (or stream) is cut, so a
+//!   broken answer never looks complete.
+
+pub mod h1;
+pub mod h2;
+pub(crate) mod respond;
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Sleep;
+
+use crate::counted::Counted;
+use crate::ctx::RequestCtx;
+use crate::error::GatewayError;
+use crate::state::Shared;
+
+const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
+
+/// Per-connection buffers and identity.
+pub(crate) struct Conn {
+    pub(crate) rbuf: BytesMut,
+    pub(crate) wbuf: Vec<u8>,
+    /// The upstream request head being built (reused across requests).
+    pub(crate) ubuf: Vec<u8>,
+    pub(crate) peer: SocketAddr,
+    /// The peer's IP as text, and `for=...;proto=http`, computed once per connection.
+    pub(crate) peer_ip: Bytes,
+    pub(crate) forwarded_for: Bytes,
+    /// Whether the peer is a trusted proxy, cached per listener config generation.
+    pub(crate) trusted_cache: Option<(usize, bool)>,
+    pub(crate) shared: Arc<Shared>,
+    /// Registered with `Shared::stop` once per connection (not per request): no lock per request.
+    pub(crate) stop: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    pub(crate) timer: Pin<Box<Sleep>>,
+    /// Client bytes consumed and written before the current request (see `counted`).
+    pub(crate) mark: (u64, u64),
+    /// The connection is TLS: `https` in X-Forwarded-Proto/Forwarded, HSTS is sent.
+    pub(crate) https: bool,
+    /// The verified client certificate's subject (mTLS).
+    pub(crate) client_subject: Option<Bytes>,
+}
+
+impl Conn {
+    pub(crate) fn proto(&self) -> Bytes {
+        Bytes::from_static(if self.https { b"https" } else { b"http" })
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Whether the peer is in `trusted` (cached by the list's address: stable for a snapshot).
+    pub(crate) fn peer_trusted(&mut self, trusted: &[gatehouse_config::Cidr]) -> bool {
+        if trusted.is_empty() {
+            return false;
+        }
+        let key = trusted.as_ptr() as usize;
+        match self.trusted_cache {
+            Some((k, v)) if k == key => v,
+            _ => {
+                let v = trusted.iter().any(|c| c.contains(self.peer.ip()));
+                self.trusted_cache = Some((key, v));
+                v
+            }
+        }
+    }
+}
+
+/// Why forwarding stopped early.
+pub(crate) enum Fail {
+    /// Nothing was written to the client yet: answer with this error.
+    Before(GatewayError),
+    /// The response already started (or the client is gone): close the connection.
+    After,
+}
+
+/// Where the client of one request is: an HTTP/1.x connection, or one HTTP/2 stream.
+pub(crate) enum Client<'a, S> {
+    H1(&'a mut Counted<S>),
+    H2(&'a mut crate::downstream::h2::Stream),
+}
+
+impl Conn {
+    /// Per-connection state for a client at `peer`.
+    pub(crate) fn new(peer: SocketAddr, shared: Arc<Shared>, https: bool, client_subject: Option<Bytes>) -> Conn {
+        let (peer_ip, forwarded_for) = Conn::peer_texts(peer, https);
+        Conn::with_texts(peer, shared, https, client_subject, peer_ip, forwarded_for)
+    }
+
+    /// The peer's IP as text and its `Forwarded` element, made once per connection (HTTP/2
+    /// streams share their connection's).
+    pub(crate) fn peer_texts(peer: SocketAddr, https: bool) -> (Bytes, Bytes) {
+        let proto = if https { "https" } else { "http" };
+        let fwd = match peer.ip() {
+            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+        };
+        (Bytes::from(peer.ip().to_string()), Bytes::from(fwd))
+    }
+
+    pub(crate) fn with_texts(
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        https: bool,
+        client_subject: Option<Bytes>,
+        peer_ip: Bytes,
+        forwarded_for: Bytes,
+    ) -> Conn {
+        Conn {
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            ubuf: Vec::new(),
+            peer,
+            peer_ip,
+            forwarded_for,
+            trusted_cache: None,
+            stop: Box::pin(shared.stop.clone().notified_owned()),
+            shared,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            mark: (0, 0),
+            https,
+            client_subject,
+        }
+    }
+}
+
+pub(crate) fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Sets the request's byte counts from the connection's totals, just before the log phase.
+pub(crate) fn settle_bytes<S>(io: &Client<'_, S>, c: &Conn, ctx: &mut RequestCtx) {
+    match io {
+        Client::H1(io) => {
+            ctx.bytes_in = (io.read - c.rbuf.len() as u64).saturating_sub(c.mark.0);
+            ctx.bytes_out = io.written.saturating_sub(c.mark.1);
+        }
+        Client::H2(s) => {
+            ctx.bytes_in = s.bytes_in;
+            ctx.bytes_out = s.bytes_out;
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! returns a `Config` that passed every check (so compiling it cannot fail) or every problem found,
 //! each with its path (`routes[2].upstream`) and, where known, line:column.
 
+pub mod error;
 pub mod load;
 pub mod net;
 pub mod origin;
@@ -13,7 +14,8 @@ pub mod units;
 pub mod validate;
 pub mod yaml;
 
-pub use load::{load_file, load_str, load_str_env, ConfigError};
+pub use error::ConfigError;
+pub use load::{load_file, load_str, load_str_env};
 pub use net::Cidr;
 pub use origin::OriginPattern;
 pub use types::*;

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 
-use crate::load::ConfigError;
+use crate::error::ConfigError;
 use crate::net::{is_dns_name, is_token, parse_socket_addr, parse_target_url, Cidr};
 use crate::path::{check_config_path, check_rewrite, parse_template, Template};
 use crate::types::{

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 pub use serde_saphyr::{Location, Spanned};
 
-use crate::load::ConfigError;
+use crate::error::ConfigError;
 
 /// One YAML node with its location (`referenced` is where it appears in the text).
 pub type Node = Spanned<YValue>;

@@ -20,7 +20,9 @@ use crate::types::{
     RateLimit, RateLimitMode, Redis, Route, RouteMatch, Upstream, ValueMatch,
 };
 use crate::types::{CircuitBreaker, DeadlineFormat, OutlierDetection, Retry, RetryOn};
-use crate::yaml::{join_index, join_key, line_col, Node, YValue};
+use crate::yaml::{join_index, join_key};
+// The map lives with the YAML layer that builds it; `validate::SourceMap` stays a public path.
+pub use crate::yaml::SourceMap;
 
 mod auth;
 mod edge;
@@ -59,57 +61,6 @@ pub const MAX_QUEUE: u32 = 100_000;
 pub const MAX_REDIS_TIMEOUT_SECS: u64 = 10;
 /// Longest `cluster.redis.key_prefix`.
 pub const MAX_REDIS_KEY_PREFIX: usize = 128;
-
-/// Where each path of the document is in the text: `routes[2].upstream` → (line, column) of the value.
-#[derive(Debug, Clone, Default)]
-pub struct SourceMap {
-    locations: HashMap<String, (u64, u64)>,
-}
-
-impl SourceMap {
-    /// Records the location of every node of the tree under its path.
-    pub fn from_tree(root: &Node) -> SourceMap {
-        let mut map = SourceMap::default();
-        map.walk(root, "");
-        map
-    }
-
-    fn walk(&mut self, node: &Node, path: &str) {
-        if let (Some(l), Some(c)) = line_col(&node.referenced) {
-            self.locations.insert(path.to_string(), (l, c));
-        }
-        match &node.value {
-            YValue::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.walk(item, &join_index(path, i));
-                }
-            }
-            YValue::Map(entries) => {
-                for (k, v) in entries {
-                    self.walk(v, &join_key(path, &k.value));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The location of `path`, or of its nearest ancestor that is written in the document
-    /// (a defaulted field points at the map that omits it). The root itself is not used.
-    pub fn locate(&self, path: &str) -> (Option<u64>, Option<u64>) {
-        let mut p = path;
-        while !p.is_empty() {
-            if let Some(&(l, c)) = self.locations.get(p) {
-                return (Some(l), Some(c));
-            }
-            p = match (p.rfind('.'), p.ends_with(']')) {
-                (_, true) => p.rfind('[').map_or("", |i| &p[..i]),
-                (Some(i), false) => &p[..i],
-                (None, false) => "",
-            };
-        }
-        (None, None)
-    }
-}
 
 /// Which items of a partially parsed document the `Config` holds (their original indices).
 #[derive(Debug, Clone, Default)]
@@ -2435,15 +2386,5 @@ upstreams:
         let errors = validate(&cfg);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].to_string(), "routes[0].upstream: unknown upstream \"nope\" (known: users, orders)");
-    }
-
-    #[test]
-    fn source_map_falls_back_to_ancestors() {
-        let root = crate::yaml::parse("routes:\n  - name: a\n    match: {}\n").unwrap();
-        let map = SourceMap::from_tree(&root);
-        assert_eq!(map.locate("routes[0].name"), (Some(2), Some(11)));
-        assert_eq!(map.locate("routes[0].match.path.exact"), map.locate("routes[0].match"));
-        assert_eq!(map.locate("routes[0].upstream"), (Some(2), Some(5)));
-        assert_eq!(map.locate("listeners"), (None, None));
     }
 }

@@ -2279,25 +2279,6 @@ upstreams:
     }
 
     #[test]
-    fn rates_parse() {
-        use crate::types::Rate;
-        let r = |s: &str| Rate::parse(s).map(|r| (r.count, r.period_secs));
-        assert_eq!(r("100/s"), Ok((100, 1)));
-        assert_eq!(r("100/sec"), Ok((100, 1)));
-        assert_eq!(r("100/second"), Ok((100, 1)));
-        assert_eq!(r("1000/10s"), Ok((1000, 10)));
-        assert_eq!(r("5/min"), Ok((5, 60)));
-        assert_eq!(r("5/m"), Ok((5, 60)));
-        assert_eq!(r("5/2minutes"), Ok((5, 120)));
-        assert_eq!(r("7/h"), Ok((7, 3600)));
-        assert_eq!(r("10000/day"), Ok((10000, 86400)));
-        assert_eq!(r("1/d"), Ok((1, 86400)));
-        assert!(r("/s").is_err() && r("10").is_err() && r("-1/s").is_err() && r("1.5/s").is_err());
-        assert_eq!(Rate::parse("1000/10s").unwrap().to_string(), "1000/10s");
-        assert_eq!(Rate::parse("5/minute").unwrap().to_string(), "5/min");
-    }
-
-    #[test]
     fn shadowed_routes() {
         let e = expect_one(
             &routes("  - {name: x, upstream: users, match: {path: {prefix: /a}}}\n  - {name: users, upstream: users, match: {path: {prefix: /b}}}\n  - {name: z, upstream: orders, match: {path: {prefix: /b}}}\n"),

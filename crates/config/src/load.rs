@@ -10,44 +10,15 @@
 //!   validation then runs on the items that parsed, keeping their original indices in paths.
 //! - Errors are sorted by line (then column); problems without a location come first.
 
-use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+// Re-exported so `load::ConfigError` keeps naming the loader's error type.
+pub use crate::error::ConfigError;
 use crate::types::{Config, Listener, Route, Upstream};
 use crate::validate::{self, Items, SourceMap};
 use crate::yaml::{self, join_index, line_col, Node, YValue};
-
-/// One problem in a config: where (path and line:column) and what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// `routes[2].upstream`; empty for document-level problems (shown as `<root>`).
-    pub path: String,
-    /// 1-based line, when known.
-    pub line: Option<u64>,
-    /// 1-based column (in characters), when known.
-    pub column: Option<u64>,
-    pub message: String,
-}
-
-impl ConfigError {
-    /// An error without a location.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { path: path.into(), line: None, column: None, message: message.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "<root>" } else { &self.path };
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{path} (line {l}, column {c}): {}", self.message),
-            (Some(l), None) => write!(f, "{path} (line {l}): {}", self.message),
-            _ => write!(f, "{path}: {}", self.message),
-        }
-    }
-}
 
 /// The top-level sections, in documentation order.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
@@ -280,19 +251,6 @@ mod tests {
     }
 
     const MINIMAL: &str = "listeners:\n  - address: 127.0.0.1:8080\n";
-
-    #[test]
-    fn display_format() {
-        let e = ConfigError {
-            path: "routes[2].upstream".into(),
-            line: Some(14),
-            column: Some(15),
-            message: "unknown upstream \"userz\"".into(),
-        };
-        assert_eq!(e.to_string(), "routes[2].upstream (line 14, column 15): unknown upstream \"userz\"");
-        assert_eq!(ConfigError::new("", "bad").to_string(), "<root>: bad");
-        assert_eq!(ConfigError::new("listeners", "x").to_string(), "listeners: x");
-    }
 
     #[test]
     fn minimal_config_gets_defaults() {

@@ -8,37 +8,8 @@
 //! escapes kept with upper-case hex (`%2F`, `%5C` stay encoded), `%00`, malformed escapes, `\`,
 //! spaces, controls, `#` and non-ASCII refused, repeated slashes merged, dot segments resolved.
 
-/// Why a path cannot be normalised (a request with such a path gets 400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathError {
-    NotAbsolute,
-    MalformedEscape,
-    EncodedNul,
-    Backslash,
-    /// A character that must be percent-encoded (space, `"`, `{`, non-ASCII, ...).
-    InvalidChar(char),
-    /// A `.` or `..` segment carrying path parameters (`/..;/`): origins disagree on it.
-    DotSegmentParams,
-}
-
-impl std::fmt::Display for PathError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PathError::NotAbsolute => f.write_str("must start with `/`"),
-            PathError::MalformedEscape => f.write_str("contains a malformed percent-escape"),
-            PathError::EncodedNul => f.write_str("contains `%00`, which requests are refused for"),
-            PathError::Backslash => f.write_str("contains `\\`, which requests are refused for"),
-            PathError::DotSegmentParams => {
-                f.write_str("contains a dot segment with path parameters (`..;`), which requests are refused for")
-            }
-            PathError::InvalidChar(c) => {
-                let mut buf = [0u8; 4];
-                let enc: String = c.encode_utf8(&mut buf).bytes().map(|b| format!("%{b:02X}")).collect();
-                write!(f, "contains `{}`, which must be percent-encoded (`{enc}`)", c.escape_debug())
-            }
-        }
-    }
-}
+// Defined with the crate's other error types; re-exported here, where it is produced.
+pub use crate::error::PathError;
 
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')

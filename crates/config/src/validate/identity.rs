@@ -1,7 +1,7 @@
 //! Validation of identity config: `consumers`, and the `auth`, `authorize` and `external_auth`
 //! route policies.
 //!
-//! Invariants: the same rules as the rest of `validate.rs` (every problem collected with its
+//! Invariants: the same rules as the rest of `validate/` (every problem collected with its
 //! path, nothing stops early). What needs cryptography (parsing PEM/JWK keys) is checked by the
 //! data plane's `auth::check_keys`, which `gatehouse validate` runs too; everything else that
 //! compilation relies on (URLs, names, algorithms, exactly-one-of choices) is refused here.
@@ -399,15 +399,6 @@ mod tests {
         assert_eq!(parse_service_url("https://[::1]/k").unwrap().0.port, 443);
         assert!(parse_service_url("ftp://idp:21/x").is_err());
         assert!(parse_service_url("http://idp/jwks").is_err(), "port required");
-    }
-
-    #[test]
-    fn mtls_needs_a_listener_that_verifies_client_certificates() {
-        let yaml = "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: u\n    targets: [{url: \"http://127.0.0.1:1\"}]\nroutes:\n  - name: r\n    upstream: u\n    policies:\n      - auth: {methods: [{mtls: {}}]}\n";
-        let errs = crate::load_str(yaml, &|_| None).unwrap_err();
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].path, "routes[0].policies[0].auth.methods[0].mtls");
-        assert!(errs[0].message.contains("client_auth"), "{}", errs[0].message);
     }
 
     #[test]

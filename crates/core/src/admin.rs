@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::error::LocalResponse;
 use crate::gateway::{Applied, Gateway, ReloadError};
 use crate::metrics::{names, Exposition};
-use crate::pipeline::RequestPolicy;
+use crate::policy::RoutePolicy;
 use crate::simple_http::SimpleRequest;
 use crate::state::Shared;
 
@@ -513,10 +513,10 @@ impl AdminState {
         let mut rl_lines = Vec::new();
         let mut cl_lines = Vec::new();
         for r in &snap.routes {
-            for (i, p) in r.stack.request.iter().enumerate() {
+            for (i, p) in r.stack.policies.iter().enumerate() {
                 let idx = i.to_string();
                 match p {
-                    RequestPolicy::RateLimit(rl) => {
+                    RoutePolicy::RateLimit(rl) => {
                         let l = &rl.limiter;
                         for (d, n) in [
                             ("allowed", l.allowed.load(Ordering::Relaxed)),
@@ -529,7 +529,7 @@ impl AdminState {
                             rl_lines.push((r.name.clone(), idx.clone(), rl.name().to_string(), d, n));
                         }
                     }
-                    RequestPolicy::ConcurrencyLimit(cl) => {
+                    RoutePolicy::ConcurrencyLimit(cl) => {
                         let l = &cl.limiter;
                         for (d, n) in [
                             ("allowed", l.allowed.load(Ordering::Relaxed)),

@@ -36,6 +36,8 @@ pub struct RequestCtx {
     pub status: u16,
     /// The most restrictive rate limit that reports itself, for the response headers.
     pub rate: Option<RateReport>,
+    /// Who decided each rate limit that admitted this request (what a refund must undo).
+    pub rate_refunds: crate::policy::rate_limit::Refunds,
     /// Concurrency slots held by this request; freed when the context is dropped.
     pub permits: Vec<Permit>,
     /// Headers for a response the gateway produces itself for this request (an error after the

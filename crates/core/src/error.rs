@@ -175,6 +175,19 @@ impl GatewayError {
         }
     }
 
+    /// Whether refusing with this error gives back the quota earlier rate limits took for the
+    /// request: yes for capacity and address refusals, no for identity refusals (the limits in
+    /// front of `auth` are what slows down credential guessing).
+    pub fn refunds_quota(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::RateLimited { .. }
+                | GatewayError::RateLimitUnavailable
+                | GatewayError::ConcurrencyLimited
+                | GatewayError::IpDenied
+        )
+    }
+
     /// Client errors about framing leave the connection in an unknown state: close it.
     pub fn closes_connection(&self) -> bool {
         matches!(

@@ -16,7 +16,6 @@ pub mod http1;
 pub mod http2;
 pub mod metrics;
 pub mod normalize;
-pub mod pipeline;
 pub mod policy;
 pub mod request;
 pub mod retry;

@@ -14,8 +14,7 @@ use gatehouse_config::{self as cfg, Cidr, Config};
 
 use crate::http1::parse::MAX_HEADER_SLOTS;
 use crate::http1::HeadLimits;
-use crate::pipeline::{HeaderEdits, RequestPolicy, ResponsePolicy, Stack};
-use crate::policy::{ClusterLimit, ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter};
+use crate::policy::{Limiters, Stack};
 use crate::retry::{DeadlinePolicy, RetryPolicy};
 use crate::router::{PathSpec, PredKind, RouteSpec, RouteTable, ValuePred};
 use crate::upstream::breaker::{BreakerConfig, CircuitBreaker};
@@ -128,15 +127,6 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, CompileError> {
     gatehouse_config::net::parse_socket_addr(s).map_err(CompileError)
 }
 
-fn edits(ops: &cfg::HeaderOps) -> HeaderEdits {
-    let b = |s: &String| Bytes::from(s.clone());
-    HeaderEdits {
-        remove: ops.remove.iter().map(|s| s.to_ascii_lowercase()).collect(),
-        set: ops.set.iter().map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), b(v))).collect(),
-        add: ops.add.iter().map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), b(v))).collect(),
-    }
-}
-
 fn pred(v: &cfg::ValueMatch, lower_name: bool) -> Result<ValuePred, CompileError> {
     let kind = if let Some(e) = &v.exact {
         PredKind::Exact(e.clone())
@@ -169,23 +159,6 @@ pub fn parse_template(t: &str) -> Vec<TplPart> {
 }
 
 /// What a policy's long-lived state depends on: a change here starts fresh counters on reload.
-fn state_fingerprint(p: &cfg::Policy) -> String {
-    match p {
-        cfg::Policy::RateLimit(rl) => {
-            format!("rate_limit {}/{}s burst={} key={:?}", rl.limit.count, rl.limit.period_secs, rl.burst, rl.key)
-        }
-        cfg::Policy::ConcurrencyLimit(c) => {
-            format!("concurrency_limit max={} queue={} timeout={:?} key={:?}", c.max, c.queue, c.queue_timeout, c.key)
-        }
-        // Their long-lived state (key sets, caches) lives in `AuthState`, keyed by its settings.
-        cfg::Policy::Auth(_) => "auth".into(),
-        cfg::Policy::Authorize(_) => "authorize".into(),
-        cfg::Policy::ExternalAuth(_) => "external_auth".into(),
-        cfg::Policy::Cors(_) => "cors".into(),
-        cfg::Policy::IpFilter(_) => "ip_filter".into(),
-    }
-}
-
 /// Compiles a validated config. State for upstream targets comes from (and goes back to)
 /// `registry`, state for rate and concurrency limits from `limiters`.
 pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Result<Snapshot, CompileError> {
@@ -290,9 +263,13 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
 
     let mut specs = Vec::new();
     let mut routes = Vec::new();
-    let mut live_limiters = Vec::new();
-    let consumers = Arc::new(crate::auth::Consumers::compile(&config.consumers));
-    let mut live_auth = crate::auth::Live::default();
+    let mut env = crate::policy::compile::PolicyEnv {
+        limiters,
+        consumers: Arc::new(crate::auth::Consumers::compile(&config.consumers)),
+        redis: redis.clone(),
+        live_limiters: Vec::new(),
+        live_auth: crate::auth::Live::default(),
+    };
     for r in &config.routes {
         let upstream = upstreams
             .iter()
@@ -321,70 +298,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             headers: r.matches.headers.iter().map(|v| pred(v, true)).collect::<Result<_, _>>()?,
             query: r.matches.query.iter().map(|v| pred(v, false)).collect::<Result<_, _>>()?,
         });
-        let mut stack = Stack::default();
-        // Limits run before request transforms, so a key header is read as the client sent it.
-        for (i, p) in r.policies.iter().enumerate() {
-            let id = (r.name.clone(), i, state_fingerprint(p));
-            live_limiters.push(id.clone());
-            stack.request.push(match p {
-                cfg::Policy::RateLimit(rl) => {
-                    let limiter = limiters.rate(id.clone(), || RateLimiter::for_config(rl));
-                    let (t, tau) = limiter.interval_tolerance();
-                    let policy = RateLimitPolicy::new(rl, &r.name, limiter);
-                    RequestPolicy::RateLimit(match (rl.mode, &redis) {
-                        (cfg::RateLimitMode::Local, _) => policy,
-                        (cfg::RateLimitMode::Cluster, Some((rc, client))) => {
-                            let c = ClusterLimit::new(
-                                client.clone(),
-                                &rc.key_prefix,
-                                &id,
-                                t,
-                                tau,
-                                rl.on_redis_error.unwrap_or_default(),
-                            );
-                            policy.with_cluster(match rl.batch {
-                                Some(b) => c.with_batch(b),
-                                None => c,
-                            })
-                        }
-                        (cfg::RateLimitMode::Cluster, None) => {
-                            return Err(CompileError(format!(
-                                "route `{}`: `mode: cluster` needs a `cluster.redis` section",
-                                r.name
-                            )))
-                        }
-                    })
-                }
-                cfg::Policy::ConcurrencyLimit(c) => {
-                    let limiter = limiters.concurrency(id, || ConcurrencyLimiter::for_config(c));
-                    RequestPolicy::ConcurrencyLimit(ConcurrencyPolicy::new(c, limiter))
-                }
-                cfg::Policy::Auth(a) => RequestPolicy::Auth(Box::new(
-                    crate::auth::compile_auth(a, &consumers, &limiters.auth, &mut live_auth)
-                        .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
-                )),
-                cfg::Policy::Authorize(a) => {
-                    RequestPolicy::Authorize(crate::auth::AuthorizePolicy::compile(a, &limiters.auth))
-                }
-                cfg::Policy::ExternalAuth(e) => RequestPolicy::ExternalAuth(Box::new(
-                    crate::auth::ExternalAuthPolicy::compile(e, &limiters.auth)
-                        .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
-                )),
-                cfg::Policy::Cors(c) => {
-                    stack.cors = Some(stack.request.len());
-                    RequestPolicy::Cors(Box::new(crate::policy::cors::CorsPolicy::compile(c)))
-                }
-                cfg::Policy::IpFilter(f) => RequestPolicy::IpFilter(crate::policy::ip::IpFilterRt::compile(f)),
-            });
-        }
-        let req = edits(&r.request_headers);
-        if !req.is_empty() {
-            stack.request.push(RequestPolicy::Headers(req));
-        }
-        let resp = edits(&r.response_headers);
-        if !resp.is_empty() {
-            stack.response.push(ResponsePolicy::Headers(resp));
-        }
+        let stack = env.compile(r)?;
         let http_route = match &r.matches.path {
             None => "/".to_string(),
             Some(cfg::PathMatch::Exact(p)) | Some(cfg::PathMatch::Template(p)) => p.clone(),
@@ -426,8 +340,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     }
     registry.retain_resilience(&live_states, &live_breakers);
     let router = RouteTable::build(specs).map_err(|e| CompileError(e.to_string()))?;
-    limiters.retain(&live_limiters);
-    limiters.auth.retain(&live_auth.jwks, &live_auth.introspection);
+    limiters.retain(&env.live_limiters);
+    limiters.auth.retain(&env.live_auth.jwks, &env.live_auth.introspection);
     limiters.retain_redis(redis.as_ref().map(|(rc, _)| crate::policy::redis_id(rc)).as_ref());
 
     let mut listeners = Vec::new();

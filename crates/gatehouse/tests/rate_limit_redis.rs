@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::pipeline::RequestPolicy;
+use gatehouse_core::policy::RoutePolicy;
 use gatehouse_testkit::{
     assert_three_per_minute, free_port, gateway, load, policy_route as route, request, statuses as codes,
     stop as shutdown, wait_for, Backend, GatewayProcess, RedisServer, Resp, TestGateway,
@@ -40,8 +40,8 @@ async fn get_n(addr: SocketAddr, path: &str, n: usize) -> Vec<Resp> {
 
 /// `redis_errors` of the first policy of route `idx`.
 fn redis_errors(gw: &TestGateway, idx: usize) -> u64 {
-    match &gw.gw.snapshot().routes[idx].stack.request[0] {
-        RequestPolicy::RateLimit(rl) => rl.limiter.redis_errors.load(Ordering::Relaxed),
+    match &gw.gw.snapshot().routes[idx].stack.policies[0] {
+        RoutePolicy::RateLimit(rl) => rl.limiter.redis_errors.load(Ordering::Relaxed),
         other => panic!("not a rate limit: {other:?}"),
     }
 }

@@ -125,6 +125,23 @@ impl AuthorizePolicy {
     }
 }
 
+/// Authorization's side of the policy contract: 401 without an identity, 403 when it is not
+/// allowed.
+impl crate::policy::Policy for AuthorizePolicy {
+    async fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        _: usize,
+        _: &mut crate::http1::Headers,
+        _: &crate::ctx::RequestInfo<'_>,
+    ) -> crate::policy::Flow {
+        match self.check(ctx) {
+            Ok(()) => crate::policy::Flow::Continue,
+            Err(e) => crate::policy::Flow::Fail(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

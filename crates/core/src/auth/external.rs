@@ -105,3 +105,20 @@ impl ExternalAuthPolicy {
         d.error(&Bytes::new()).to_response(ctx.request_id_str())
     }
 }
+
+/// External authorization's side of the policy contract: the service's verdict; its refusal is
+/// relayed as the answer (status, body and the headers in `RELAYED`).
+impl crate::policy::Policy for ExternalAuthPolicy {
+    async fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        _: usize,
+        headers: &mut Headers,
+        req: &RequestInfo<'_>,
+    ) -> crate::policy::Flow {
+        match self.check(ctx, headers, req).await {
+            Ok(()) => crate::policy::Flow::Continue,
+            Err(resp) => crate::policy::Flow::Respond(resp),
+        }
+    }
+}

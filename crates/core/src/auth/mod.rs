@@ -876,6 +876,25 @@ pub fn compile_auth(
     })
 }
 
+/// Authentication's side of the policy contract: the verified identity goes into the context
+/// (and its `X-Consumer-*` headers upstream), or the request is refused (401, or 503 when keys or
+/// the introspection endpoint cannot be reached); the refusal's `error_kind` says which
+/// credential problem it was (`credentials_missing`, `token_expired`, ...).
+impl crate::policy::Policy for AuthPolicy {
+    async fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        _: usize,
+        headers: &mut Headers,
+        req: &RequestInfo<'_>,
+    ) -> crate::policy::Flow {
+        match self.authenticate(ctx, headers, req).await {
+            Ok(()) => crate::policy::Flow::Continue,
+            Err(e) => crate::policy::Flow::Fail(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{settle_bytes, Client, Conn};
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, LocalResponse};
-use crate::pipeline::on_log;
+use crate::request::log::on_log;
 use crate::snapshot::Snapshot;
 
 /// Sends a response the gateway made itself. For a gRPC request it becomes a trailers-only
@@ -64,7 +64,8 @@ pub(crate) async fn finish_error<S: AsyncWrite + Unpin>(
         resp.close = true;
     }
     ctx.status = resp.status;
-    ctx.error_kind = Some(err.code());
+    // A policy may have named the refusal more precisely (auth: which credential problem).
+    ctx.error_kind.get_or_insert(err.code());
     let ok = write_local(io, c, &resp, ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);

@@ -27,7 +27,7 @@ use crate::error::GatewayError;
 use crate::grpc::{self, GrpcKind};
 use crate::http1::push_u64;
 use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
-use crate::pipeline::response_phase;
+use crate::policy::stack::response_phase;
 use crate::snapshot::Route;
 use crate::upstream::pool;
 use crate::upstream::{Target, Upstream};
@@ -198,12 +198,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
     }
 
     /// The body broke: before anything was sent, a clean 502; after, the client sees an abort.
-    fn broken(&mut self, upstream: &str, detail: &'static str) -> Fail {
+    /// `kind` is the log's `error_kind` when the answer is cut; before anything was sent, the
+    /// 502's own code is (set by the exit).
+    fn broken(&mut self, ctx: &mut RequestCtx, kind: &'static str, upstream: &str, detail: &'static str) -> Fail {
         if let Some(tx) = self.tx.as_mut() {
             tx.send_reset(Reason::INTERNAL_ERROR);
+            ctx.error_kind = Some(kind);
             return Fail::After;
         }
         if self.started {
+            ctx.error_kind = Some(kind);
             Fail::After
         } else {
             Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.to_string(), detail })
@@ -326,15 +330,23 @@ where
                         match tokio::time::timeout(response_timeout, conn.stream.read_buf(&mut conn.rbuf)).await {
                             Ok(Ok(0)) if dec.on_eof() => break,
                             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
-                                ctx.error_kind = Some("upstream_truncated");
-                                return Err(out.broken(&upstream.name, "response body truncated"));
+                                return Err(out.broken(
+                                    ctx,
+                                    "upstream_truncated",
+                                    &upstream.name,
+                                    "response body truncated",
+                                ));
                             }
                             Ok(Ok(_)) => {}
                         }
                     }
                     Err(_) => {
-                        ctx.error_kind = Some("upstream_invalid_response");
-                        return Err(out.broken(&upstream.name, "malformed response body"));
+                        return Err(out.broken(
+                            ctx,
+                            "upstream_invalid_response",
+                            &upstream.name,
+                            "malformed response body",
+                        ));
                     }
                 }
             }
@@ -351,8 +363,7 @@ where
                     }
                     Ok(None) => break,
                     Ok(Some(Err(_))) | Err(_) => {
-                        ctx.error_kind = Some("upstream_truncated");
-                        return Err(out.broken(&upstream.name, "response body truncated"));
+                        return Err(out.broken(ctx, "upstream_truncated", &upstream.name, "response body truncated"));
                     }
                 }
             }
@@ -365,8 +376,7 @@ where
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(_)) | Err(_) => {
-                    ctx.error_kind = Some("upstream_truncated");
-                    return Err(out.broken(&upstream.name, "response trailers missing"));
+                    return Err(out.broken(ctx, "upstream_truncated", &upstream.name, "response trailers missing"));
                 }
             }
         }

@@ -36,7 +36,7 @@ use crate::downstream::{Client, Conn, Fail};
 use crate::error::GatewayError;
 use crate::http1::headers::trim;
 use crate::http1::{self, RequestHead};
-use crate::pipeline::response_phase;
+use crate::policy::stack::response_phase;
 use crate::snapshot::Route;
 use crate::state::Shared;
 use crate::upstream::pool::UpConn;

@@ -22,8 +22,9 @@ use std::time::Duration;
 use gatehouse_config as cfg;
 use tokio::sync::Notify;
 
-use super::{shard_of, KeyMap, KeySpec, SHARDS};
-use crate::ctx::RequestCtx;
+use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
+use crate::ctx::{RequestCtx, RequestInfo};
+use crate::error::GatewayError;
 use crate::http1::Headers;
 
 #[derive(Default)]
@@ -184,6 +185,20 @@ impl ConcurrencyPolicy {
     pub async fn acquire(&self, ctx: &RequestCtx, headers: &Headers) -> Option<Permit> {
         let key = self.key.hash_with(self.limiter.seed(), ctx.client_ip, headers, ctx.identity.as_deref());
         self.limiter.acquire(key).await
+    }
+}
+
+/// The concurrency limit's side of the policy contract: a permit held in the context until the
+/// request ends (dropped with it, whatever the outcome), or 503 `concurrency_limited`.
+impl Policy for ConcurrencyPolicy {
+    async fn on_request(&self, ctx: &mut RequestCtx, _: usize, headers: &mut Headers, _: &RequestInfo<'_>) -> Flow {
+        match self.acquire(ctx, headers).await {
+            Some(permit) => {
+                ctx.permits.push(permit);
+                Flow::Continue
+            }
+            None => Flow::Fail(GatewayError::ConcurrencyLimited),
+        }
     }
 }
 

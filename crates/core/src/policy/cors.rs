@@ -24,10 +24,11 @@
 use bytes::Bytes;
 use gatehouse_config::{Cors, OriginPattern};
 
+use super::{Flow, Policy};
+use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::headers::trim;
 use crate::http1::Headers;
-use crate::pipeline::Flow;
 
 /// What the request phase granted an actual (non-preflight) CORS request.
 #[derive(Debug, Clone)]
@@ -175,5 +176,36 @@ impl CorsPolicy {
     /// Removes the upstream's CORS fields (the policy owns them on this route).
     pub fn strip_upstream(h: &mut Headers) {
         h.remove_where(|n| OWNED.iter().any(|o| n.eq_ignore_ascii_case(o.as_bytes())));
+    }
+}
+
+/// CORS's side of the policy contract: a preflight is answered here (200 with the allow headers,
+/// or 403 `cors_rejected`); an actual request's grant is recorded, and its headers go on the
+/// upstream's answer (replacing the upstream's own `Access-Control-*` fields) and on any answer
+/// the gateway makes itself, so the page can read a 401, 429 or 502.
+impl Policy for CorsPolicy {
+    async fn on_request(&self, ctx: &mut RequestCtx, _: usize, headers: &mut Headers, req: &RequestInfo<'_>) -> Flow {
+        let mut grant = None;
+        let flow = self.check(req.method, headers, &mut grant, ctx.request_id_str());
+        ctx.cors = grant;
+        match flow {
+            Flow::Respond(r) if r.status >= 400 => {
+                // The refusal keeps the policy's own fields (`Vary`); the exit renders the error.
+                ctx.local_headers.extend(r.headers);
+                Flow::Fail(GatewayError::CorsRejected)
+            }
+            f => f,
+        }
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, _: usize, _: &mut u16, headers: &mut Headers) {
+        CorsPolicy::strip_upstream(headers);
+        self.response_headers(ctx.cors.as_ref(), |n, v| headers.append(n, v));
+    }
+
+    fn local_headers(&self, ctx: &RequestCtx, _: usize, put: &mut dyn FnMut(Bytes, Bytes)) {
+        if ctx.cors.is_some() {
+            self.response_headers(ctx.cors.as_ref(), put);
+        }
     }
 }

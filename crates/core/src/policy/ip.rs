@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gatehouse_config::{Cidr, IpFilter};
 
+use super::{Flow, Policy};
+use crate::ctx::{RequestCtx, RequestInfo};
+use crate::error::GatewayError;
+use crate::http1::Headers;
+
 #[derive(Debug, Clone, Default)]
 pub struct IpFilterRt {
     allow: Vec<Cidr>,
@@ -47,6 +52,18 @@ impl IpDenials {
     }
     pub fn count_route(&self) {
         self.route.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A route's `ip_filter`: 403 `ip_denied` unless the client address is admitted (counted in
+/// `gatehouse_ip_denied_total{scope="route"}` by the request path's exit).
+impl Policy for IpFilterRt {
+    async fn on_request(&self, ctx: &mut RequestCtx, _: usize, _: &mut Headers, _: &RequestInfo<'_>) -> Flow {
+        if self.admits(ctx.client_ip) {
+            Flow::Continue
+        } else {
+            Flow::Fail(GatewayError::IpDenied)
+        }
     }
 }
 

@@ -45,9 +45,9 @@ use gatehouse_config as cfg;
 use tokio::time::Instant;
 
 use super::cluster::ClusterLimit;
-use super::{shard_of, KeyMap, KeySpec, SHARDS};
-use crate::ctx::RequestCtx;
-use crate::error::{GatewayError, LocalResponse};
+use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
+use crate::ctx::{RequestCtx, RequestInfo};
+use crate::error::GatewayError;
 use crate::http1::Headers;
 
 /// Default cap on the number of keys one rate limiter tracks.
@@ -502,17 +502,89 @@ impl RateLimitPolicy {
             cfg::RateLimitHeaders::None => {}
         }
     }
+}
 
-    /// The 429 for a refused request: JSON error, `Retry-After`, and this policy's headers; or,
-    /// for a cluster-mode `fail_closed` refusal, the 503 `rate_limit_unavailable`.
-    pub fn refusal(&self, ctx: &RequestCtx, d: &Decision, report: &RateReport) -> LocalResponse {
-        if d.via == Via::FailClosed {
-            return GatewayError::RateLimitUnavailable.to_response(ctx.request_id_str());
+/// Who decided each admitting rate limit of a request (what its refund must undo), 2 bits per
+/// policy for the first 64 policies of a route (no allocation per request); beyond 64, `Local`
+/// is assumed. Kept in `RequestCtx::rate_refunds`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Refunds(u128);
+
+impl Refunds {
+    const LOCAL: u128 = 0;
+    const OVERFLOW: u128 = 1;
+    const REDIS: u128 = 2;
+    const NOTHING: u128 = 3;
+
+    fn set(&mut self, i: usize, via: Via, overflow: bool) {
+        let v = match via {
+            Via::Local if overflow => Self::OVERFLOW,
+            Via::Local => Self::LOCAL,
+            Via::Redis => Self::REDIS,
+            Via::FailOpen | Via::FailClosed => Self::NOTHING,
+        };
+        if i < 64 {
+            self.0 |= v << (2 * i);
         }
-        let retry_after = ceil_secs(d.retry_after_ns).max(1);
-        let mut resp = GatewayError::RateLimited { retry_after }.to_response(ctx.request_id_str());
-        self.headers_for(report, |n, v| resp.headers.push((n, v)));
-        resp
+    }
+
+    fn get(&self, i: usize) -> (Via, bool) {
+        let v = if i < 64 { (self.0 >> (2 * i)) & 3 } else { Self::LOCAL };
+        match v {
+            Self::LOCAL => (Via::Local, false),
+            Self::OVERFLOW => (Via::Local, true),
+            Self::REDIS => (Via::Redis, false),
+            _ => (Via::FailOpen, false),
+        }
+    }
+}
+
+/// The rate limit's side of the policy contract: decide (429, or 503 when a fail-closed cluster
+/// limit cannot reach Redis), report the tightest limit in the response headers, and refund the
+/// quota when a later capacity refusal turns the request away.
+impl Policy for RateLimitPolicy {
+    async fn on_request(&self, ctx: &mut RequestCtx, at: usize, headers: &mut Headers, _: &RequestInfo<'_>) -> Flow {
+        let d = self.check(ctx, headers).await;
+        let report = RateReport { policy: at, remaining: d.remaining, reset_ns: d.reset_ns };
+        if !d.allowed {
+            if d.via == Via::FailClosed {
+                // Nothing is known about the limit: no rate-limit headers.
+                ctx.rate = None;
+                return Flow::Fail(GatewayError::RateLimitUnavailable);
+            }
+            // The refusing limit is the one reported (when it reports at all).
+            ctx.rate = self.reports().then_some(report);
+            return Flow::Fail(GatewayError::RateLimited { retry_after: ceil_secs(d.retry_after_ns).max(1) });
+        }
+        ctx.rate_refunds.set(at, d.via, d.overflow);
+        // A fail-open admission knows nothing about the limit: it reports nothing.
+        if d.via != Via::FailOpen && self.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
+            ctx.rate = Some(report);
+        }
+        Flow::Continue
+    }
+
+    async fn on_refused(&self, ctx: &mut RequestCtx, at: usize, headers: &Headers, refund: bool) {
+        if refund {
+            let (via, overflow) = ctx.rate_refunds.get(at);
+            self.refund_key(ctx, headers, via, overflow).await;
+        }
+        // A request turned away is not reported against this limit.
+        if ctx.rate.is_some_and(|r| r.policy == at) {
+            ctx.rate = None;
+        }
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, at: usize, _: &mut u16, headers: &mut Headers) {
+        if let Some(r) = ctx.rate.filter(|r| r.policy == at) {
+            self.headers_for(&r, |n, v| headers.set(n, v));
+        }
+    }
+
+    fn local_headers(&self, ctx: &RequestCtx, at: usize, put: &mut dyn FnMut(Bytes, Bytes)) {
+        if let Some(r) = ctx.rate.filter(|r| r.policy == at) {
+            self.headers_for(&r, put);
+        }
     }
 }
 

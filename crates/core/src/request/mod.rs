@@ -11,6 +11,7 @@
 //! - Every request ends in exactly one log phase, errors included.
 //! - Every answer the gateway makes itself leaves through `downstream::respond`.
 
+pub mod log;
 pub mod sanitize;
 
 use bytes::Bytes;
@@ -23,7 +24,8 @@ use crate::downstream::{settle_bytes, Client, Conn, Fail};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::{BodyKind, RequestHead};
 use crate::normalize::{is_normal_path, normalize_target};
-use crate::pipeline::{on_log, Flow};
+use crate::policy::Flow;
+use crate::request::log::on_log;
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::{ListenerRt, Snapshot};
 use sanitize::{
@@ -57,6 +59,7 @@ where
         upstream_status: None,
         status: 0,
         rate: None,
+        rate_refunds: Default::default(),
         permits: Vec::new(),
         local_headers: Vec::new(),
         target: None,
@@ -259,19 +262,26 @@ where
             f.query = query.map(str::to_string);
         }
     }
-    if let Flow::Respond(resp) = flow {
-        if ctx.error_kind == Some("ip_denied") {
-            c.shared.metrics.ip_denied.count_route();
+    // An upgrade request that is answered here did not switch: close (see `forward`).
+    let keep_alive = keep_alive && upgrade.is_none();
+    match flow {
+        Flow::Continue => {}
+        Flow::Respond(mut resp) => {
+            route.stack.local_headers(&ctx, |n, v| resp.headers.push((n, v)));
+            ctx.status = resp.status;
+            let keep = !resp.close && !body_pending && keep_alive;
+            resp.close = !keep;
+            let ok = write_local(io, c, &resp, &ctx, is_head).await;
+            settle_bytes(io, c, &mut ctx);
+            on_log(&mut ctx, snap, &method, path);
+            return ok && keep;
         }
-        ctx.status = resp.status;
-        // An upgrade request that is answered here did not switch: close (see `forward`).
-        let keep = !resp.close && !body_pending && head.keep_alive && upgrade.is_none();
-        let mut resp = resp;
-        resp.close = !keep;
-        let ok = write_local(io, c, &resp, &ctx, is_head).await;
-        settle_bytes(io, c, &mut ctx);
-        on_log(&mut ctx, snap, &method, path);
-        return ok && keep;
+        Flow::Fail(err) => {
+            if matches!(err, GatewayError::IpDenied) {
+                c.shared.metrics.ip_denied.count_route();
+            }
+            return refuse(io, c, snap, route, &mut ctx, err, &method, path, body_pending, keep_alive).await;
+        }
     }
 
     let out_path = rewrite_path(route, path, &ctx.params);
@@ -292,18 +302,9 @@ where
             keep
         }
         Err(Fail::Before(err)) => {
-            let mut rate = Vec::new();
-            route.stack.rate_headers(&ctx, |n, v| rate.push((n, v)));
-            // A gateway error (502, 504, ...) is readable by the page only with the CORS headers.
-            if ctx.cors.is_some() {
-                route.stack.cors_headers(&ctx, |n, v| rate.push((n, v)));
-            }
-            ctx.local_headers = rate;
-            let pending = !body_done;
             // A failed upgrade closes the client connection like a refused one: bytes the client
             // sent for the new protocol must never be read as HTTP.
-            let keep_alive = keep_alive && upgrade.is_none();
-            finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, pending, keep_alive).await
+            refuse(io, c, snap, route, &mut ctx, err, &method, path, !body_done, keep_alive).await
         }
         Err(Fail::After) => {
             ctx.error_kind.get_or_insert("response_aborted");
@@ -312,6 +313,28 @@ where
             false
         }
     }
+}
+
+/// Answers a routed request with a gateway error, carrying the headers the route's policies
+/// want on it (the CORS grant, the reported rate limit, a refusing policy's own fields).
+#[allow(clippy::too_many_arguments)]
+async fn refuse<S: AsyncWrite + Unpin>(
+    io: &mut Client<'_, S>,
+    c: &mut Conn,
+    snap: &Snapshot,
+    route: &crate::snapshot::Route,
+    ctx: &mut RequestCtx,
+    err: GatewayError,
+    method: &[u8],
+    path: &str,
+    body_pending: bool,
+    keep_alive: bool,
+) -> bool {
+    let mut extra = std::mem::take(&mut ctx.local_headers);
+    route.stack.local_headers(ctx, |n, v| extra.push((n, v)));
+    ctx.local_headers = extra;
+    let is_head = method == b"HEAD";
+    finish_error(io, c, snap, ctx, err, is_head, method, path, body_pending, keep_alive).await
 }
 
 /// The answer of a `redirect_https` listener: the same host and path on `https://`. Without a

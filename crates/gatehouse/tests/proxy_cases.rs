@@ -487,13 +487,23 @@ async fn matrix(client: ClientProto, up: UpProto) {
     let mut rig = Rig::start(pair).await;
     let (mut failures, mut ran) = (Vec::new(), 0);
     for c in cases.iter().filter(|c| c.applies.covers(pair)) {
-        // Names the row if a client helper panics (no answer in time, connection refused).
-        eprintln!("{pair} row '{}'", c.name);
+        let _named = NameOnPanic(format!("{pair} row '{}'", c.name));
         failures.extend(run_case(&mut rig, c).await);
         ran += 1;
     }
     rig.shutdown().await;
     assert!(failures.is_empty(), "{pair}: {} problems in {ran} rows:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Names the row when a client helper panics in it (no answer in time, connection refused).
+struct NameOnPanic(String);
+
+impl Drop for NameOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("panicked in {}", self.0);
+        }
+    }
 }
 
 async fn shutdown(gw: TestGateway) {

@@ -452,8 +452,8 @@ pub fn simple_config(targets: &[String], routes: &str) -> String {
 /// ```
 ///
 /// The `*_with` / `listener` / `admin_with` arguments are the item's extra fields as a YAML block
-/// written at column 0 (indented here); `routes_yaml` and `yaml` are the escape hatches for
-/// anything else (raw route list items, raw top-level sections).
+/// (at any indentation: it is re-indented here); `routes_yaml` and `yaml` are the escape hatches
+/// for anything else (raw route list items, raw top-level sections).
 #[derive(Debug, Clone)]
 pub struct Cfg {
     listen: String,
@@ -470,10 +470,16 @@ impl Default for Cfg {
     }
 }
 
-/// `block` (YAML written at column 0) indented by `n` spaces, one line per line, newline-ended.
+/// `block` (YAML at any indentation: its common indentation is removed) indented by `n` spaces,
+/// newline-ended.
 fn indent(block: &str, n: usize) -> String {
+    let lines = block.lines().filter(|l| !l.trim().is_empty());
+    let common = lines.map(|l| l.len() - l.trim_start_matches(' ').len()).min().unwrap_or(0);
     let pad = " ".repeat(n);
-    block.lines().map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") }).collect()
+    block
+        .lines()
+        .map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{}\n", &l[common..]) })
+        .collect()
 }
 
 impl Cfg {
@@ -520,6 +526,14 @@ impl Cfg {
     /// An upstream with these target URLs and extra fields (`tls: ...`, `protocol: http2`, ...).
     pub fn upstream_with<S: AsRef<str>>(mut self, name: &str, targets: &[S], fields: &str) -> Cfg {
         let t: String = targets.iter().map(|u| format!("      - url: {}\n", u.as_ref())).collect();
+        self.upstreams.push_str(&format!("  - name: {name}\n    targets:\n{t}{}", indent(fields, 4)));
+        self
+    }
+
+    /// An upstream with weighted targets (`(url, weight)`) and extra fields.
+    pub fn upstream_weighted<S: AsRef<str>>(mut self, name: &str, targets: &[(S, u32)], fields: &str) -> Cfg {
+        let t: String =
+            targets.iter().map(|(u, w)| format!("      - {{url: \"{}\", weight: {w}}}\n", u.as_ref())).collect();
         self.upstreams.push_str(&format!("  - name: {name}\n    targets:\n{t}{}", indent(fields, 4)));
         self
     }

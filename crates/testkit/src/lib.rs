@@ -456,8 +456,8 @@ pub fn simple_config(targets: &[String], routes: &str) -> String {
 /// for anything else (raw route list items, raw top-level sections).
 #[derive(Debug, Clone)]
 pub struct Cfg {
-    listen: String,
-    listener: String,
+    /// Each listener's address and its extra fields (indented).
+    listeners: Vec<(String, String)>,
     admin: Option<(String, String)>,
     top: String,
     upstreams: String,
@@ -486,8 +486,7 @@ impl Cfg {
     /// One listener on `127.0.0.1:0`, no admin listener, no upstreams, no routes.
     pub fn new() -> Cfg {
         Cfg {
-            listen: "127.0.0.1:0".into(),
-            listener: String::new(),
+            listeners: vec![("127.0.0.1:0".into(), String::new())],
             admin: None,
             top: String::new(),
             upstreams: String::new(),
@@ -495,15 +494,23 @@ impl Cfg {
         }
     }
 
-    /// The listener's address (default `127.0.0.1:0`).
+    /// The first listener's address (default `127.0.0.1:0`).
     pub fn listen(mut self, addr: &str) -> Cfg {
-        self.listen = addr.to_string();
+        self.listeners[0].0 = addr.to_string();
         self
     }
 
-    /// Extra fields of the listener (`tls: ...`, `http2: ...`, `timeouts: ...`).
+    /// Extra fields of the last listener (`tls: ...`, `http2: ...`, `timeouts: ...`).
     pub fn listener(mut self, fields: &str) -> Cfg {
-        self.listener.push_str(&indent(fields, 4));
+        if let Some(l) = self.listeners.last_mut() {
+            l.1.push_str(&indent(fields, 4));
+        }
+        self
+    }
+
+    /// Another listener on `addr`, with extra fields.
+    pub fn add_listener(mut self, addr: &str, fields: &str) -> Cfg {
+        self.listeners.push((addr.to_string(), indent(fields, 4)));
         self
     }
 
@@ -564,8 +571,16 @@ impl Cfg {
         self
     }
 
+    /// An in-process gateway running this config ([`gateway`]).
+    pub async fn start(&self) -> TestGateway {
+        gateway(&self.to_yaml()).await
+    }
+
     pub fn to_yaml(&self) -> String {
-        let mut y = format!("listeners:\n  - address: {}\n{}", self.listen, self.listener);
+        let mut y = String::from("listeners:\n");
+        for (addr, fields) in &self.listeners {
+            y.push_str(&format!("  - address: {addr}\n{fields}"));
+        }
         if let Some((addr, fields)) = &self.admin {
             y.push_str(&format!("admin:\n  address: {addr}\n{fields}"));
         }

@@ -756,7 +756,7 @@ impl KeepAliveClient {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An HTTP/2 client (hyper's), the counterpart of `request` / `request_chunked` / `KeepAliveClient`.
+// An HTTP/2 client (hyper's), the counterpart of `request` / `request_chunked`.
 // ---------------------------------------------------------------------------------------------
 
 /// The HTTP/2 form of a request written as for HTTP/1.1: a `host` header becomes `:authority`
@@ -825,31 +825,6 @@ pub async fn request_h2_chunked(
 ) -> Resp {
     let mut sender = h2_handshake(addr).await;
     send_h2(&mut sender, build_h2_request(method, path, headers, ChunkedBody::new(chunks))).await
-}
-
-/// An HTTP/2 (h2c) client bound to ONE connection: every `send` is a new stream on it.
-pub struct H2Client {
-    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-}
-
-impl H2Client {
-    pub async fn connect(addr: SocketAddr) -> H2Client {
-        H2Client { sender: h2_handshake(addr).await }
-    }
-
-    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let req = build_h2_request(method, path, headers, Full::new(Bytes::copy_from_slice(body)));
-        send_h2(&mut self.sender, req).await
-    }
-
-    pub async fn get(&mut self, path: &str) -> Resp {
-        self.send("GET", path, &[], b"").await
-    }
-
-    /// Whether the server has closed the connection.
-    pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
-    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
@@ -1607,5 +1582,49 @@ pub fn grpc_call(target: &str, method: &str, args: &[&str]) -> serde_json::Value
     match serde_json::from_str(o.trim()) {
         Ok(v) if status.success() => v,
         _ => panic!("grpc_client.py {method} {args:?} failed ({status}); stdout:\n{o}\nstderr:\n{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cfg;
+
+    #[test]
+    fn cfg_puts_every_item_in_its_place_and_the_loader_accepts_it() {
+        let yaml = Cfg::new()
+            .listener("    timeouts: {idle: 1s}\n")
+            .admin_with("127.0.0.1:0", "token: a-long-enough-admin-token-0123")
+            .yaml("server:\n  drain_timeout: 1s")
+            .upstream_with("a", &["http://127.0.0.1:1"], "pool:\n  idle_timeout: 5s")
+            .upstream_weighted("b", &[("http://127.0.0.1:2", 3)], "")
+            .route_with("r", "a", "match: {path: {prefix: /r}}")
+            .routes_yaml("  - {name: s, upstream: b}")
+            .to_yaml();
+        let want = "\
+listeners:
+  - address: 127.0.0.1:0
+    timeouts: {idle: 1s}
+admin:
+  address: 127.0.0.1:0
+  token: a-long-enough-admin-token-0123
+server:
+  drain_timeout: 1s
+upstreams:
+  - name: a
+    targets:
+      - url: http://127.0.0.1:1
+    pool:
+      idle_timeout: 5s
+  - name: b
+    targets:
+      - {url: \"http://127.0.0.1:2\", weight: 3}
+routes:
+  - name: r
+    upstream: a
+    match: {path: {prefix: /r}}
+  - {name: s, upstream: b}
+";
+        assert_eq!(yaml, want);
+        crate::load(&yaml);
     }
 }

@@ -319,7 +319,7 @@ fn normalize(mut r: Received, up: UpProto) -> Result<Received, String> {
 }
 
 /// One backend and one gateway per route table, for one pair. Every config also has an upstream
-/// `dead` of the same protocol on a closed port.
+/// `dead` of the same protocol on a closed port (1).
 struct Rig {
     pair: Pair,
     backend: Backend,
@@ -362,7 +362,9 @@ impl Rig {
             _ => String::new(),
         };
         let url = format!("{scheme}://{}", backend.addr);
-        let dead_url = format!("{scheme}://127.0.0.1:{}", gatehouse_testkit::free_port());
+        // Port 1 (tcpmux) is closed on any test machine; a free_port() could be taken meanwhile by
+        // another test's listener.
+        let dead_url = format!("{scheme}://127.0.0.1:1");
         Rig { pair, backend, reply, url, dead_url, upstream_fields, gateways: HashMap::new(), _pki: pki }
     }
 

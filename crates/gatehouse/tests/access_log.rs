@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use gatehouse_testkit::{free_port, gateway, request, Backend};
+use gatehouse_testkit::{free_port, gateway, request, Backend, Cfg};
 
-fn config(backend: &str, dead: &str, log: &str, include_query: bool) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\naccess_log:\n  enabled: true\n  path: {log}\n  include_query: {include_query}\n\
-         upstreams:\n  - name: api\n    targets:\n      - url: {backend}\n  - name: dead\n    targets:\n      - url: {dead}\n\
-         routes:\n  - name: users\n    match:\n      path: {{ prefix: /users }}\n    upstream: api\n\
-         \x20 - name: broken\n    match:\n      path: {{ prefix: /broken }}\n    upstream: dead\n"
-    )
+fn config(backend: &str, dead: &str, log: &str, include_query: bool) -> Cfg {
+    Cfg::new()
+        .yaml(&format!("access_log:\n  enabled: true\n  path: {log}\n  include_query: {include_query}"))
+        .upstream("api", &[backend])
+        .upstream("dead", &[dead])
+        .route_with("users", "api", "match: {path: {prefix: /users}}")
+        .route_with("broken", "dead", "match: {path: {prefix: /broken}}")
 }
 
 async fn lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
@@ -32,7 +32,7 @@ async fn one_json_line_per_request_with_the_documented_fields() {
     let backend = Backend::named("b").await;
     let path = std::env::temp_dir().join(format!("gatehouse-access-{}-{}.log", std::process::id(), free_port()));
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let gw = gateway(&config(&backend.url(), &dead, &path.to_string_lossy(), false)).await;
+    let gw = gateway(&config(&backend.url(), &dead, &path.to_string_lossy(), false).to_yaml()).await;
 
     let ok = request(gw.addr, "GET", "/users/7?token=s3cr3t", &[("authorization", "Bearer hunter2")], b"").await;
     assert_eq!(ok.status, 200);
@@ -78,7 +78,7 @@ async fn query_is_logged_only_when_asked() {
     let backend = Backend::named("b").await;
     let path = std::env::temp_dir().join(format!("gatehouse-access-q-{}-{}.log", std::process::id(), free_port()));
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let gw = gateway(&config(&backend.url(), &dead, &path.to_string_lossy(), true)).await;
+    let gw = gateway(&config(&backend.url(), &dead, &path.to_string_lossy(), true).to_yaml()).await;
     assert_eq!(request(gw.addr, "GET", "/users?page=2", &[], b"").await.status, 200);
     let v = lines(&path, 1).await;
     assert_eq!(v[0]["query"], "page=2");
@@ -95,11 +95,10 @@ async fn sigusr1_reopens_the_access_log_after_a_rename() {
     std::fs::create_dir_all(&dir).expect("dir");
     let log = dir.join("access.log");
     let (listen, admin) = (free_port(), free_port());
-    let yaml = config(&backend.url(), "http://127.0.0.1:1", &log.display().to_string(), false).replacen(
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{listen}"),
-        1,
-    ) + &format!("admin:\n  address: 127.0.0.1:{admin}\n");
+    let yaml = config(&backend.url(), "http://127.0.0.1:1", &log.display().to_string(), false)
+        .listen(&format!("127.0.0.1:{listen}"))
+        .admin_with(&format!("127.0.0.1:{admin}"), "")
+        .to_yaml();
     let admin_addr: std::net::SocketAddr = ([127, 0, 0, 1], admin).into();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], listen).into();
     let bin = env!("CARGO_BIN_EXE_gatehouse");

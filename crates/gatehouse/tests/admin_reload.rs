@@ -7,20 +7,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_testkit::prom::{self, value};
-use gatehouse_testkit::{free_port, gateway, get, request, stop, wait_for, Backend, GatewayProcess};
+use gatehouse_testkit::{free_port, gateway, get, request, stop, wait_for, Backend, Cfg, GatewayProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const TOKEN: &str = "s3cret-admin-token-0123";
 
 fn config(listen: &str, admin: &str, target: &str, token: bool, routes: &[&str]) -> String {
-    let token = if token { format!("  token: {TOKEN}\n") } else { String::new() };
-    let routes: String = routes
-        .iter()
-        .map(|r| format!("  - name: {r}\n    upstream: backend\n    match: {{path: {{prefix: /{r}}}}}\n"))
-        .collect();
-    format!(
-        "listeners:\n  - address: {listen}\nadmin:\n  address: {admin}\n{token}upstreams:\n  - name: backend\n    targets:\n      - url: {target}\nroutes:\n{routes}"
-    )
+    let token = if token { format!("token: {TOKEN}") } else { String::new() };
+    let cfg = Cfg::new().listen(listen).admin_with(admin, &token).upstream("backend", &[target]);
+    let route = |c: Cfg, r: &&str| c.route_with(r, "backend", &format!("match: {{path: {{prefix: /{r}}}}}"));
+    routes.iter().fold(cfg, route).to_yaml()
 }
 
 fn bearer(token: &str) -> String {

@@ -8,18 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_testkit::{get, load, wait_for, Backend, Handler, KeepAliveClient, Received, Reply, TestGateway};
+use gatehouse_testkit::{get, load, wait_for, Backend, Cfg, Handler, KeepAliveClient, Received, Reply, TestGateway};
 
 /// One upstream `pool` with `balancer` and weighted targets, one catch-all route, admin on.
-fn config(balancer: &str, targets: &[(String, u32)], upstream_extra: &str) -> String {
-    let t: String = targets.iter().map(|(u, w)| format!("      - {{url: \"{u}\", weight: {w}}}\n")).collect();
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: pool\n    balancer: {balancer}\n{upstream_extra}    targets:\n{t}routes:\n  - name: all\n    upstream: pool\n"
-    )
+fn config(balancer: &str, targets: &[(String, u32)], upstream_extra: &str) -> Cfg {
+    let fields = format!("balancer: {balancer}\n{upstream_extra}");
+    Cfg::new().admin().upstream_weighted("pool", targets, &fields).route("all", "pool")
 }
 
-async fn start(yaml: &str) -> TestGateway {
-    gatehouse_testkit::gateway(yaml).await
+async fn start(cfg: Cfg) -> TestGateway {
+    gatehouse_testkit::gateway(&cfg.to_yaml()).await
 }
 
 async fn shutdown(gw: TestGateway) {
@@ -58,7 +56,7 @@ async fn load_for(gw: &TestGateway, concurrency: usize, run: Duration) -> usize 
 #[tokio::test]
 async fn round_robin_honours_weights() {
     let (a, b) = (Backend::named("a").await, Backend::named("b").await);
-    let gw = start(&config("round_robin", &[(a.url(), 3), (b.url(), 1)], "")).await;
+    let gw = start(config("round_robin", &[(a.url(), 3), (b.url(), 1)], "")).await;
     let mut c = KeepAliveClient::connect(gw.addr).await;
     for _ in 0..400 {
         assert_eq!(c.get("/").await.status, 200);
@@ -91,7 +89,7 @@ fn slow_backend(name: &str, delay: Duration) -> Handler {
 async fn least_request_steers_away_from_a_slow_target() {
     let fast = Backend::named("fast").await;
     let slow = Backend::start("slow", slow_backend("slow", Duration::from_millis(200))).await;
-    let gw = start(&config("least_request", &[(fast.url(), 1), (slow.url(), 1)], "")).await;
+    let gw = start(config("least_request", &[(fast.url(), 1), (slow.url(), 1)], "")).await;
     let total = load_for(&gw, 8, Duration::from_millis(1000)).await;
     let slow_share = slow.count() as f64 / total as f64;
     eprintln!("least_request: slow {} of {total} ({:.1} %)", slow.count(), slow_share * 100.0);
@@ -106,7 +104,7 @@ async fn least_request_steers_away_from_a_slow_target() {
 async fn peak_ewma_steers_away_from_a_slow_target() {
     let fast = Backend::named("fast").await;
     let slow = Backend::start("slow", slow_backend("slow", Duration::from_millis(200))).await;
-    let gw = start(&config("peak_ewma", &[(fast.url(), 1), (slow.url(), 1)], "")).await;
+    let gw = start(config("peak_ewma", &[(fast.url(), 1), (slow.url(), 1)], "")).await;
     // Warm-up: until both targets have a latency estimate (an unmeasured target is tried first).
     let mut c = KeepAliveClient::connect(gw.addr).await;
     for _ in 0..10 {
@@ -138,7 +136,7 @@ async fn consistent_hash_is_stable_and_moves_about_one_nth() {
     }
     let targets: Vec<(String, u32)> = backends.iter().map(|b| (b.url(), 1)).collect();
     let balancer = "{consistent_hash: {header: x-user}}";
-    let gw = start(&config(balancer, &targets, "")).await;
+    let gw = start(config(balancer, &targets, "")).await;
     let mut c = KeepAliveClient::connect(gw.addr).await;
 
     let mut before = Vec::with_capacity(KEYS);
@@ -160,7 +158,7 @@ async fn consistent_hash_is_stable_and_moves_about_one_nth() {
     // Remove b2 by reloading the config.
     let remaining: Vec<(String, u32)> =
         targets.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, t)| t.clone()).collect();
-    gw.gw.reload(load(&config(balancer, &remaining, ""))).expect("reload");
+    gw.gw.reload(load(&config(balancer, &remaining, "").to_yaml())).expect("reload");
     // Same client connection: the reload applies to its next request.
     let mut after = Vec::with_capacity(KEYS);
     for k in 0..KEYS {
@@ -181,7 +179,7 @@ async fn consistent_hash_is_stable_and_moves_about_one_nth() {
 #[tokio::test]
 async fn consistent_hash_without_the_key_still_answers() {
     let (a, b) = (Backend::named("a").await, Backend::named("b").await);
-    let gw = start(&config("{consistent_hash: {header: x-user}}", &[(a.url(), 1), (b.url(), 1)], "")).await;
+    let gw = start(config("{consistent_hash: {header: x-user}}", &[(a.url(), 1), (b.url(), 1)], "")).await;
     let mut c = KeepAliveClient::connect(gw.addr).await;
     for _ in 0..10 {
         assert_eq!(c.get("/no-key").await.status, 200);
@@ -219,7 +217,7 @@ fn toggling(name: &'static str) -> (Toggle, Handler) {
 }
 
 const HEALTH: &str =
-    "    health_check: {path: /health, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 3}\n";
+    "health_check: {path: /health, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 3}";
 
 async fn upstreams_json(gw: &TestGateway) -> serde_json::Value {
     let r = get(gw.admin.expect("admin"), "/upstreams").await;
@@ -238,7 +236,7 @@ async fn active_health_checks_take_targets_out_and_back() {
     let steady = Backend::named("steady").await;
     let (toggle, handler) = toggling("flaky");
     let flaky = Backend::start("flaky", handler).await;
-    let gw = start(&config("round_robin", &[(steady.url(), 1), (flaky.url(), 1)], HEALTH)).await;
+    let gw = start(config("round_robin", &[(steady.url(), 1), (flaky.url(), 1)], HEALTH)).await;
 
     // Checks run and both targets serve.
     assert!(wait_for(Duration::from_secs(2), || async { toggle.oks.load(Ordering::SeqCst) >= 1 }).await);
@@ -294,7 +292,7 @@ async fn no_healthy_target_is_503_naming_the_upstream() {
     let (toggle, handler) = toggling("only");
     toggle.failing.store(true, Ordering::SeqCst);
     let only = Backend::start("only", handler).await;
-    let gw = start(&config("round_robin", &[(only.url(), 1)], HEALTH)).await;
+    let gw = start(config("round_robin", &[(only.url(), 1)], HEALTH)).await;
     let url = only.url();
     assert!(wait_for(Duration::from_secs(3), || async { health_of(&gw, &url).await == "unhealthy" }).await);
     let r = get(gw.addr, "/").await;
@@ -320,7 +318,7 @@ async fn health_check_timeout_counts_as_a_failure() {
         }),
     )
     .await;
-    let gw = start(&config("round_robin", &[(hanging.url(), 1)], HEALTH)).await;
+    let gw = start(config("round_robin", &[(hanging.url(), 1)], HEALTH)).await;
     let url = hanging.url();
     assert!(wait_for(Duration::from_secs(3), || async { health_of(&gw, &url).await == "unhealthy" }).await);
     let v = upstreams_json(&gw).await;
@@ -333,7 +331,7 @@ async fn health_checks_notice_a_dead_target_and_its_return() {
     let steady = Backend::named("steady").await;
     let mortal = Backend::named("mortal").await;
     let (addr, url) = (mortal.addr, mortal.url());
-    let gw = start(&config("round_robin", &[(steady.url(), 1), (url.clone(), 1)], HEALTH)).await;
+    let gw = start(config("round_robin", &[(steady.url(), 1), (url.clone(), 1)], HEALTH)).await;
     assert!(wait_for(Duration::from_secs(2), || async { mortal.count() >= 1 }).await, "checks reach the target");
 
     drop(mortal); // stops accepting: connections are refused
@@ -359,7 +357,7 @@ async fn health_checks_notice_a_dead_target_and_its_return() {
 #[tokio::test]
 async fn consistent_hash_on_a_cookie_is_sticky() {
     let (a, b) = (Backend::named("a").await, Backend::named("b").await);
-    let gw = start(&config("{consistent_hash: {cookie: session}}", &[(a.url(), 1), (b.url(), 1)], "")).await;
+    let gw = start(config("{consistent_hash: {cookie: session}}", &[(a.url(), 1), (b.url(), 1)], "")).await;
     let mut c = KeepAliveClient::connect(gw.addr).await;
     let mut seen = std::collections::HashSet::new();
     for k in 0..40 {
@@ -384,10 +382,9 @@ async fn consistent_hash_on_client_ip_behind_a_trusted_proxy() {
     }
     let targets: Vec<(String, u32)> = backends.iter().map(|b| (b.url(), 1)).collect();
     let base = config("{consistent_hash: client_ip}", &targets, "");
-    let trusted =
-        base.replace("  - address: 127.0.0.1:0\n", "  - address: 127.0.0.1:0\n    trusted_proxies: [127.0.0.1/32]\n");
-    for (yaml, trusts) in [(trusted, true), (base, false)] {
-        let gw = start(&yaml).await;
+    let trusted = base.clone().listener("trusted_proxies: [127.0.0.1/32]");
+    for (cfg, trusts) in [(trusted, true), (base, false)] {
+        let gw = start(cfg).await;
         let mut c = KeepAliveClient::connect(gw.addr).await;
         let mut owners = std::collections::HashSet::new();
         for k in 0..30 {
@@ -409,7 +406,7 @@ async fn consistent_hash_on_client_ip_behind_a_trusted_proxy() {
 #[tokio::test]
 async fn consistent_hash_on_the_path_is_sticky() {
     let (a, b) = (Backend::named("a").await, Backend::named("b").await);
-    let gw = start(&config("{consistent_hash: path}", &[(a.url(), 1), (b.url(), 1)], "")).await;
+    let gw = start(config("{consistent_hash: path}", &[(a.url(), 1), (b.url(), 1)], "")).await;
     let mut c = KeepAliveClient::connect(gw.addr).await;
     let mut owners = std::collections::HashSet::new();
     for k in 0..30 {
@@ -430,7 +427,7 @@ async fn consistent_hash_on_the_path_is_sticky() {
 async fn least_request_with_weights_does_not_starve_the_lighter_target() {
     for balancer in ["least_request"] {
         let (a, b) = (Backend::named("a").await, Backend::named("b").await);
-        let gw = start(&config(balancer, &[(a.url(), 3), (b.url(), 1)], "")).await;
+        let gw = start(config(balancer, &[(a.url(), 3), (b.url(), 1)], "")).await;
         let mut c = KeepAliveClient::connect(gw.addr).await;
         for _ in 0..200 {
             assert_eq!(c.get("/").await.status, 200);

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use gatehouse_testkit::{gateway, request, Backend, Reply, Resp, TestGateway};
+use gatehouse_testkit::{request, Backend, Cfg, Reply, Resp, TestGateway};
 
-async fn setup(cors: &str, extra_policies: &str, methods: &str) -> (Backend, TestGateway) {
+/// Route `api` on `/api` with a `cors` policy, then `extra_policies`; `top`: top-level sections.
+async fn setup(cors: &str, extra_policies: &str, methods: &str, top: &str) -> (Backend, TestGateway) {
     // The backend reflects any origin with credentials: the gateway must not let that through.
     let backend = Backend::start(
         "b",
@@ -18,14 +19,13 @@ async fn setup(cors: &str, extra_policies: &str, methods: &str) -> (Backend, Tes
         }),
     )
     .await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
-         routes:\n  - name: api\n    upstream: backend\n    match:\n      path: {{prefix: /api}}\n{methods}\
-         \x20   policies:\n      - cors:\n{cors}{extra_policies}",
-        backend.url()
+    // Route fields at their place in the file (indented 4), as `cors` and the others are.
+    let route = format!(
+        "    match:\n      path: {{prefix: /api}}\n{methods}    policies:\n      - cors:\n{cors}{extra_policies}"
     );
-    (backend, gateway(&yaml).await)
+    let gw =
+        Cfg::new().yaml(top).upstream("backend", &[backend.url()]).route_with("api", "backend", &route).start().await;
+    (backend, gw)
 }
 
 const CORS: &str = "          allow_origins: [\"https://app.example.com\", \"https://*.example.org\"]\n\
@@ -49,7 +49,7 @@ async fn preflight(gw: &TestGateway, origin: &str, method: &str, headers: Option
 
 #[tokio::test]
 async fn preflight_answered_at_the_gateway_even_when_options_is_not_a_route_method() {
-    let (backend, gw) = setup(CORS, "", "      methods: [GET, PUT]\n").await;
+    let (backend, gw) = setup(CORS, "", "      methods: [GET, PUT]\n", "").await;
     let r = preflight(&gw, "https://app.example.com", "PUT", Some("Content-Type, X-Token")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
@@ -85,7 +85,7 @@ async fn preflight_answered_at_the_gateway_even_when_options_is_not_a_route_meth
 
 #[tokio::test]
 async fn actual_requests_get_headers_only_for_allowed_origins() {
-    let (backend, gw) = setup(CORS, "", "").await;
+    let (backend, gw) = setup(CORS, "", "", "").await;
     // Any method reaches this route: a preflight for a method `cors` does not allow is refused.
     let r = preflight(&gw, "https://app.example.com", "DELETE", None).await;
     assert_eq!(r.status, 403, "{r:?}");
@@ -111,7 +111,7 @@ async fn actual_requests_get_headers_only_for_allowed_origins() {
 #[tokio::test]
 async fn wildcard_without_credentials_answers_star() {
     let cors = "          allow_origins: [\"*\"]\n";
-    let (_backend, gw) = setup(cors, "", "").await;
+    let (_backend, gw) = setup(cors, "", "", "").await;
     let r = request(gw.addr, "GET", "/api/x", &[("origin", "https://anyone.test")], b"").await;
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert_eq!(r.header("access-control-allow-credentials"), None);
@@ -122,12 +122,12 @@ async fn wildcard_without_credentials_answers_star() {
 
 #[tokio::test]
 async fn cors_before_auth_answers_the_preflight_and_decorates_the_401() {
-    let auth = format!(
-        "      - auth:\n          methods:\n            - api_key: {{}}\n\
-         consumers:\n  - name: c\n    credentials:\n      api_keys:\n        - sha256: \"{}\"\n",
+    let auth = "      - auth:\n          methods:\n            - api_key: {}\n";
+    let consumers = format!(
+        "consumers:\n  - name: c\n    credentials:\n      api_keys:\n        - sha256: \"{}\"",
         "ab".repeat(32)
     );
-    let (backend, gw) = setup(CORS, &auth, "").await;
+    let (backend, gw) = setup(CORS, auth, "", &consumers).await;
     let r = preflight(&gw, "https://app.example.com", "GET", Some("x-token")).await;
     assert_eq!(r.status, 200, "{r:?}");
     // The actual request without a key: 401 from `auth`, readable by the page.

@@ -13,19 +13,20 @@
 use std::net::SocketAddr;
 
 use gatehouse_testkit::tls::Pki;
-use gatehouse_testkit::{free_port, grpc_call, request, GatewayProcess, GrpcServer, Resp};
+use gatehouse_testkit::{free_port, grpc_call, request, Cfg, GatewayProcess, GrpcServer, Resp};
 use serde_json::Value;
 
-/// The routes every test runs against. Routes told apart by an `x-route` header come first
-/// (same prefix: the first whose conditions hold wins). API keys: alice `grpc-key`, mallory
-/// `mallory-key`.
-const ROUTES: &str = "consumers:
+/// API keys: alice `grpc-key`, mallory `mallory-key`.
+const CONSUMERS: &str = "consumers:
   - name: alice
     credentials: {api_keys: [{sha256: 3f144fa299246bf69344b3b7a7b519a4866ec69a48fd83898761888511cc4cfd}]}
   - name: mallory
     credentials: {api_keys: [{sha256: a2c6db64998e297b1413b0033e66c5ac0e0a810cac887f9c6b4636f6df389ad9}]}
-routes:
-  - name: limited
+";
+
+/// The routes every test runs against. Routes told apart by an `x-route` header come first
+/// (same prefix: the first whose conditions hold wins).
+const ROUTES: &str = "  - name: limited
     upstream: grpc
     match: {path: {prefix: /test.Echo}, headers: [{name: x-route, exact: limited}]}
     policies:
@@ -64,12 +65,15 @@ impl Env {
     fn start_with(listener_extra: &str) -> Env {
         let server = GrpcServer::start();
         let (listen, admin, closed) = (free_port(), free_port(), free_port());
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{listen}\n{listener_extra}admin:\n  address: 127.0.0.1:{admin}\n\
-             upstreams:\n  - name: grpc\n    targets:\n      - url: {}\n  \
-             - name: dead\n    targets:\n      - url: h2c://127.0.0.1:{closed}\n{ROUTES}",
-            server.h2c_url()
-        );
+        let yaml = Cfg::new()
+            .listen(&format!("127.0.0.1:{listen}"))
+            .listener(listener_extra)
+            .admin_with(&format!("127.0.0.1:{admin}"), "")
+            .yaml(CONSUMERS)
+            .upstream("grpc", &[server.h2c_url()])
+            .upstream("dead", &[format!("h2c://127.0.0.1:{closed}")])
+            .routes_yaml(ROUTES)
+            .to_yaml();
         let bin = env!("CARGO_BIN_EXE_gatehouse");
         // A refused config is reported with the validator's words, not as a gateway that never
         // became ready.

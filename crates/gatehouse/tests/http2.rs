@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_testkit::tls::{curl, Pki};
-use gatehouse_testkit::{checksum, gateway, pattern, request, Backend, Reply};
+use gatehouse_testkit::{checksum, pattern, request, Backend, Cfg, Reply};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
@@ -68,18 +68,15 @@ fn echo() -> gatehouse_testkit::Handler {
     })
 }
 
-fn one_route(target: &str, upstream_extra: &str, route_extra: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: up\n    targets:\n      - url: {target}\n{upstream_extra}\
-         routes:\n  - name: r\n    upstream: up\n{route_extra}"
-    )
+/// Upstream `up` at `target` with `upstream_extra` fields, one route `r` with `route_extra`.
+fn one_route(target: &str, upstream_extra: &str, route_extra: &str) -> Cfg {
+    Cfg::new().upstream_with("up", &[target], upstream_extra).route_with("r", "up", route_extra)
 }
 
 #[tokio::test]
 async fn h2c_prior_knowledge_and_http1_share_a_listener() {
     let backend = Backend::start("b", echo()).await;
-    let gw = gateway(&one_route(&backend.url(), "", "")).await;
+    let gw = one_route(&backend.url(), "", "").start().await;
     let url = format!("http://{}/x?q=1", gw.addr);
     let c = curl(&["--http2-prior-knowledge", "-w", "%{http_code} %{http_version}", &url]).await;
     assert!(c.ok && c.stdout == "200 2", "{c:?}");
@@ -124,14 +121,8 @@ async fn alpn_offers_h2_then_http1_and_can_be_turned_off() {
         leaf.cert.display(),
         leaf.key.display()
     );
-    for (http2, want) in [("", "2"), ("    http2: {enabled: false}\n", "1.1")] {
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:0\n{tls}{http2}\
-             upstreams:\n  - name: up\n    targets:\n      - url: {}\n\
-             routes:\n  - name: r\n    upstream: up\n",
-            backend.url()
-        );
-        let gw = gateway(&yaml).await;
+    for (http2, want) in [("", "2"), ("http2: {enabled: false}", "1.1")] {
+        let gw = one_route(&backend.url(), "", "").listener(&tls).listener(http2).start().await;
         let resolve = format!("gw.test:{}:127.0.0.1", gw.addr.port());
         let url = format!("https://gw.test:{}/hello", gw.addr.port());
         let ca = pki.ca().display().to_string();
@@ -149,7 +140,7 @@ async fn alpn_offers_h2_then_http1_and_can_be_turned_off() {
 #[tokio::test]
 async fn h2c_upstream_from_both_client_protocols_with_trailers() {
     let backend = Backend::start_h2c("h2", echo()).await;
-    let gw = gateway(&one_route(&format!("h2c://{}", backend.addr), "", "")).await;
+    let gw = one_route(&format!("h2c://{}", backend.addr), "", "").start().await;
 
     // HTTP/1.1 client → HTTP/2 upstream: body (read whole first), status, headers.
     let body = pattern(100 * 1024, 7);
@@ -181,7 +172,7 @@ async fn https_upstream_speaks_h2_by_alpn() {
     let backend = Backend::start_h2_tls("h2tls", echo(), &leaf.cert, &leaf.key).await;
     let extra =
         format!("    protocol: http2\n    tls:\n      ca: {}\n      server_name: up.test\n", pki.ca().display());
-    let gw = gateway(&one_route(&format!("https://127.0.0.1:{}", backend.addr.port()), &extra, "")).await;
+    let gw = one_route(&format!("https://127.0.0.1:{}", backend.addr.port()), &extra, "").start().await;
     let r = request(gw.addr, "GET", "/tls", &[], b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().starts_with("GET https://"), "{}", r.text());
@@ -205,7 +196,7 @@ fn extended_connect(path: &str) -> http::Request<()> {
 #[tokio::test]
 async fn websocket_over_extended_connect_to_an_http1_server() {
     let ws = ws_echo().await;
-    let gw = gateway(&one_route(&format!("http://{ws}"), "", "")).await;
+    let gw = one_route(&format!("http://{ws}"), "", "").start().await;
     let mut send = h2c(gw.addr).await;
     // The server's SETTINGS are in once a first exchange completed.
     let _ = h2_call(&mut send, get("http://gatehouse.test/warmup"), b"").await;
@@ -265,7 +256,7 @@ async fn h2_ws_echo() -> SocketAddr {
 #[tokio::test]
 async fn websocket_over_extended_connect_to_an_http2_server() {
     let ws = h2_ws_echo().await;
-    let gw = gateway(&one_route(&format!("h2c://{ws}"), "", "")).await;
+    let gw = one_route(&format!("h2c://{ws}"), "", "").start().await;
     let mut send = h2c(gw.addr).await;
     let _ = h2_call(&mut send, get("http://gatehouse.test/warmup"), b"").await;
     let (resp, tx) = send.send_request(extended_connect("/chat"), false).expect("send");
@@ -292,7 +283,7 @@ async fn websocket_over_extended_connect_to_an_http2_server() {
 #[tokio::test]
 async fn extended_connect_refused_when_the_route_allows_no_upgrade() {
     let backend = Backend::named("plain").await;
-    let gw = gateway(&one_route(&backend.url(), "", "    upgrades: []\n")).await;
+    let gw = one_route(&backend.url(), "", "upgrades: []").start().await;
     let mut send = h2c(gw.addr).await;
     let (resp, _tx) = send.send_request(extended_connect("/chat"), false).expect("send");
     let resp = tokio::time::timeout(Duration::from_secs(5), resp).await.expect("in time").expect("response");
@@ -302,7 +293,7 @@ async fn extended_connect_refused_when_the_route_allows_no_upgrade() {
 
 #[tokio::test]
 async fn gateway_errors_for_grpc_requests_are_grpc_statuses() {
-    let gw = gateway(&one_route("http://127.0.0.1:9", "", "    match:\n      path: {exact: /only}\n")).await;
+    let gw = one_route("http://127.0.0.1:9", "", "match: {path: {exact: /only}}").start().await;
     let mut send = h2c(gw.addr).await;
     let grpc = |path: &str| {
         http::Request::post(format!("http://gatehouse.test{path}"))
@@ -334,7 +325,7 @@ async fn drain_sends_goaway_and_lets_open_streams_finish() {
         Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "slow done").delay(Duration::from_millis(600))),
     )
     .await;
-    let gw = gateway(&one_route(&backend.url(), "", "")).await;
+    let gw = one_route(&backend.url(), "", "").start().await;
     let mut send = h2c(gw.addr).await;
     let (resp, _tx) = send.send_request(get("http://gatehouse.test/slow"), true).expect("send");
     let in_flight = tokio::spawn(async move {
@@ -373,9 +364,7 @@ async fn drain_sends_goaway_and_lets_open_streams_finish() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let backend = Backend::named("b").await;
-    let yaml = one_route(&backend.url(), "", "")
-        .replace("  - address: 127.0.0.1:0\n", "  - address: 127.0.0.1:0\n    timeouts: {idle: 300ms}\n");
-    let gw = gateway(&yaml).await;
+    let gw = one_route(&backend.url(), "", "").listener("timeouts: {idle: 300ms}").start().await;
     let tcp = TcpStream::connect(gw.addr).await.expect("connect");
     let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
     let driver = tokio::spawn(conn);
@@ -403,12 +392,7 @@ async fn hedging_works_with_http2_on_either_side() {
     for (targets, h2_client) in
         [([s1.url(), f1.url()], true), ([format!("h2c://{}", s2.addr), format!("h2c://{}", f2.addr)], false)]
     {
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: up\n    targets:\n      - url: {}\n      - url: {}\n\
-             routes:\n  - name: r\n    upstream: up\n    hedge: {{delay: 50ms}}\n",
-            targets[0], targets[1]
-        );
-        let gw = gateway(&yaml).await;
+        let gw = Cfg::new().upstream("up", &targets).route_with("r", "up", "hedge: {delay: 50ms}").start().await;
         let t = std::time::Instant::now();
         let mut send = if h2_client { Some(h2c(gw.addr).await) } else { None };
         for _ in 0..4 {
@@ -432,13 +416,7 @@ async fn streams_cancelled_while_waiting_upstream_count_toward_the_reset_budget(
         Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "late").delay(Duration::from_millis(800))),
     )
     .await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n    http2: {{max_resets: 5, reset_window: 10s}}\n\
-         admin:\n  address: 127.0.0.1:0\n\
-         upstreams:\n  - name: up\n    targets:\n      - url: {}\nroutes:\n  - name: r\n    upstream: up\n",
-        slow.url()
-    );
-    let gw = gateway(&yaml).await;
+    let gw = one_route(&slow.url(), "", "").listener("http2: {max_resets: 5, reset_window: 10s}").admin().start().await;
     let tcp = TcpStream::connect(gw.addr).await.expect("connect");
     let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
     let driver = tokio::spawn(conn);
@@ -490,7 +468,7 @@ async fn head_and_empty_answers_from_an_h2c_upstream_keep_http1_framing_intact()
             });
         }
     });
-    let gw = gateway(&one_route(&format!("h2c://{addr}"), "", "")).await;
+    let gw = one_route(&format!("h2c://{addr}"), "", "").start().await;
     // Pipelined on one keep-alive connection: a HEAD answer, an empty 200, then a normal one.
     // Each must be framed exactly (no stray last-chunk after HEAD), or the next would not parse.
     let raw = gatehouse_testkit::raw_timeout(
@@ -512,7 +490,7 @@ async fn a_target_stream_limit_opens_more_upstream_connections_instead_of_queuei
     // on one connection would take 3 × 400 ms; spread over 3 connections they take ~400 ms.
     let slow = Arc::new(|_: &gatehouse_testkit::Received| Reply::text(200, "ok").delay(Duration::from_millis(400)));
     let backend = Backend::start_h2c_limited("limited", slow, 2).await;
-    let gw = gateway(&one_route(&format!("h2c://{}", backend.addr), "", "")).await;
+    let gw = one_route(&format!("h2c://{}", backend.addr), "", "").start().await;
     // Warm up: the first connection learns the target's SETTINGS.
     assert_eq!(request(gw.addr, "GET", "/warm", &[], b"").await.status, 200);
     let t = std::time::Instant::now();
@@ -545,14 +523,10 @@ async fn the_access_log_carries_the_protocol_and_the_grpc_status() {
         std::process::id(),
         gatehouse_testkit::free_port()
     ));
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\naccess_log:\n  enabled: true\n  path: {}\n\
-         upstreams:\n  - name: up\n    targets:\n      - url: h2c://{}\n\
-         routes:\n  - name: r\n    upstream: up\n    match:\n      path: {{prefix: /svc}}\n",
-        log.display(),
-        backend.addr
-    );
-    let gw = gateway(&yaml).await;
+    let gw = one_route(&format!("h2c://{}", backend.addr), "", "match: {path: {prefix: /svc}}")
+        .yaml(&format!("access_log:\n  enabled: true\n  path: {}", log.display()))
+        .start()
+        .await;
     let mut send = h2c(gw.addr).await;
     let grpc = |path: &str| {
         http::Request::post(format!("http://gatehouse.test{path}"))

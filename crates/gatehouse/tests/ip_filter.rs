@@ -2,18 +2,20 @@
 //! trusted-proxy client address: `X-Forwarded-For` counts only from a trusted peer. Refusals are
 //! 403 `ip_denied`, never forwarded, and counted.
 
-use gatehouse_testkit::{gateway, raw_closes, request, status_of, Backend, TestGateway};
+use gatehouse_testkit::{raw_closes, request, status_of, Backend, Cfg, TestGateway};
 
 async fn setup(listener_extra: &str, route_policies: &str) -> (Backend, TestGateway) {
     let backend = Backend::named("b").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n{listener_extra}\
-         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
-         routes:\n  - name: open\n    upstream: backend\n    match:\n      path: {{prefix: /open}}\n\
-         \x20 - name: closed\n    upstream: backend\n    match:\n      path: {{prefix: /closed}}\n{route_policies}",
-        backend.url()
-    );
-    (backend, gateway(&yaml).await)
+    // `route_policies` is written at its place in the file (indented 4).
+    let closed = format!("    match:\n      path: {{prefix: /closed}}\n{route_policies}");
+    let gw = Cfg::new()
+        .listener(listener_extra)
+        .upstream("backend", &[backend.url()])
+        .route_with("open", "backend", "match: {path: {prefix: /open}}")
+        .route_with("closed", "backend", &closed)
+        .start()
+        .await;
+    (backend, gw)
 }
 
 async fn status(gw: &TestGateway, path: &str, xff: Option<&str>) -> (u16, String) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_core::ReloadError;
 use gatehouse_testkit::{
-    blocking_get, free_port, gateway, get, load, request, simple_config, wait_for, Backend, GatewayProcess,
+    blocking_get, free_port, gateway, get, load, request, simple_config, wait_for, Backend, Cfg, GatewayProcess,
     KeepAliveClient, Received, Reply, TestGateway,
 };
 
@@ -22,11 +22,18 @@ async fn shutdown(gw: TestGateway) {
     let _ = tokio::time::timeout(Duration::from_secs(5), gw.gw.shutdown()).await;
 }
 
-/// A config for the real binary: fixed ports, one upstream, the given routes.
-fn binary_config(listen: u16, admin: u16, target: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:{listen}\nadmin:\n  address: 127.0.0.1:{admin}\nserver:\n  drain_timeout: 10s\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\nroutes:\n{routes}"
-    )
+/// The `server` section of most binary configs.
+const DRAIN: &str = "server:\n  drain_timeout: 10s";
+
+/// A config for the real binary: fixed ports, a `server` section, one upstream, the given routes.
+fn binary_config(listen: u16, admin: u16, server: &str, target: &str, routes: &str) -> String {
+    Cfg::new()
+        .listen(&format!("127.0.0.1:{listen}"))
+        .admin_with(&format!("127.0.0.1:{admin}"), "")
+        .yaml(server)
+        .upstream("backend", &[target])
+        .routes_yaml(routes)
+        .to_yaml()
 }
 
 fn status_line(raw: &str) -> &str {
@@ -58,7 +65,7 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
             .await;
     let (listen, admin) = (free_port(), free_port());
     let routes = "  - {name: all, upstream: backend}\n";
-    let mut p = spawn(binary_config(listen, admin, &backend.url(), routes), local(admin)).await;
+    let mut p = spawn(binary_config(listen, admin, DRAIN, &backend.url(), routes), local(admin)).await;
     let stderr = p.capture_stderr();
 
     // A slow request in flight (HTTP/1.1 keep-alive: the gateway must end it with `connection: close`).
@@ -109,7 +116,7 @@ async fn readyz_reports_draining_during_shutdown() {
             .await;
     let (listen, admin) = (free_port(), free_port());
     let routes = "  - {name: all, upstream: backend}\n";
-    let p = spawn(binary_config(listen, admin, &backend.url(), routes), local(admin)).await;
+    let p = spawn(binary_config(listen, admin, DRAIN, &backend.url(), routes), local(admin)).await;
     let in_flight = blocking(local(listen), "/slow");
     let in_flight = tokio::spawn(in_flight);
     assert!(wait_for(Duration::from_secs(3), || async { backend.count() >= 1 }).await);
@@ -136,7 +143,7 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
     let (listen, admin) = (free_port(), free_port());
     let route_a = "  - {name: a, upstream: backend, match: {path: {prefix: /a}}}\n";
     let route_b = "  - {name: b, upstream: backend, match: {path: {prefix: /b}}}\n";
-    let mut p = spawn(binary_config(listen, admin, &backend.url(), route_a), local(admin)).await;
+    let mut p = spawn(binary_config(listen, admin, DRAIN, &backend.url(), route_a), local(admin)).await;
     let stderr = p.capture_stderr();
     let addr = local(listen);
     assert!(status_line(&blocking(addr, "/a").await).contains(" 200"));
@@ -144,7 +151,7 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
 
     // A new route via SIGHUP.
     let two_routes = format!("{route_a}{route_b}");
-    std::fs::write(p.config_path(), binary_config(listen, admin, &backend.url(), &two_routes)).expect("write");
+    std::fs::write(p.config_path(), binary_config(listen, admin, DRAIN, &backend.url(), &two_routes)).expect("write");
     p.signal("HUP");
     assert!(
         wait_for(Duration::from_secs(3), || async { status_line(&blocking(addr, "/b").await).contains(" 200") }).await,
@@ -156,7 +163,7 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
     assert!(logged, "no `config applied` log; stderr:\n{}", stderr.lock().unwrap());
 
     // An invalid config: refused, logged, the old one keeps serving.
-    let bad = binary_config(listen, admin, &backend.url(), "  - {name: c, upstream: nowhere, mystery: 1}\n");
+    let bad = binary_config(listen, admin, DRAIN, &backend.url(), "  - {name: c, upstream: nowhere, mystery: 1}\n");
     std::fs::write(p.config_path(), bad).expect("write");
     p.signal("HUP");
     assert!(
@@ -173,7 +180,7 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
     assert!(p.child.try_wait().expect("try_wait").is_none(), "the process must stay up");
 
     // A valid config that moves the listener is refused too (a restart is needed for that).
-    let moved = binary_config(free_port(), admin, &backend.url(), route_a);
+    let moved = binary_config(free_port(), admin, DRAIN, &backend.url(), route_a);
     std::fs::write(p.config_path(), moved).expect("write");
     let refusals = stderr.lock().unwrap().matches("reload refused").count();
     p.signal("HUP");
@@ -192,9 +199,13 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad() {
 }
 
 fn health_config(target: &str, health: &str, extra_routes: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    health_check: {health}\n    targets:\n      - url: {target}\nroutes:\n  - name: all\n    upstream: backend\n{extra_routes}"
-    )
+    let fields = format!("health_check: {health}");
+    Cfg::new()
+        .admin()
+        .upstream_with("backend", &[target], &fields)
+        .route("all", "backend")
+        .routes_yaml(extra_routes)
+        .to_yaml()
 }
 
 async fn health_of(gw: &TestGateway) -> String {
@@ -253,17 +264,14 @@ async fn reload_keeps_pooled_upstream_connections() {
 #[tokio::test]
 async fn reload_rejects_a_listener_change_and_keeps_serving() {
     let backend = Backend::named("b").await;
-    let gw = gateway(&simple_config(&[backend.url()], "")).await;
-    let moved = simple_config(&[backend.url()], "").replace(
-        "listeners:\n  - address: 127.0.0.1:0",
-        &format!("listeners:\n  - address: 127.0.0.1:{}", free_port()),
-    );
+    let cfg = Cfg::new().admin().upstream("backend", &[backend.url()]).route("all", "backend");
+    let gw = cfg.start().await;
+    let moved = cfg.clone().listen(&format!("127.0.0.1:{}", free_port())).to_yaml();
     match gw.gw.reload(load(&moved)) {
         Err(e @ ReloadError::ListenersChanged(_)) => assert!(e.to_string().contains("restart"), "{e}"),
         other => panic!("expected ListenersChanged, got {other:?}"),
     }
-    let added = simple_config(&[backend.url()], "")
-        .replace("listeners:\n", &format!("listeners:\n  - address: 127.0.0.1:{}\n", free_port()));
+    let added = cfg.add_listener(&format!("127.0.0.1:{}", free_port()), "").to_yaml();
     assert!(matches!(gw.gw.reload(load(&added)), Err(ReloadError::ListenersChanged(_))));
     assert_eq!(gw.gw.reload_count(), 0);
     assert_eq!(get(gw.addr, "/still").await.status, 200);
@@ -340,8 +348,8 @@ async fn sigint_drain_is_bounded_by_drain_timeout() {
     let backend =
         Backend::start("stuck", Arc::new(|_: &Received| Reply::text(200, "late").delay(Duration::from_secs(5)))).await;
     let (listen, admin) = (free_port(), free_port());
-    let yaml = binary_config(listen, admin, &backend.url(), "  - {name: all, upstream: backend}\n")
-        .replace("drain_timeout: 10s", "drain_timeout: 500ms");
+    let server = "server:\n  drain_timeout: 500ms";
+    let yaml = binary_config(listen, admin, server, &backend.url(), "  - {name: all, upstream: backend}\n");
     let p = spawn(yaml, local(admin)).await;
     let stuck = tokio::spawn(blocking(local(listen), "/stuck"));
     assert!(wait_for(Duration::from_secs(3), || async { backend.count() >= 1 }).await);
@@ -377,8 +385,8 @@ async fn shutdown_closes_idle_keep_alive_connections_promptly() {
 async fn shutdown_delay_fails_readiness_first_and_keeps_serving() {
     let backend = Backend::named("b").await;
     let (listen, admin) = (free_port(), free_port());
-    let yaml = binary_config(listen, admin, &backend.url(), "  - {name: all, upstream: backend}\n")
-        .replace("drain_timeout: 10s", "drain_timeout: 10s\n  shutdown_delay: 1500ms");
+    let server = "server:\n  drain_timeout: 10s\n  shutdown_delay: 1500ms";
+    let yaml = binary_config(listen, admin, server, &backend.url(), "  - {name: all, upstream: backend}\n");
     assert!(yaml.contains("shutdown_delay"), "{yaml}");
     let p = spawn(yaml, local(admin)).await;
     p.signal("TERM");

@@ -2,15 +2,17 @@
 //! then a scrape parsed by the reference Prometheus parser (Python `prometheus_client`).
 
 use gatehouse_testkit::prom::{self, value};
-use gatehouse_testkit::{gateway, get, policy_route, raw, request, stop, Backend};
+use gatehouse_testkit::{gateway, get, policy_route, raw, request, simple_config, stop, Backend, Cfg};
 
 const REQ: &str = "gatehouse_http_requests_total";
 
 fn config(target: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\nroutes:\n  - name: users\n    upstream: backend\n    match: {{path: {{prefix: /users}}}}\n{}",
-        policy_route("limited", "      - rate_limit: {limit: 2/min, burst: 1}\n")
-    )
+    Cfg::new()
+        .admin()
+        .upstream("backend", &[target])
+        .route_with("users", "backend", "match: {path: {prefix: /users}}")
+        .routes_yaml(&policy_route("limited", "      - rate_limit: {limit: 2/min, burst: 1}\n"))
+        .to_yaml()
 }
 
 /// Scrapes once every request has been counted: the log phase runs just after the response is
@@ -185,11 +187,7 @@ async fn retries_ejections_and_breaker_state_are_exported() {
     // A second target where nothing listens: connect failures, retried on the live target,
     // until passive health ejects it.
     let dead = format!("http://127.0.0.1:{}", gatehouse_testkit::free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {}\n      - url: {dead}\nroutes:\n  - name: all\n    upstream: backend\n",
-        backend.url()
-    );
-    let gw = gateway(&yaml).await;
+    let gw = gateway(&simple_config(&[backend.url(), dead.clone()], "")).await;
     for _ in 0..20 {
         assert_eq!(get(gw.addr, "/x").await.status, 200, "connect failures are retried on the live target");
     }
@@ -212,15 +210,20 @@ async fn retries_ejections_and_breaker_state_are_exported() {
 async fn auth_decisions_and_the_opt_in_consumer_label() {
     let backend = Backend::named("b").await;
     // printf %s alice-key-0001 | gatehouse hash-key
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nmetrics:\n  consumer_label: true\nconsumers:\n  - name: alice\n    credentials:\n      api_keys:\n        - sha256: 0264b8205526ceea6fff4c7d3d3b6cf383d579553a931736819eb39ec6dd9a04\nupstreams:\n  - name: backend\n    targets:\n      - url: {}\nroutes:\n{}",
-        backend.url(),
-        policy_route("keys", "      - auth:\n          methods:\n            - api_key: {}\n")
-    );
     let dir = std::env::temp_dir().join(format!("gh-consumer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let log = dir.join("access.log");
-    let yaml = format!("{yaml}access_log:\n  enabled: true\n  path: {}\n", log.display());
+    let yaml = Cfg::new()
+        .admin()
+        .yaml("metrics:\n  consumer_label: true")
+        .yaml(
+            "consumers:\n  - name: alice\n    credentials:\n      api_keys:\n        \
+             - sha256: 0264b8205526ceea6fff4c7d3d3b6cf383d579553a931736819eb39ec6dd9a04",
+        )
+        .yaml(&format!("access_log:\n  enabled: true\n  path: {}", log.display()))
+        .upstream("backend", &[backend.url()])
+        .routes_yaml(&policy_route("keys", "      - auth:\n          methods:\n            - api_key: {}\n"))
+        .to_yaml();
     let gw = gateway(&yaml).await;
     for _ in 0..2 {
         assert_eq!(request(gw.addr, "GET", "/keys", &[("x-api-key", "alice-key-0001")], b"").await.status, 200);

@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use gatehouse_testkit::{gateway, get, Backend};
+use gatehouse_testkit::{gateway, get, Backend, Cfg};
 
 fn yaml(backend: &str, idle: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    pool:\n      idle_timeout: {idle}\n    \
-         targets:\n      - url: {backend}\nroutes:\n  - name: all\n    upstream: backend\n"
-    )
+    let pool = format!("pool:\n  idle_timeout: {idle}");
+    Cfg::new().upstream_with("backend", &[backend], &pool).route("all", "backend").to_yaml()
 }
 
 #[tokio::test]

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use gatehouse_testkit::{
     assert_three_per_minute, free_port, gateway, get, load, policy_route as route, request, statuses as codes,
-    stop as shutdown, wait_for, Backend, Reply, Resp, TestGateway,
+    stop as shutdown, wait_for, Backend, Cfg, Reply, Resp, TestGateway,
 };
 
 /// One listener (with `listener_extra`), one upstream `backend` at `target`, and `routes`.
 fn config(target: &str, listener_extra: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\n{listener_extra}admin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\nroutes:\n{routes}"
-    )
+    Cfg::new().listener(listener_extra).admin().upstream("backend", &[target]).routes_yaml(routes).to_yaml()
 }
 
 async fn get_n(gw: &TestGateway, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<Resp> {

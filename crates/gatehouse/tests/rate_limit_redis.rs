@@ -18,16 +18,21 @@ use std::time::Duration;
 use gatehouse_core::policy::RoutePolicy;
 use gatehouse_testkit::{
     assert_three_per_minute, free_port, gateway, load, policy_route as route, request, statuses as codes,
-    stop as shutdown, wait_for, Backend, GatewayProcess, RedisServer, Resp, TestGateway,
+    stop as shutdown, wait_for, Backend, Cfg, GatewayProcess, RedisServer, Resp, TestGateway,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// One listener, one upstream `backend` at `target`, a `cluster.redis` at `redis`, and `routes`.
-fn config(target: &str, redis: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\ncluster:\n  redis:\n    url: {redis}\n    timeout: 1s\n    key_prefix: \"test:\"\nroutes:\n{routes}"
-    )
+fn config(target: &str, redis: &str, routes: &str) -> Cfg {
+    cluster_config(target, redis, "", routes)
+}
+
+/// As [`config`], with extra `cluster.redis` fields (`tls: ...`, indented 4).
+fn cluster_config(target: &str, redis: &str, redis_extra: &str, routes: &str) -> Cfg {
+    let cluster =
+        format!("cluster:\n  redis:\n    url: {redis}\n    timeout: 1s\n    key_prefix: \"test:\"\n{redis_extra}");
+    Cfg::new().admin().upstream("backend", &[target]).yaml(&cluster).routes_yaml(routes)
 }
 
 async fn get_n(addr: SocketAddr, path: &str, n: usize) -> Vec<Resp> {
@@ -53,7 +58,7 @@ async fn cluster_mode_refuses_after_the_burst_with_429_retry_after_and_draft_hea
     // 3/min: T = 20 s; burst 2 → 3 at once. fail_closed: a Redis problem would show as 503.
     let routes =
         route("limited", "      - rate_limit: {limit: 3/min, burst: 2, mode: cluster, on_redis_error: fail_closed}\n");
-    let gw = gateway(&config(&backend.url(), &redis.url(), &routes)).await;
+    let gw = config(&backend.url(), &redis.url(), &routes).start().await;
 
     let rs = get_n(gw.addr, "/limited", 5).await;
     // Exactly what local mode answers (rate_limit.rs).
@@ -62,7 +67,7 @@ async fn cluster_mode_refuses_after_the_burst_with_429_retry_after_and_draft_hea
     assert_eq!(redis_errors(&gw, 0), 0);
 
     // A second gateway on the same Redis shares the limit: it has nothing left either.
-    let gw2 = gateway(&config(&backend.url(), &redis.url(), &routes)).await;
+    let gw2 = config(&backend.url(), &redis.url(), &routes).start().await;
     assert_eq!(codes(&get_n(gw2.addr, "/limited", 1).await), [429]);
     shutdown(gw2).await;
     shutdown(gw).await;
@@ -76,10 +81,10 @@ async fn refused_requests_refund_the_cluster_limit_and_reloads_keep_the_state() 
     // A local 1/min limit after the cluster one refuses the second request: the cluster limit
     // must be refunded.
     let both = route("r", &format!("{cluster}      - rate_limit: {{limit: 1/min, key: route}}\n"));
-    let gw = gateway(&config(&backend.url(), &redis.url(), &both)).await;
+    let gw = config(&backend.url(), &redis.url(), &both).start().await;
     assert_eq!(codes(&get_n(gw.addr, "/r", 3).await), [200, 429, 429]);
     // Without the local limit (same cluster policy: same Redis key): one unit is still left.
-    gw.gw.reload(load(&config(&backend.url(), &redis.url(), &route("r", cluster)))).expect("reload");
+    gw.gw.reload(load(&config(&backend.url(), &redis.url(), &route("r", cluster)).to_yaml())).expect("reload");
     assert_eq!(codes(&get_n(gw.addr, "/r", 2).await), [200, 429]);
     shutdown(gw).await;
 }
@@ -92,7 +97,7 @@ async fn redis_down_applies_each_failure_mode_then_recovers_without_restart() {
     let routes = route("open", &format!("      - rate_limit: {{{limit}, on_redis_error: fail_open}}\n"))
         + &route("closed", &format!("      - rate_limit: {{{limit}, on_redis_error: fail_closed}}\n"))
         + &route("local", &format!("      - rate_limit: {{{limit}, on_redis_error: local}}\n"));
-    let gw = gateway(&config(&backend.url(), &redis.url(), &routes)).await;
+    let gw = config(&backend.url(), &redis.url(), &routes).start().await;
 
     // Redis up: the cluster limit applies.
     assert_eq!(codes(&get_n(gw.addr, "/open", 3).await), [200, 200, 429]);
@@ -135,8 +140,9 @@ async fn spawn_fleet(backend: &Backend, redis: &RedisServer, policy: &str) -> (V
     for _ in 0..3 {
         let (port, admin) = (free_port(), free_port());
         let yaml = config(&backend.url(), &redis.url(), &route("shared", policy))
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{admin}"), 1);
+            .listen(&format!("127.0.0.1:{port}"))
+            .admin_with(&format!("127.0.0.1:{admin}"), "")
+            .to_yaml();
         let admin_addr: SocketAddr = ([127, 0, 0, 1], admin).into();
         let p = tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");
         procs.push(p);
@@ -289,8 +295,8 @@ async fn rediss_with_a_configured_ca_and_a_refused_certificate() {
     let tls = |ca: &std::path::Path| format!("    tls:\n      ca_file: {}\n", ca.display());
     let policy =
         "      - rate_limit: {limit: 3/min, burst: 2, key: route, mode: cluster, on_redis_error: fail_closed}\n";
-    let yaml = config(&backend.url(), &redis.url(), &route("limited", policy))
-        .replace("    key_prefix: \"test:\"\n", &format!("    key_prefix: \"test:\"\n{}", tls(&redis.ca_file())));
+    let yaml =
+        cluster_config(&backend.url(), &redis.url(), &tls(&redis.ca_file()), &route("limited", policy)).to_yaml();
     let gw = gateway(&yaml).await;
     assert_three_per_minute(&get_n(gw.addr, "/limited", 5).await);
     assert_eq!(redis_errors(&gw, 0), 0, "every decision came from Redis over TLS");
@@ -298,8 +304,8 @@ async fn rediss_with_a_configured_ca_and_a_refused_certificate() {
 
     // Another CA: the server's certificate does not verify, nothing is decided in Redis.
     let other = RedisServer::start_tls();
-    let yaml = config(&backend.url(), &redis.url(), &route("limited", policy))
-        .replace("    key_prefix: \"test:\"\n", &format!("    key_prefix: \"test:\"\n{}", tls(&other.ca_file())));
+    let yaml =
+        cluster_config(&backend.url(), &redis.url(), &tls(&other.ca_file()), &route("limited", policy)).to_yaml();
     let gw = gateway(&yaml).await;
     let r = get_n(gw.addr, "/limited", 1).await;
     assert_eq!(codes(&r), [503]);

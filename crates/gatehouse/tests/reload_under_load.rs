@@ -12,25 +12,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_testkit::prom::{self, value};
-use gatehouse_testkit::{gateway, get, request, stop, Backend, KeepAliveClient};
+use gatehouse_testkit::{gateway, get, request, stop, Backend, Cfg, KeepAliveClient};
 
 const TOKEN: &str = "reload-test-token-0123456789";
 
 /// `stable` goes to `target`, `churn` (changed by every version) to `other`, so the stable
 /// route's upstream connections are exactly those its own load opened.
 fn config(target: &str, other: &str, version: usize, extra_routes: usize) -> String {
-    let mut s = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\n  - name: other\n    targets:\n      - url: {other}\nroutes:\n  - name: stable\n    upstream: backend\n    match: {{path: {{prefix: /stable}}}}\n  - name: churn\n    upstream: other\n    match: {{path: {{prefix: /churn}}}}\n    response_headers: {{set: {{x-version: \"v{version}\"}}}}\n"
-    );
-    for i in 0..extra_routes {
+    let churn =
+        format!("match: {{path: {{prefix: /churn}}}}\nresponse_headers: {{set: {{x-version: \"v{version}\"}}}}");
+    let cfg = Cfg::new()
+        .admin_with("127.0.0.1:0", &format!("token: {TOKEN}"))
+        .upstream("backend", &[target])
+        .upstream("other", &[other])
+        .route_with("stable", "backend", "match: {path: {prefix: /stable}}")
+        .route_with("churn", "other", &churn);
+    let extra = |cfg: Cfg, i: usize| {
         let m = match i % 3 {
             0 => format!("prefix: /svc{i}"),
             1 => format!("exact: /exact/{i}"),
             _ => format!("template: \"/t{i}/{{id}}\""),
         };
-        s.push_str(&format!("  - name: r{i}\n    upstream: backend\n    match:\n      path:\n        {m}\n"));
-    }
-    s
+        cfg.route_with(&format!("r{i}"), "backend", &format!("match:\n  path:\n    {m}"))
+    };
+    (0..extra_routes).fold(cfg, extra).to_yaml()
 }
 
 async fn put(admin: std::net::SocketAddr, body: &str) -> gatehouse_testkit::Resp {

@@ -6,20 +6,14 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_testkit::{
-    gateway, get, raw_closes, request, stop, upstreams_view, Fault, FaultyBackend, Resp, TestGateway,
+    gateway, get, raw_closes, request, stop, upstreams_view, Cfg, Fault, FaultyBackend, Resp, TestGateway,
 };
 
-fn target_line(url: &str, weight: u32) -> String {
-    format!("      - url: {url}\n        weight: {weight}\n")
-}
-
-/// One upstream `backend` with `targets`, upstream settings `up` (indented 4), and one route
-/// `all` with route settings `route` (indented 4).
+/// One upstream `backend` with `targets`, upstream settings `up`, and one route `all` with route
+/// settings `route`.
 fn config(targets: &[&FaultyBackend], up: &str, route: &str) -> String {
-    let t: String = targets.iter().map(|b| target_line(&b.url(), 1)).collect();
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{t}{up}routes:\n  - name: all\n    upstream: backend\n{route}"
-    )
+    let urls: Vec<String> = targets.iter().map(|b| b.url()).collect();
+    Cfg::new().admin().upstream_with("backend", &urls, up).route_with("all", "backend", route).to_yaml()
 }
 
 fn code(r: &Resp) -> String {
@@ -314,10 +308,16 @@ async fn reload_keeps_an_open_breaker_when_its_settings_are_unchanged() {
 async fn route_breaker_is_separate_from_the_upstream_one() {
     let a = FaultyBackend::start("a").await;
     a.set(Fault::Status(503));
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{}    outlier_detection: {{enabled: false}}\nroutes:\n  - name: fragile\n    upstream: backend\n    match: {{path: {{prefix: /fragile}}}}\n    circuit_breaker: {{min_calls: 2, open_duration: 30s}}\n  - name: other\n    upstream: backend\n",
-        target_line(&a.url(), 1)
-    );
+    let yaml = Cfg::new()
+        .admin()
+        .upstream_with("backend", &[a.url()], "outlier_detection: {enabled: false}")
+        .route_with(
+            "fragile",
+            "backend",
+            "match: {path: {prefix: /fragile}}\ncircuit_breaker: {min_calls: 2, open_duration: 30s}",
+        )
+        .route("other", "backend")
+        .to_yaml();
     let gw = gateway(&yaml).await;
     for _ in 0..2 {
         get(gw.addr, "/fragile").await;

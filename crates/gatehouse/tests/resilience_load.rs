@@ -6,13 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::{gateway, stop, upstreams_view, Fault, FaultyBackend, KeepAliveClient};
+use gatehouse_testkit::{gateway, stop, upstreams_view, Cfg, Fault, FaultyBackend, KeepAliveClient};
 
 fn config(targets: &[&FaultyBackend], up: &str, route: &str) -> String {
-    let t: String = targets.iter().map(|b| format!("      - url: {}\n", b.url())).collect();
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{t}{up}routes:\n  - name: all\n    upstream: backend\n{route}"
-    )
+    let urls: Vec<String> = targets.iter().map(|b| b.url()).collect();
+    Cfg::new().admin().upstream_with("backend", &urls, up).route_with("all", "backend", route).to_yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_testkit::{gateway, raw, request, Backend, Reply, Resp, TestGateway};
+use gatehouse_testkit::{raw, request, Backend, Cfg, Reply, Resp, TestGateway};
 
 async fn setup(cors: &str) -> (Backend, TestGateway) {
     // A backend that reflects whatever origin it is sent, with credentials: the classic bug.
@@ -24,13 +24,10 @@ async fn setup(cors: &str) -> (Backend, TestGateway) {
         }),
     )
     .await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
-         routes:\n  - name: api\n    upstream: backend\n    policies:\n      - cors:\n{cors}",
-        backend.url()
-    );
-    (backend, gateway(&yaml).await)
+    // Route fields at their place in the file (indented 4), as `cors` is.
+    let route = format!("    policies:\n      - cors:\n{cors}");
+    let gw = Cfg::new().upstream("backend", &[backend.url()]).route_with("api", "backend", &route).start().await;
+    (backend, gw)
 }
 
 const CREDENTIALED: &str = "          allow_origins: [\"https://app.example.com\", \"https://*.example.com\"]\n\

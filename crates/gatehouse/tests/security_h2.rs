@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_testkit::h2raw::{error, kind, setting, H2Conn, StreamResult};
 use gatehouse_testkit::tls::Pki;
-use gatehouse_testkit::{free_port, Backend, GatewayProcess};
+use gatehouse_testkit::{free_port, Backend, Cfg, GatewayProcess};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -135,14 +135,17 @@ impl Env {
         let backend = Backend::named("b").await;
         let tap = Tap::start(backend.addr).await;
         let (port, admin) = (free_port(), free_port());
-        let http2 = if http2.is_empty() { String::new() } else { format!("    http2: {http2}\n") };
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n{LIMITS}{http2}{listener_extra}admin:\n  address: 127.0.0.1:{admin}\n\
-             upstreams:\n  - name: backend\n    targets:\n      - url: http://{}\n\
-             routes:\n  - name: small\n    upstream: backend\n    match: {{path: {{prefix: /small}}}}\n    max_body_bytes: 1KiB\n\
-             \x20 - name: all\n    upstream: backend\n",
-            tap.addr
-        );
+        let http2 = if http2.is_empty() { String::new() } else { format!("http2: {http2}") };
+        let yaml = Cfg::new()
+            .listen(&format!("127.0.0.1:{port}"))
+            .listener(LIMITS)
+            .listener(&http2)
+            .listener(listener_extra)
+            .admin_with(&format!("127.0.0.1:{admin}"), "")
+            .upstream("backend", &[format!("http://{}", tap.addr)])
+            .route_with("small", "backend", "match: {path: {prefix: /small}}\nmax_body_bytes: 1KiB")
+            .route("all", "backend")
+            .to_yaml();
         let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
         let gw =
             tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");

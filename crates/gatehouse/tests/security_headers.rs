@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::{gateway, raw, raw_closes, request, status_of, Backend, TestGateway};
+use gatehouse_testkit::{raw, raw_closes, request, status_of, Backend, Cfg, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,13 +21,9 @@ const CASE_SETTLE: Duration = Duration::from_millis(30);
 /// One backend behind a catch-all route; `listener_extra` is appended to the listener item.
 async fn setup(listener_extra: &str) -> (Backend, TestGateway) {
     let backend = Backend::named("b").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n{listener_extra}\
-         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
-         routes:\n  - name: all\n    upstream: backend\n",
-        backend.url()
-    );
-    (backend, gateway(&yaml).await)
+    let gw =
+        Cfg::new().listener(listener_extra).upstream("backend", &[backend.url()]).route("all", "backend").start().await;
+    (backend, gw)
 }
 
 fn error_code(resp: &str) -> String {
@@ -391,13 +387,12 @@ async fn client_request_ids_are_validated() {
 #[tokio::test]
 async fn request_id_header_is_configurable_and_incoming_ids_can_be_ignored() {
     let backend = Backend::named("b").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  request_id: {{header: X-Correlation-Id, trust_incoming: false}}\n\
-         upstreams:\n  - name: backend\n    targets:\n      - url: {}\n\
-         routes:\n  - name: all\n    upstream: backend\n    match: {{path: {{prefix: /id}}}}\n",
-        backend.url()
-    );
-    let gw = gateway(&yaml).await;
+    let gw = Cfg::new()
+        .yaml("server:\n  request_id: {header: X-Correlation-Id, trust_incoming: false}")
+        .upstream("backend", &[backend.url()])
+        .route_with("all", "backend", "match: {path: {prefix: /id}}")
+        .start()
+        .await;
     let r = request(gw.addr, "GET", "/id", &[("x-correlation-id", "client-chosen-1")], b"").await;
     let id = r.header("x-correlation-id").expect("the id comes back").to_string();
     assert_ne!(id, "client-chosen-1", "incoming ids are not trusted");

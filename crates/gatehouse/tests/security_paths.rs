@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use gatehouse_testkit::{gateway, raw_closes, status_of, Backend, TestGateway};
+use gatehouse_testkit::{raw_closes, status_of, Backend, Cfg, TestGateway};
 
 struct Env {
     admin: Backend,
@@ -25,15 +25,13 @@ struct Env {
 async fn setup() -> Env {
     let admin = Backend::named("admin").await;
     let public = Backend::named("public").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: admin\n    targets:\n      - url: {}\n  - name: public\n    targets:\n      - url: {}\n\
-         routes:\n  - name: admin\n    match:\n      path: {{prefix: /admin}}\n    upstream: admin\n\
-         \x20 - name: public\n    upstream: public\n",
-        admin.url(),
-        public.url()
-    );
-    let gw = gateway(&yaml).await;
+    let gw = Cfg::new()
+        .upstream("admin", &[admin.url()])
+        .upstream("public", &[public.url()])
+        .route_with("admin", "admin", "match: {path: {prefix: /admin}}")
+        .route("public", "public")
+        .start()
+        .await;
     Env { admin, public, gw }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::{free_port, gateway, get, raw_closes, Backend, RawBackend, Received, Reply, Resp, TestGateway};
+use gatehouse_testkit::{free_port, get, raw_closes, Backend, Cfg, RawBackend, Received, Reply, Resp, TestGateway};
 
 /// The gateway's error body, checked for shape; returns it.
 fn error_json(r: &Resp, status: u16, code: &str) -> serde_json::Value {
@@ -23,15 +23,16 @@ fn error_json(r: &Resp, status: u16, code: &str) -> serde_json::Value {
 
 /// A gateway with one upstream per target URL, routed by prefix `/u{i}`.
 async fn multi_gateway(targets: &[String], upstream_extra: &str) -> TestGateway {
-    let mut yaml = String::from("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n");
+    let mut cfg = Cfg::new();
     for (i, t) in targets.iter().enumerate() {
-        yaml.push_str(&format!("  - name: u{i}\n    targets:\n      - url: {t}\n{upstream_extra}"));
+        let u = format!("u{i}");
+        cfg = cfg.upstream_with(&u, &[t], upstream_extra).route_with(
+            &format!("r{i}"),
+            &u,
+            &format!("match: {{path: {{prefix: /{u}}}}}"),
+        );
     }
-    yaml.push_str("routes:\n");
-    for i in 0..targets.len() {
-        yaml.push_str(&format!("  - name: r{i}\n    match:\n      path: {{prefix: /u{i}}}\n    upstream: u{i}\n"));
-    }
-    gateway(&yaml).await
+    cfg.start().await
 }
 
 fn leak(v: Vec<u8>) -> &'static [u8] {

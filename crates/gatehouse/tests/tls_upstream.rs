@@ -6,15 +6,7 @@
 use std::sync::Arc;
 
 use gatehouse_testkit::tls::{acceptor, Pki};
-use gatehouse_testkit::{gateway, get, pattern, request, Backend, Received, Reply};
-
-fn upstream(name: &str, url: &str, tls: &str) -> String {
-    format!("  - name: {name}\n    targets:\n      - url: {url}\n{tls}")
-}
-
-fn route(name: &str, prefix: &str, upstream: &str) -> String {
-    format!("  - name: {name}\n    match: {{path: {{prefix: {prefix}}}}}\n    upstream: {upstream}\n")
-}
+use gatehouse_testkit::{get, pattern, request, Backend, Cfg, Received, Reply};
 
 #[tokio::test]
 async fn https_targets_verified_pooled_and_refused_when_untrusted() {
@@ -31,18 +23,18 @@ async fn https_targets_verified_pooled_and_refused_when_untrusted() {
     let ca = pki.ca().display().to_string();
     let ip_url = format!("https://{}", ip_backend.addr);
     let name_url = format!("https://{}", name_backend.addr);
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n{}{}{}{}routes:\n{}{}{}{}",
-        upstream("ip", &ip_url, &format!("    tls: {{ca: {ca}}}\n")),
-        upstream("name", &name_url, &format!("    tls: {{ca: {ca}, server_name: backend.test}}\n")),
-        upstream("untrusted", &ip_url, &format!("    tls: {{ca: {}}}\n", other.ca().display())),
-        upstream("wrongname", &name_url, &format!("    tls: {{ca: {ca}, server_name: other.test}}\n")),
-        route("ip", "/ip", "ip"),
-        route("name", "/name", "name"),
-        route("untrusted", "/untrusted", "untrusted"),
-        route("wrongname", "/wrongname", "wrongname"),
-    );
-    let gw = gateway(&yaml).await;
+    let cfg = Cfg::new()
+        .admin()
+        .upstream_with("ip", &[&ip_url], &format!("tls: {{ca: {ca}}}"))
+        .upstream_with("name", &[&name_url], &format!("tls: {{ca: {ca}, server_name: backend.test}}"))
+        .upstream_with("untrusted", &[&ip_url], &format!("tls: {{ca: {}}}", other.ca().display()))
+        .upstream_with("wrongname", &[&name_url], &format!("tls: {{ca: {ca}, server_name: other.test}}"));
+    // Route `/x` goes to upstream `x`.
+    let gw = ["ip", "name", "untrusted", "wrongname"]
+        .into_iter()
+        .fold(cfg, |c, n| c.route_with(n, n, &format!("match: {{path: {{prefix: /{n}}}}}")))
+        .start()
+        .await;
 
     // Verified by IP SAN, then reused from the pool.
     for i in 0..3 {
@@ -114,20 +106,10 @@ async fn client_certificate_to_an_upstream_that_requires_one() {
     });
     let ca = pki.ca().display().to_string();
     let url = format!("https://{addr}");
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n{}routes:\n{}",
-        upstream(
-            "m",
-            &url,
-            &format!(
-                "    tls:\n      ca: {ca}\n      client_cert: {{cert: {}, key: {}}}\n",
-                client.cert.display(),
-                client.key.display()
-            )
-        ),
-        route("m", "/", "m"),
-    );
-    let gw = gateway(&yaml).await;
+    let tls =
+        format!("tls:\n  ca: {ca}\n  client_cert: {{cert: {}, key: {}}}", client.cert.display(), client.key.display());
+    let gw =
+        Cfg::new().upstream_with("m", &[&url], &tls).route_with("m", "m", "match: {path: {prefix: /}}").start().await;
     let r = get(gw.addr, "/m").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "ok");

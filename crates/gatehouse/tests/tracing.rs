@@ -5,19 +5,24 @@
 use std::time::Duration;
 
 use gatehouse_testkit::prom::{self, value};
-use gatehouse_testkit::{free_port, gateway, get, request, stop, wait_for, Backend, OtlpReceiver};
+use gatehouse_testkit::{free_port, gateway, get, request, stop, wait_for, Backend, Cfg, OtlpReceiver};
 use serde_json::Value;
 
 const PARENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
 
 fn config(receiver: &OtlpReceiver, targets: &[String], log: &std::path::Path, extra: &str) -> String {
-    let t: String = targets.iter().map(|u| format!("      - url: {u}\n")).collect();
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{t}routes:\n  - name: users\n    upstream: backend\n    match: {{path: {{template: \"/users/{{id}}\"}}}}\n{extra}access_log:\n  enabled: true\n  path: {}\ntracing:\n  enabled: true\n  endpoint: {}\n  service_name: edge\n  schedule_delay: 50ms\n",
-        log.display(),
-        receiver.endpoint
-    )
+    Cfg::new()
+        .admin()
+        .upstream("backend", targets)
+        .route_with("users", "backend", "match: {path: {template: \"/users/{id}\"}}")
+        .routes_yaml(extra)
+        .yaml(&format!("access_log:\n  enabled: true\n  path: {}", log.display()))
+        .yaml(&format!(
+            "tracing:\n  enabled: true\n  endpoint: {}\n  service_name: edge\n  schedule_delay: 50ms",
+            receiver.endpoint
+        ))
+        .to_yaml()
 }
 
 fn of_kind(spans: &[Value], kind: i64) -> Vec<&Value> {
@@ -134,11 +139,7 @@ async fn each_attempt_gets_its_client_span_and_gateway_errors_mark_the_server_sp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_tracing_off_traceparent_passes_through_untouched() {
     let backend = Backend::named("b").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {}\nroutes:\n  - name: all\n    upstream: backend\n",
-        backend.url()
-    );
-    let gw = gateway(&yaml).await;
+    let gw = Cfg::new().upstream("backend", &[backend.url()]).route("all", "backend").start().await;
     let tp = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01");
     assert_eq!(request(gw.addr, "GET", "/x", &[("traceparent", &tp)], b"").await.status, 200);
     assert_eq!(backend.last().and_then(|r| r.header("traceparent").map(str::to_string)), Some(tp));

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse_testkit::{gateway, Backend, TestGateway};
+use gatehouse_testkit::{Backend, Cfg, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -48,13 +48,14 @@ async fn raw_upstream(answer: &'static [u8]) -> (SocketAddr, Arc<Mutex<Vec<u8>>>
     (addr, seen)
 }
 
+/// Upstream `ws` at `targets`, one route `ws` with `route_extra`.
+fn ws_config(targets: &[SocketAddr], route_extra: &str) -> Cfg {
+    let urls: Vec<String> = targets.iter().map(|t| format!("http://{t}")).collect();
+    Cfg::new().upstream("ws", &urls).route_with("ws", "ws", route_extra)
+}
+
 async fn gw_for(target: SocketAddr, route_extra: &str, top_extra: &str) -> TestGateway {
-    let yaml = format!(
-        "{top_extra}listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: ws\n    targets:\n      - url: http://{target}\n\
-         routes:\n  - name: ws\n    upstream: ws\n{route_extra}"
-    );
-    gateway(&yaml).await
+    ws_config(&[target], route_extra).yaml(top_extra).start().await
 }
 
 const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: gatehouse.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -216,14 +217,10 @@ async fn upgrades_are_never_retried_or_hedged() {
     let (a, seen_a) = raw_upstream(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
     let (b, seen_b) =
         raw_upstream(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx").await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n\
-         upstreams:\n  - name: ws\n    targets:\n      - url: http://{a}\n      - url: http://{b}\n\
-         routes:\n  - name: ws\n    upstream: ws\n\
-         \x20   retry:\n      attempts: 3\n      on: [connect_failure, reset, timeout, 503]\n      backoff: {{base: 1ms, max: 2ms}}\n\
-         \x20   hedge: {{delay: 1ms}}\n"
-    );
-    let gw = gateway(&yaml).await;
+    let route =
+        "retry:\n  attempts: 3\n  on: [connect_failure, reset, timeout, 503]\n  backoff: {base: 1ms, max: 2ms}\n\
+                 hedge: {delay: 1ms}";
+    let gw = ws_config(&[a, b], route).start().await;
     let mut c = TcpStream::connect(gw.addr).await.expect("connect");
     c.write_all(UPGRADE.as_bytes()).await.expect("write");
     let mut got = Vec::new();
@@ -279,11 +276,9 @@ async fn open_websockets_survive_reloads() {
     let stream = TcpStream::connect(gw.addr).await.expect("connect");
     let (mut ws, _) = tokio_tungstenite::client_async("ws://gatehouse.test/chat", stream).await.expect("handshake");
     for v in 0..5 {
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - name: ws\n    targets:\n      - url: http://{echo}\n\
-             routes:\n  - name: ws\n    upstream: ws\n    tunnel_idle_timeout: {}s\n  - name: other{v}\n    upstream: ws\n    match: {{path: {{prefix: /other{v}}}}}\n",
-            30 + v
-        );
+        let yaml = ws_config(&[echo], &format!("tunnel_idle_timeout: {}s", 30 + v))
+            .route_with(&format!("other{v}"), "ws", &format!("match: {{path: {{prefix: /other{v}}}}}"))
+            .to_yaml();
         gw.gw.reload(gatehouse_testkit::load(&yaml)).expect("reload");
         let text = format!("after reload {v}");
         ws.send(Message::text(text.clone())).await.expect("send");

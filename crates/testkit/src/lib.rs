@@ -32,6 +32,8 @@ pub mod tls;
 /// What a backend received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// `HTTP/1.1` or `HTTP/2.0`: what the backend spoke for this request.
+    pub version: String,
     pub method: String,
     /// Path and query as sent on the request line.
     pub uri: String,
@@ -164,6 +166,7 @@ impl Backend {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
                             let r = Received {
+                                version: format!("{:?}", parts.version),
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
                                 headers: parts
@@ -434,12 +437,157 @@ pub fn load(yaml: &str) -> gatehouse_config::Config {
 /// `backend` with the given target URLs, and the given routes YAML (indented list items) or a
 /// catch-all route when `routes` is empty.
 pub fn simple_config(targets: &[String], routes: &str) -> String {
-    let t: String = targets.iter().map(|u| format!("      - url: {u}\n")).collect();
-    let routes =
-        if routes.is_empty() { "  - name: all\n    upstream: backend\n".to_string() } else { routes.to_string() };
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n{t}routes:\n{routes}"
-    )
+    let c = Cfg::new().admin().upstream("backend", targets);
+    if routes.is_empty() { c.route("all", "backend") } else { c.routes_yaml(routes) }.to_yaml()
+}
+
+/// A gateway config for tests, built item by item; `to_yaml()` is what the loader reads.
+///
+/// ```ignore
+/// let yaml = Cfg::new()
+///     .admin()
+///     .upstream("backend", &[backend.url()])
+///     .route_with("api", "backend", "match: {path: {prefix: /api}}\nrewrite: {strip_prefix: true}")
+///     .to_yaml();
+/// ```
+///
+/// The `*_with` / `listener` / `admin_with` arguments are the item's extra fields as a YAML block
+/// (at any indentation: it is re-indented here); `routes_yaml` and `yaml` are the escape hatches
+/// for anything else (raw route list items, raw top-level sections).
+#[derive(Debug, Clone)]
+pub struct Cfg {
+    /// Each listener's address and its extra fields (indented).
+    listeners: Vec<(String, String)>,
+    admin: Option<(String, String)>,
+    top: String,
+    upstreams: String,
+    routes: String,
+}
+
+impl Default for Cfg {
+    fn default() -> Cfg {
+        Cfg::new()
+    }
+}
+
+/// `block` (YAML at any indentation: its common indentation is removed) indented by `n` spaces,
+/// newline-ended.
+fn indent(block: &str, n: usize) -> String {
+    let lines = block.lines().filter(|l| !l.trim().is_empty());
+    let common = lines.map(|l| l.len() - l.trim_start_matches(' ').len()).min().unwrap_or(0);
+    let pad = " ".repeat(n);
+    block
+        .lines()
+        .map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{}\n", &l[common..]) })
+        .collect()
+}
+
+impl Cfg {
+    /// One listener on `127.0.0.1:0`, no admin listener, no upstreams, no routes.
+    pub fn new() -> Cfg {
+        Cfg {
+            listeners: vec![("127.0.0.1:0".into(), String::new())],
+            admin: None,
+            top: String::new(),
+            upstreams: String::new(),
+            routes: String::new(),
+        }
+    }
+
+    /// The first listener's address (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: &str) -> Cfg {
+        self.listeners[0].0 = addr.to_string();
+        self
+    }
+
+    /// Extra fields of the last listener (`tls: ...`, `http2: ...`, `timeouts: ...`).
+    pub fn listener(mut self, fields: &str) -> Cfg {
+        if let Some(l) = self.listeners.last_mut() {
+            l.1.push_str(&indent(fields, 4));
+        }
+        self
+    }
+
+    /// Another listener on `addr`, with extra fields.
+    pub fn add_listener(mut self, addr: &str, fields: &str) -> Cfg {
+        self.listeners.push((addr.to_string(), indent(fields, 4)));
+        self
+    }
+
+    /// The admin listener on `127.0.0.1:0`.
+    pub fn admin(self) -> Cfg {
+        self.admin_with("127.0.0.1:0", "")
+    }
+
+    /// The admin listener on `addr`, with extra fields (`token: ...`).
+    pub fn admin_with(mut self, addr: &str, fields: &str) -> Cfg {
+        self.admin = Some((addr.to_string(), indent(fields, 2)));
+        self
+    }
+
+    /// An upstream with these target URLs.
+    pub fn upstream<S: AsRef<str>>(self, name: &str, targets: &[S]) -> Cfg {
+        self.upstream_with(name, targets, "")
+    }
+
+    /// An upstream with these target URLs and extra fields (`tls: ...`, `protocol: http2`, ...).
+    pub fn upstream_with<S: AsRef<str>>(mut self, name: &str, targets: &[S], fields: &str) -> Cfg {
+        let t: String = targets.iter().map(|u| format!("      - url: {}\n", u.as_ref())).collect();
+        self.upstreams.push_str(&format!("  - name: {name}\n    targets:\n{t}{}", indent(fields, 4)));
+        self
+    }
+
+    /// An upstream with weighted targets (`(url, weight)`) and extra fields.
+    pub fn upstream_weighted<S: AsRef<str>>(mut self, name: &str, targets: &[(S, u32)], fields: &str) -> Cfg {
+        let t: String =
+            targets.iter().map(|(u, w)| format!("      - {{url: \"{}\", weight: {w}}}\n", u.as_ref())).collect();
+        self.upstreams.push_str(&format!("  - name: {name}\n    targets:\n{t}{}", indent(fields, 4)));
+        self
+    }
+
+    /// A route to `upstream` matching every request.
+    pub fn route(self, name: &str, upstream: &str) -> Cfg {
+        self.route_with(name, upstream, "")
+    }
+
+    /// A route to `upstream` with extra fields (`match: ...`, `policies: ...`, ...).
+    pub fn route_with(mut self, name: &str, upstream: &str, fields: &str) -> Cfg {
+        self.routes.push_str(&format!("  - name: {name}\n    upstream: {upstream}\n{}", indent(fields, 4)));
+        self
+    }
+
+    /// Route list items as raw YAML (each `  - ...`, indented 2).
+    pub fn routes_yaml(mut self, items: &str) -> Cfg {
+        self.routes.push_str(items);
+        if !items.is_empty() && !items.ends_with('\n') {
+            self.routes.push('\n');
+        }
+        self
+    }
+
+    /// Raw top-level sections (`access_log: ...`, `server: ...`, `cluster: ...`), at column 0.
+    pub fn yaml(mut self, sections: &str) -> Cfg {
+        self.top.push_str(&indent(sections, 0));
+        self
+    }
+
+    /// An in-process gateway running this config ([`gateway`]).
+    pub async fn start(&self) -> TestGateway {
+        gateway(&self.to_yaml()).await
+    }
+
+    pub fn to_yaml(&self) -> String {
+        let mut y = String::from("listeners:\n");
+        for (addr, fields) in &self.listeners {
+            y.push_str(&format!("  - address: {addr}\n{fields}"));
+        }
+        if let Some((addr, fields)) = &self.admin {
+            y.push_str(&format!("admin:\n  address: {addr}\n{fields}"));
+        }
+        y.push_str(&self.top);
+        y.push_str(&format!("upstreams:\n{}routes:\n{}", self.upstreams, self.routes));
+        y
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; for the binary launcher).
@@ -519,6 +667,11 @@ where
         .await
         .expect("response in time")
         .expect("response");
+    read_resp(resp).await
+}
+
+/// Reads a whole response (the body bounded to 10 s).
+async fn read_resp(resp: hyper::Response<Incoming>) -> Resp {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -600,6 +753,78 @@ impl KeepAliveClient {
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An HTTP/2 client (hyper's), the counterpart of `request` / `request_chunked`.
+// ---------------------------------------------------------------------------------------------
+
+/// The HTTP/2 form of a request written as for HTTP/1.1: a `host` header becomes `:authority`
+/// (`gatehouse.test` when there is none), every other header is sent as given. hyper's client
+/// drops connection-specific fields (`connection`, `keep-alive`, `transfer-encoding`, ...), which
+/// HTTP/2 cannot carry (RFC 9113 §8.2.2).
+fn build_h2_request<B>(method: &str, path: &str, headers: &[(&str, &str)], body: B) -> hyper::Request<B> {
+    let is_host = |k: &str| k.eq_ignore_ascii_case("host");
+    let host = headers.iter().find(|(k, _)| is_host(k)).map(|(_, v)| *v).unwrap_or("gatehouse.test");
+    let mut b = hyper::Request::builder().method(method).uri(format!("http://{host}{path}"));
+    for (k, v) in headers.iter().filter(|(k, _)| !is_host(k)) {
+        b = b.header(*k, *v);
+    }
+    b.body(body).expect("request")
+}
+
+/// An HTTP/2 connection to `addr` with prior knowledge (h2c), bounded to 5 s.
+async fn h2_handshake<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let handshake = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream));
+    let (sender, conn) = tokio::time::timeout(Duration::from_secs(5), handshake)
+        .await
+        .expect("h2 handshake in time")
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn send_h2<B>(sender: &mut hyper::client::conn::http2::SendRequest<B>, req: hyper::Request<B>) -> Resp
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::time::timeout(Duration::from_secs(5), sender.ready())
+        .await
+        .expect("h2 connection ready in time")
+        .expect("h2 connection still open");
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("h2 response in time")
+        .expect("h2 response");
+    read_resp(resp).await
+}
+
+/// [`request`] over HTTP/2 (h2c, prior knowledge) on a fresh connection; the body, if any, goes
+/// in DATA frames with its `content-length`.
+pub async fn request_h2(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut sender = h2_handshake(addr).await;
+    send_h2(&mut sender, build_h2_request(method, path, headers, Full::new(Bytes::copy_from_slice(body)))).await
+}
+
+/// [`request_chunked`] over HTTP/2: one DATA frame per chunk, no `content-length` (the HTTP/2
+/// counterpart of a chunked body: its length is known only at END_STREAM).
+pub async fn request_h2_chunked(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+) -> Resp {
+    let mut sender = h2_handshake(addr).await;
+    send_h2(&mut sender, build_h2_request(method, path, headers, ChunkedBody::new(chunks))).await
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
@@ -1357,5 +1582,49 @@ pub fn grpc_call(target: &str, method: &str, args: &[&str]) -> serde_json::Value
     match serde_json::from_str(o.trim()) {
         Ok(v) if status.success() => v,
         _ => panic!("grpc_client.py {method} {args:?} failed ({status}); stdout:\n{o}\nstderr:\n{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cfg;
+
+    #[test]
+    fn cfg_puts_every_item_in_its_place_and_the_loader_accepts_it() {
+        let yaml = Cfg::new()
+            .listener("    timeouts: {idle: 1s}\n")
+            .admin_with("127.0.0.1:0", "token: a-long-enough-admin-token-0123")
+            .yaml("server:\n  drain_timeout: 1s")
+            .upstream_with("a", &["http://127.0.0.1:1"], "pool:\n  idle_timeout: 5s")
+            .upstream_weighted("b", &[("http://127.0.0.1:2", 3)], "")
+            .route_with("r", "a", "match: {path: {prefix: /r}}")
+            .routes_yaml("  - {name: s, upstream: b}")
+            .to_yaml();
+        let want = "\
+listeners:
+  - address: 127.0.0.1:0
+    timeouts: {idle: 1s}
+admin:
+  address: 127.0.0.1:0
+  token: a-long-enough-admin-token-0123
+server:
+  drain_timeout: 1s
+upstreams:
+  - name: a
+    targets:
+      - url: http://127.0.0.1:1
+    pool:
+      idle_timeout: 5s
+  - name: b
+    targets:
+      - {url: \"http://127.0.0.1:2\", weight: 3}
+routes:
+  - name: r
+    upstream: a
+    match: {path: {prefix: /r}}
+  - {name: s, upstream: b}
+";
+        assert_eq!(yaml, want);
+        crate::load(&yaml);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use gatehouse_testkit::{Backend, Received, Reply};
+use gatehouse_testkit::{Backend, Cfg, Received, Reply};
 
 pub fn fixture_path(name: &str) -> String {
     format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -51,10 +51,7 @@ pub const CONSUMERS: &str = r#"consumers:
 /// One listener, admin, one upstream `backend` at `target`, the consumers, `extra` top-level
 /// YAML, and `routes`.
 pub fn config(target: &str, extra: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nupstreams:\n  - name: backend\n    targets:\n      - url: {target}\n{}{extra}routes:\n{routes}",
-        CONSUMERS
-    )
+    Cfg::new().admin().upstream("backend", &[target]).yaml(CONSUMERS).yaml(extra).routes_yaml(routes).to_yaml()
 }
 
 /// A route at `/{name}` with `policies` (YAML list items indented by 6).

@@ -44,6 +44,11 @@ pub enum GatewayError {
     UpstreamTimeout { upstream: String },
     #[error("upstream `{upstream}` sent an invalid response")]
     UpstreamProtocol { upstream: String, detail: &'static str },
+    /// The answer is larger than what the route's response body phase may buffer.
+    #[error(
+        "upstream `{upstream}` sent a response larger than {limit} bytes, the most this route's policies may buffer"
+    )]
+    UpstreamResponseTooLarge { upstream: String, limit: u64 },
     #[error("upstream `{upstream}` closed the connection")]
     UpstreamReset { upstream: String },
     #[error("the gateway is shutting down")]
@@ -109,6 +114,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTls { .. }
             | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::UpstreamReset { .. } => 502,
             GatewayError::UpstreamTimeout { .. } | GatewayError::DeadlineExceeded { .. } => 504,
         }
@@ -130,6 +136,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamProtocol { .. } => "upstream_invalid_response",
             GatewayError::UpstreamReset { .. } => "upstream_reset",
+            GatewayError::UpstreamResponseTooLarge { .. } => "upstream_response_too_large",
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ConcurrencyLimited => "concurrency_limited",
@@ -165,6 +172,7 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamReset { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::DeadlineExceeded { .. } => ErrorSource::Upstream,
             GatewayError::ShuttingDown
             | GatewayError::ConcurrencyLimited

@@ -1246,7 +1246,6 @@ async fn matrix_h1_to_http() {
 }
 
 #[tokio::test]
-#[ignore = "drift: content-length: 0 relayed on a 204 to HTTP/1.1 clients from HTTP/2 upstreams"]
 async fn matrix_h1_to_h2c() {
     matrix(ClientProto::H1, UpProto::H2c).await;
 }
@@ -1257,13 +1256,11 @@ async fn matrix_h1_to_https() {
 }
 
 #[tokio::test]
-#[ignore = "drift: content-length: 0 relayed on a 204 to HTTP/1.1 clients from HTTP/2 upstreams"]
 async fn matrix_h1_to_https_h2() {
     matrix(ClientProto::H1, UpProto::HttpsH2).await;
 }
 
 #[tokio::test]
-#[ignore = "drift: an HTTP/2 client's declared content-length over 64 KiB goes to HTTP/1.1 upstreams chunked"]
 async fn matrix_h2c_to_http() {
     matrix(ClientProto::H2c, UpProto::Http).await;
 }
@@ -1274,7 +1271,6 @@ async fn matrix_h2c_to_h2c() {
 }
 
 #[tokio::test]
-#[ignore = "drift: an HTTP/2 client's declared content-length over 64 KiB goes to HTTP/1.1 upstreams chunked"]
 async fn matrix_h2c_to_https() {
     matrix(ClientProto::H2c, UpProto::Https).await;
 }

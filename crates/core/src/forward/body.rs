@@ -109,9 +109,15 @@ where
         Client::H2(s) => {
             *body_done = true;
             let Some(mut rest) = s.body.take() else { return Ok(ReqBody::empty()) };
+            // A streamed body keeps the length the client declared (h2 checks the DATA frames
+            // against it); without one it goes to an HTTP/1.1 upstream chunked.
+            let streamed = match head.body {
+                BodyKind::Length(n) => BodyKind::Length(n),
+                _ => BodyKind::Chunked,
+            };
             if mode.interactive {
                 // Nothing may wait for a gRPC stream's body: it streams from the first byte.
-                return Ok(ReqBody { pre: Bytes::new(), rest: RestSrc::H2(rest), framing: BodyKind::Chunked });
+                return Ok(ReqBody { pre: Bytes::new(), rest: RestSrc::H2(rest), framing: streamed });
             }
             let deadline = Instant::now() + l.body_timeout;
             let mut pre: Vec<u8> = Vec::new();
@@ -136,7 +142,7 @@ where
                         if !mode.whole && pre.len() as u64 >= PREBUFFER {
                             s.bytes_in += pre.len() as u64;
                             let pre = Bytes::from(pre);
-                            return Ok(ReqBody { pre, rest: RestSrc::H2(rest), framing: BodyKind::Chunked });
+                            return Ok(ReqBody { pre, rest: RestSrc::H2(rest), framing: streamed });
                         }
                     }
                     Ok(Some(Err(e))) => {

@@ -232,7 +232,11 @@ async fn send_rest<S: AsyncRead + Unpin>(
                         return Err(too_large());
                     }
                     out.clear();
-                    push_chunk(&mut out, &d);
+                    if chunked {
+                        push_chunk(&mut out, &d);
+                    } else {
+                        out.extend_from_slice(&d);
+                    }
                     conn.stream.write_all(&out).await.map_err(|_| AttemptErr::Reset)?;
                 }
                 // Dropping the connection mid-chunk: the upstream never sees a complete request.

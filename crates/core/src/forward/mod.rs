@@ -137,10 +137,23 @@ where
     let mut body = if upgrade.is_some() {
         body::ReqBody::empty()
     } else {
-        let whole = web.is_some() || (upstream.http2 && matches!(io, Client::H1(_)));
+        // The request body phase needs the whole body (under the route's limit).
+        let whole =
+            web.is_some() || (upstream.http2 && matches!(io, Client::H1(_))) || route.stack.needs_request_body();
         let mode = BodyMode { whole, interactive: ctx.grpc == Some(GrpcKind::Grpc) };
         read_request_body(io, c, head, l, limit, mode, body_done).await?
     };
+    if route.stack.needs_request_body() && upgrade.is_none() && body.replayable() {
+        let mut b = body.pre.to_vec();
+        route.stack.on_request_body(ctx, &mut head.headers, &mut b).map_err(Fail::Before)?;
+        if b.len() as u64 > limit {
+            return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
+        }
+        if !(b.is_empty() && body.framing == http1::BodyKind::Empty) {
+            body.framing = http1::BodyKind::Length(b.len() as u64);
+        }
+        body.pre = Bytes::from(b);
+    }
     if web == Some(GrpcKind::WebText) && body.replayable() {
         let decoded = grpc::decode_text(&body.pre).map_err(|e| Fail::Before(GatewayError::BadRequest(e.into())))?;
         body.framing = http1::BodyKind::Length(decoded.len() as u64);

@@ -28,6 +28,7 @@ use crate::grpc::{self, GrpcKind};
 use crate::http1::push_u64;
 use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
 use crate::policy::stack::response_phase;
+use crate::policy::stack::MAX_BUFFERED_RESPONSE;
 use crate::snapshot::Route;
 use crate::upstream::pool;
 use crate::upstream::{Target, Upstream};
@@ -281,8 +282,16 @@ where
             length = None;
         }
     }
-    if matches!(io, Client::H2(_)) && (status == 204 || status == 304 || is_head) && length == Some(0) {
+    // RFC 9110 §8.6: no Content-Length on 1xx or 204, whichever leg said it.
+    if status < 200 || status == 204 {
         length = None;
+    }
+    if matches!(io, Client::H2(_)) && (status == 304 || is_head) && length == Some(0) {
+        length = None;
+    }
+    if route.stack.needs_response_body() && !empty && !is_head && web.is_none() && ctx.grpc.is_none() {
+        let (body, trailers) = read_whole(resp, upstream, response_timeout, target, t1, upgrading).await?;
+        return send_transformed(io, c, ctx, route, head, (status, headers, body, trailers), upgrading).await;
     }
     ctx.status = status;
     let minor = head.minor;
@@ -389,4 +398,98 @@ where
     }
     out.end(trailers).await?;
     Ok(h1_keep)
+}
+
+/// Reads the whole upstream body (for the response body phase), up to
+/// `MAX_BUFFERED_RESPONSE`; returns it with the trailers. A reusable HTTP/1.1 connection goes
+/// back to the pool once the body was read.
+async fn read_whole(
+    resp: UpResp,
+    upstream: &Upstream,
+    response_timeout: Duration,
+    target: &Target,
+    t1: Instant,
+    upgrading: bool,
+) -> Result<(Vec<u8>, Option<Headers>), Fail> {
+    let cap = MAX_BUFFERED_RESPONSE;
+    let too_large =
+        || Fail::Before(GatewayError::UpstreamResponseTooLarge { upstream: upstream.name.clone(), limit: cap });
+    let broken = |detail| Fail::Before(GatewayError::UpstreamProtocol { upstream: upstream.name.clone(), detail });
+    let mut body = Vec::new();
+    match resp {
+        UpResp::H1 { mut conn, head: rh } => {
+            let mut dec = BodyDecoder::new(rh.body);
+            loop {
+                match dec.decode(&mut conn.rbuf) {
+                    Ok(Decoded::Data(d)) => {
+                        body.extend_from_slice(&d);
+                        if body.len() as u64 > cap {
+                            return Err(too_large());
+                        }
+                    }
+                    Ok(Decoded::Done) => break,
+                    Ok(Decoded::NeedMore) => {
+                        reserve(&mut conn.rbuf);
+                        match tokio::time::timeout(response_timeout, conn.stream.read_buf(&mut conn.rbuf)).await {
+                            Ok(Ok(0)) if dec.on_eof() => break,
+                            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(broken("response body truncated")),
+                            Ok(Ok(_)) => {}
+                        }
+                    }
+                    Err(_) => return Err(broken("malformed response body")),
+                }
+            }
+            if rh.keep_alive && rh.body != BodyKind::UntilClose && !upgrading {
+                pool::checkin(target.state.id, conn, upstream.max_idle_per_target, t1 + upstream.pool_idle_timeout);
+            }
+            Ok((body, None))
+        }
+        UpResp::H2 { body: mut rx, .. } => {
+            loop {
+                match tokio::time::timeout(response_timeout, rx.data()).await {
+                    Ok(Some(Ok(d))) => {
+                        let _ = rx.flow_control().release_capacity(d.len());
+                        body.extend_from_slice(&d);
+                        if body.len() as u64 > cap {
+                            return Err(too_large());
+                        }
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) | Err(_) => return Err(broken("response body truncated")),
+                }
+            }
+            let trailers = match tokio::time::timeout(response_timeout, rx.trailers()).await {
+                Ok(Ok(t)) => t.map(|m| from_h2_headers(&m).0),
+                Ok(Err(_)) | Err(_) => return Err(broken("response trailers missing")),
+            };
+            Ok((body, trailers))
+        }
+    }
+}
+
+/// Runs the response body phase on a buffered answer and sends it with its (new) length.
+async fn send_transformed<S>(
+    io: &mut Client<'_, S>,
+    c: &mut Conn,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    head: &RequestHead,
+    (mut status, mut headers, mut body, trailers): (u16, Headers, Vec<u8>, Option<Headers>),
+    upgrading: bool,
+) -> Result<bool, Fail>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    route.stack.on_response_body(ctx, &mut status, &mut headers, &mut body).map_err(Fail::Before)?;
+    ctx.status = status;
+    let keep = head.keep_alive && !c.stopping() && !upgrading;
+    let mut out = Out { io, c, tx: None, chunked: false, started: false, head_only: false, text: None };
+    let length = http1::may_have_body(status).then_some(body.len() as u64);
+    let end = body.is_empty() && trailers.is_none();
+    out.head(status, None, &headers, length, end, keep, head.minor).await?;
+    if !end {
+        out.data(Bytes::from(body)).await?;
+    }
+    out.end(trailers).await?;
+    Ok(keep)
 }

@@ -91,3 +91,46 @@ impl RequestCtx {
         std::str::from_utf8(&self.request_id).unwrap_or("-")
     }
 }
+
+impl RequestCtx {
+    /// A fresh context for a request with this id from `client_ip`.
+    pub fn new(request_id: Bytes, request_id_header: Bytes, client_ip: IpAddr) -> RequestCtx {
+        RequestCtx {
+            request_id,
+            request_id_header,
+            client_ip,
+            route: None,
+            params: Vec::new(),
+            error_kind: None,
+            upstream_status: None,
+            status: 0,
+            rate: None,
+            rate_refunds: Default::default(),
+            permits: Vec::new(),
+            local_headers: Vec::new(),
+            target: None,
+            attempts: 0,
+            upstream_us: None,
+            started: tokio::time::Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
+            log: None,
+            span: None,
+            identity: None,
+            forward_query: None,
+            cors: None,
+            client_cert_subject: None,
+            grpc: None,
+            grpc_status: None,
+        }
+    }
+
+    /// The context of a call a route terminal makes for this request: the same request id,
+    /// client and identity; its own attempts, target and statuses.
+    pub fn for_call(&self) -> RequestCtx {
+        let mut ctx = RequestCtx::new(self.request_id.clone(), self.request_id_header.clone(), self.client_ip);
+        ctx.identity = self.identity.clone();
+        ctx.client_cert_subject = self.client_cert_subject.clone();
+        ctx
+    }
+}

@@ -23,6 +23,7 @@ pub mod router;
 pub mod simple_http;
 pub mod snapshot;
 pub mod state;
+pub mod terminal;
 pub mod tls;
 pub mod trace;
 pub mod upstream;

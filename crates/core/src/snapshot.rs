@@ -65,6 +65,9 @@ pub struct Route {
     /// The matched-path template for traces (`http.route`): the exact path or template, a
     /// prefix as `/api/*`, the route's name for a regex. Never a raw request path.
     pub http_route: String,
+    /// What the route ends in (`terminal/`).
+    pub terminal: crate::terminal::Terminal,
+    /// The upstream a `Proxy` terminal forwards to.
     pub upstream: Arc<Upstream>,
     pub rewrite: Rewrite,
     pub preserve_host: bool,
@@ -309,6 +312,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
         routes.push(Route {
             name: r.name.clone(),
             http_route,
+            terminal: crate::terminal::Terminal::Proxy,
             upstream,
             rewrite,
             preserve_host: r.preserve_host,

@@ -30,8 +30,9 @@ use crate::state::Shared;
 const READ_CHUNK: usize = 16 * 1024;
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
-/// Per-connection buffers and identity.
-pub(crate) struct Conn {
+/// Per-connection buffers and identity (opaque outside the crate: a terminal passes its
+/// request's `Conn` to `terminal::call`).
+pub struct Conn {
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: Vec<u8>,
     /// The upstream request head being built (reused across requests).
@@ -88,13 +89,36 @@ pub(crate) enum Fail {
     After,
 }
 
-/// Where the client of one request is: an HTTP/1.x connection, or one HTTP/2 stream.
+/// Where the client of one request is: an HTTP/1.x connection, one HTTP/2 stream, or a route
+/// terminal inside the gateway that calls an upstream and takes the answer in memory.
 pub(crate) enum Client<'a, S> {
     H1(&'a mut Counted<S>),
     H2(&'a mut crate::downstream::h2::Stream),
+    Capture(&'a mut Captured),
+}
+
+/// The client side of a call a route terminal makes through the forwarder (`terminal::call`):
+/// the request body it sends, and the answer as it arrived (after the route's response phase).
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The complete request body.
+    pub request_body: Bytes,
+    pub status: u16,
+    pub headers: crate::http1::Headers,
+    pub body: Vec<u8>,
+    pub trailers: Option<crate::http1::Headers>,
+    /// The most body bytes taken; a longer answer fails the call.
+    pub limit: usize,
 }
 
 impl Conn {
+    /// Connection state for a call a route terminal makes on behalf of this connection's client
+    /// (its own buffers and timer; the same peer, shared state and TLS facts).
+    pub(crate) fn for_call(&self) -> Conn {
+        let (ip, fwd) = (self.peer_ip.clone(), self.forwarded_for.clone());
+        Conn::with_texts(self.peer, self.shared.clone(), self.https, self.client_subject.clone(), ip, fwd)
+    }
+
     /// Per-connection state for a client at `peer`.
     pub(crate) fn new(peer: SocketAddr, shared: Arc<Shared>, https: bool, client_subject: Option<Bytes>) -> Conn {
         let (peer_ip, forwarded_for) = Conn::peer_texts(peer, https);
@@ -154,6 +178,10 @@ pub(crate) fn settle_bytes<S>(io: &Client<'_, S>, c: &Conn, ctx: &mut RequestCtx
         Client::H2(s) => {
             ctx.bytes_in = s.bytes_in;
             ctx.bytes_out = s.bytes_out;
+        }
+        Client::Capture(k) => {
+            ctx.bytes_in = k.request_body.len() as u64;
+            ctx.bytes_out = k.body.len() as u64;
         }
     }
 }

@@ -40,6 +40,15 @@ pub(crate) async fn write_local<S: AsyncWrite + Unpin>(
             io.write_all(&c.wbuf).await.is_ok()
         }
         Client::H2(s) => s.send_local(resp, ctx, head_only),
+        Client::Capture(k) => {
+            k.status = resp.status;
+            k.headers = crate::http1::Headers::new();
+            for (n, v) in &resp.headers {
+                k.headers.append(n.clone(), v.clone());
+            }
+            k.body = resp.body.to_vec();
+            true
+        }
     }
 }
 

@@ -106,6 +106,12 @@ where
             }
             Ok(ReqBody { pre: Bytes::from(pre), rest: RestSrc::H1(dec), framing: head.body })
         }
+        Client::Capture(k) => {
+            *body_done = true;
+            let framing =
+                if k.request_body.is_empty() { BodyKind::Empty } else { BodyKind::Length(k.request_body.len() as u64) };
+            Ok(ReqBody { pre: k.request_body.clone(), rest: RestSrc::None, framing })
+        }
         Client::H2(s) => {
             *body_done = true;
             let Some(mut rest) = s.body.take() else { return Ok(ReqBody::empty()) };

@@ -124,7 +124,7 @@ where
         return match io {
             // Extended CONNECT end to end (RFC 8441 on both sides).
             Client::H2(s) => tunnel::connect_h2(s, c, head, route, path, query, ctx, asked).await,
-            Client::H1(_) => Err(Fail::Before(GatewayError::UpstreamProtocol {
+            Client::H1(_) | Client::Capture(_) => Err(Fail::Before(GatewayError::UpstreamProtocol {
                 upstream: upstream.name.clone(),
                 detail: "HTTP/1.1 upgrades to HTTP/2 upstreams are not supported",
             })),
@@ -320,7 +320,7 @@ async fn cancelled<S, T>(io: &mut Client<'_, S>, exchange: impl std::future::Fut
                 }
             }
         }
-        Client::H1(_) => Some(exchange.await),
+        Client::H1(_) | Client::Capture(_) => Some(exchange.await),
     }
 }
 

@@ -44,6 +44,8 @@ struct Out<'a, 'b, S> {
     started: bool,
     /// The request was HEAD: the response has a head only.
     head_only: bool,
+    /// The upstream's name (for errors).
+    upstream: &'a str,
     text: Option<grpc::TextEncoder>,
 }
 
@@ -80,6 +82,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                         Err(Fail::After)
                     }
                 }
+            }
+            Client::Capture(k) => {
+                k.status = status;
+                let mut copy = Headers::new();
+                for (n, v) in headers.iter() {
+                    copy.append(Bytes::copy_from_slice(n), headers.slice_of(v));
+                }
+                k.headers = copy;
+                Ok(())
             }
             Client::H1(_) => {
                 let w = &mut self.c.wbuf;
@@ -142,6 +153,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                 }
                 Ok(())
             }
+            Client::Capture(k) => {
+                if k.body.len() + d.len() > k.limit {
+                    let limit = k.limit as u64;
+                    let upstream = self.upstream.to_string();
+                    return Err(Fail::Before(GatewayError::UpstreamResponseTooLarge { upstream, limit }));
+                }
+                k.body.extend_from_slice(&d);
+                Ok(())
+            }
             Client::H1(io) => {
                 if self.chunked {
                     push_chunk(&mut self.c.wbuf, &d);
@@ -184,6 +204,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
                     _ => tx.send_data(Bytes::new(), true),
                 };
                 r.map_err(|_| Fail::After)
+            }
+            Client::Capture(k) => {
+                k.trailers = trailers;
+                Ok(())
             }
             Client::H1(_) => {
                 if self.chunked {
@@ -310,6 +334,7 @@ where
         chunked: false,
         started: false,
         head_only: is_head,
+        upstream: &upstream.name,
         text: (web == Some(GrpcKind::WebText)).then(grpc::TextEncoder::default),
     };
     let empty_now = empty || is_head;
@@ -483,7 +508,8 @@ where
     route.stack.on_response_body(ctx, &mut status, &mut headers, &mut body).map_err(Fail::Before)?;
     ctx.status = status;
     let keep = head.keep_alive && !c.stopping() && !upgrading;
-    let mut out = Out { io, c, tx: None, chunked: false, started: false, head_only: false, text: None };
+    let upstream = &route.upstream.name;
+    let mut out = Out { io, c, tx: None, chunked: false, started: false, head_only: false, upstream, text: None };
     let length = http1::may_have_body(status).then_some(body.len() as u64);
     let end = body.is_empty() && trailers.is_none();
     out.head(status, None, &headers, length, end, keep, head.minor).await?;

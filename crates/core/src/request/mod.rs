@@ -16,7 +16,6 @@ pub mod sanitize;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 
 use crate::ctx::RequestCtx;
 use crate::downstream::respond::{finish_error, write_local};
@@ -28,6 +27,7 @@ use crate::policy::Flow;
 use crate::request::log::on_log;
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::{ListenerRt, Snapshot};
+use crate::terminal::Terminal;
 use sanitize::{
     add_forwarding, client_ip, host_key, new_request_id, preflight_method, prior_forwarding, rewrite_path,
     sanitize_request, upgrade_request, valid_request_id,
@@ -49,34 +49,10 @@ where
         Some(v) if snap.trust_request_id && valid_request_id(v) => head.headers.slice_of(v),
         _ => new_request_id(),
     };
-    let mut ctx = RequestCtx {
-        request_id,
-        request_id_header: snap.request_id_header.clone(),
-        client_ip: client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies),
-        route: None,
-        params: Vec::new(),
-        error_kind: None,
-        upstream_status: None,
-        status: 0,
-        rate: None,
-        rate_refunds: Default::default(),
-        permits: Vec::new(),
-        local_headers: Vec::new(),
-        target: None,
-        attempts: 0,
-        upstream_us: None,
-        started: Instant::now(),
-        bytes_in: 0,
-        bytes_out: 0,
-        log: None,
-        span: None,
-        identity: None,
-        forward_query: None,
-        cors: None,
-        client_cert_subject: c.client_subject.clone(),
-        grpc: head.headers.get("content-type").and_then(crate::grpc::classify),
-        grpc_status: None,
-    };
+    let client_ip = client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies);
+    let mut ctx = RequestCtx::new(request_id, snap.request_id_header.clone(), client_ip);
+    ctx.client_cert_subject = c.client_subject.clone();
+    ctx.grpc = head.headers.get("content-type").and_then(crate::grpc::classify);
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
         // parent. With propagation on, the client's headers are replaced per upstream attempt.
@@ -95,6 +71,7 @@ where
             Client::H2(_) => "HTTP/2",
             Client::H1(_) if head.minor == 0 => "HTTP/1.0",
             Client::H1(_) => "HTTP/1.1",
+            Client::Capture(_) => "internal",
         };
         ctx.log = Some(crate::ctx::LogFields { host, protocol, query: None });
     }
@@ -294,7 +271,9 @@ where
         limit,
         upgrade: upgrade.as_ref(),
     };
-    let forwarded = crate::forward::forward(io, c, out, &mut ctx, &mut body_done).await;
+    let forwarded = match route.terminal {
+        Terminal::Proxy => crate::forward::forward(io, c, out, &mut ctx, &mut body_done).await,
+    };
     match forwarded {
         Ok(keep) => {
             settle_bytes(io, c, &mut ctx);

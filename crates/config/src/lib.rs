@@ -14,6 +14,7 @@
 //! - `types/`: the serde types, one file per config section, and `defaults`.
 //! - `net`, `path`, `origin`, `units`: parsers shared with the data plane.
 //! - `error`: `ConfigError` and `PathError`; depends on nothing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
 pub mod load;

@@ -20,8 +20,8 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
 
+use crate::control::{Applied, Control, ReloadError};
 use crate::error::LocalResponse;
-use crate::gateway::{Applied, Gateway, ReloadError};
 use crate::metrics::{names, Exposition};
 use crate::policy::RoutePolicy;
 use crate::simple_http::SimpleRequest;
@@ -32,7 +32,7 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     pub ready: Arc<AtomicBool>,
     /// Weak: the gateway owns the admin task.
-    pub gateway: Weak<Gateway>,
+    pub gateway: Weak<dyn Control>,
 }
 
 fn error(status: u16, code: &str, message: &str) -> LocalResponse {

@@ -3,14 +3,17 @@
 //! limit, CORS), the attempts made upstream, the byte counts, the trace span and the fields the
 //! access log needs. Made once per request in `request::handle_request`, dropped at its end
 //! (which frees any concurrency permit it holds).
+//!
+//! It also defines the small facts policies leave in it (`RateReport`, `CorsGrant`, `Permit`,
+//! `Refunds`): policies depend on the context, never the other way round.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use crate::auth::Identity;
-use crate::policy::cors::CorsGrant;
-use crate::policy::{Permit, RateReport};
+use std::sync::Arc;
+
+use crate::identity::Identity;
 
 /// The parts of the request line that policies may read (the normalised path, the raw query).
 #[derive(Debug, Clone, Copy)]
@@ -31,13 +34,13 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     pub params: Vec<(String, String)>,
     /// Error kind for the access log (`no_healthy_upstream`, `upstream_timeout`, ...).
-    pub error_kind: Option<&'static str>,
+    pub error_kind: Option<crate::error::ErrorKind>,
     pub upstream_status: Option<u16>,
     pub status: u16,
     /// The most restrictive rate limit that reports itself, for the response headers.
     pub rate: Option<RateReport>,
     /// Who decided each rate limit that admitted this request (what a refund must undo).
-    pub rate_refunds: crate::policy::rate_limit::Refunds,
+    pub rate_refunds: Refunds,
     /// Concurrency slots held by this request; freed when the context is dropped.
     pub permits: Vec<Permit>,
     /// Headers for a response the gateway produces itself for this request (an error after the
@@ -132,5 +135,75 @@ impl RequestCtx {
         ctx.identity = self.identity.clone();
         ctx.client_cert_subject = self.client_cert_subject.clone();
         ctx
+    }
+}
+
+/// The limit reported in the response headers of a request (the most restrictive one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateReport {
+    /// Index of the reporting policy in its route's request phase.
+    pub policy: usize,
+    pub remaining: u64,
+    pub reset_ns: u64,
+}
+
+impl RateReport {
+    /// Whether `self` is more restrictive than `other`: fewer requests left, then a later reset.
+    pub fn tighter_than(&self, other: &RateReport) -> bool {
+        (self.remaining, std::cmp::Reverse(self.reset_ns)) < (other.remaining, std::cmp::Reverse(other.reset_ns))
+    }
+}
+
+/// What the request phase granted an actual (non-preflight) CORS request.
+#[derive(Debug, Clone)]
+pub struct CorsGrant {
+    /// `Access-Control-Allow-Origin`: the request's origin, or `*`.
+    pub allow_origin: Bytes,
+    pub credentials: bool,
+}
+
+/// Releases what a `Permit` holds (a concurrency limiter's slot).
+pub trait Release: Send + Sync + std::fmt::Debug {
+    fn release(&self, key: u64);
+}
+
+/// A held slot; dropping it frees the slot and wakes one waiter.
+#[derive(Debug)]
+pub struct Permit {
+    owner: Arc<dyn Release>,
+    key: u64,
+}
+
+impl Permit {
+    pub fn new(owner: Arc<dyn Release>, key: u64) -> Permit {
+        Permit { owner, key }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.owner.release(self.key);
+    }
+}
+
+/// What refunding each admitting rate limit of a request must undo: a 2-bit code per policy for
+/// the first 64 policies of a route (no allocation per request; beyond 64, code 0). The rate
+/// limit policy owns the meaning of the codes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Refunds(u128);
+
+impl Refunds {
+    pub fn set(&mut self, i: usize, code: u8) {
+        if i < 64 {
+            self.0 = (self.0 & !(3 << (2 * i))) | (u128::from(code & 3) << (2 * i));
+        }
+    }
+
+    pub fn get(&self, i: usize) -> u8 {
+        if i < 64 {
+            ((self.0 >> (2 * i)) & 3) as u8
+        } else {
+            0
+        }
     }
 }

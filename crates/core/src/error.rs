@@ -17,6 +17,174 @@ pub enum ErrorSource {
     Gateway,
 }
 
+/// The one vocabulary of `error_kind`: what the access log, the request's span and the debug
+/// event say about how a request ended. Every `GatewayError` has its kind (`GatewayError::kind`,
+/// whose string is the answer's `code`); the others say how a request ended without an error
+/// answer of the gateway's own, or refine one (which credential problem a 401 was). Each is
+/// documented in docs/configuration.md ("Error responses"); a test keeps that table complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The gateway answered `GatewayError::BadRequest`.
+    BadRequest,
+    /// The gateway answered `GatewayError::HeaderTooLarge`.
+    HeaderTooLarge,
+    /// The gateway answered `GatewayError::UriTooLong`.
+    UriTooLong,
+    /// The gateway answered `GatewayError::BodyTooLarge`.
+    BodyTooLarge,
+    /// The gateway answered `GatewayError::RequestTimeout`.
+    RequestTimeout,
+    /// The gateway answered `GatewayError::RouteNotFound`.
+    RouteNotFound,
+    /// The gateway answered `GatewayError::MethodNotAllowed`.
+    MethodNotAllowed,
+    /// The gateway answered `GatewayError::NoHealthyUpstream`.
+    NoHealthyUpstream,
+    /// The gateway answered `GatewayError::UpstreamConnect`.
+    UpstreamConnectFailed,
+    /// The gateway answered `GatewayError::UpstreamTls`.
+    UpstreamTlsFailed,
+    /// The gateway answered `GatewayError::UpstreamTimeout`.
+    UpstreamTimeout,
+    /// The gateway answered `GatewayError::UpstreamProtocol`.
+    UpstreamInvalidResponse,
+    /// The gateway answered `GatewayError::UpstreamReset`.
+    UpstreamReset,
+    /// The gateway answered `GatewayError::UpstreamResponseTooLarge`.
+    UpstreamResponseTooLarge,
+    /// The gateway answered `GatewayError::ShuttingDown`.
+    ShuttingDown,
+    /// The gateway answered `GatewayError::RateLimited`.
+    RateLimited,
+    /// The gateway answered `GatewayError::ConcurrencyLimited`.
+    ConcurrencyLimited,
+    /// The gateway answered `GatewayError::RateLimitUnavailable`.
+    RateLimitUnavailable,
+    /// The gateway answered `GatewayError::CircuitOpen`.
+    CircuitOpen,
+    /// The gateway answered `GatewayError::UpstreamOverloaded`.
+    UpstreamOverloaded,
+    /// The gateway answered `GatewayError::DeadlineExceeded`.
+    DeadlineExceeded,
+    /// The gateway answered `GatewayError::Unauthorized`.
+    Unauthorized,
+    /// The gateway answered `GatewayError::Forbidden`.
+    Forbidden,
+    /// The gateway answered `GatewayError::AuthUnavailable`.
+    AuthUnavailable,
+    /// The gateway answered `GatewayError::CorsRejected`.
+    CorsRejected,
+    /// The gateway answered `GatewayError::IpDenied`.
+    IpDenied,
+    /// The listener's `redirect_https` answered with a redirect to `https://`.
+    RedirectHttps,
+    /// The upstream's body broke after the answer had started: the client's connection (or stream) was cut.
+    UpstreamTruncated,
+    /// An HTTP/2 client reset its stream while the gateway waited on the upstream.
+    ClientReset,
+    /// The answer could not be completed (the client went away, or its connection failed mid-answer).
+    ResponseAborted,
+    /// An upgraded connection (WebSocket) idled past the route's `tunnel_idle_timeout`.
+    TunnelIdleTimeout,
+    /// An upgraded connection was closed by a drain (`server.drain_timeout`).
+    TunnelDrained,
+    /// `auth` found no credential (answered 401 `unauthorized`).
+    CredentialsMissing,
+    /// `auth` found a credential that does not verify (401 `unauthorized`).
+    CredentialsInvalid,
+    /// `auth` found a token outside its validity period (401 `unauthorized`).
+    TokenExpired,
+    /// `auth` found several credentials for one method (401 `unauthorized`).
+    CredentialsMultiple,
+    /// `external_auth` said no; its own answer was relayed.
+    ExternalAuthDenied,
+}
+
+impl ErrorKind {
+    /// Every kind (for the documentation check).
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::BadRequest,
+        ErrorKind::HeaderTooLarge,
+        ErrorKind::UriTooLong,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::RequestTimeout,
+        ErrorKind::RouteNotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::NoHealthyUpstream,
+        ErrorKind::UpstreamConnectFailed,
+        ErrorKind::UpstreamTlsFailed,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamInvalidResponse,
+        ErrorKind::UpstreamReset,
+        ErrorKind::UpstreamResponseTooLarge,
+        ErrorKind::ShuttingDown,
+        ErrorKind::RateLimited,
+        ErrorKind::ConcurrencyLimited,
+        ErrorKind::RateLimitUnavailable,
+        ErrorKind::CircuitOpen,
+        ErrorKind::UpstreamOverloaded,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::AuthUnavailable,
+        ErrorKind::CorsRejected,
+        ErrorKind::IpDenied,
+        ErrorKind::RedirectHttps,
+        ErrorKind::UpstreamTruncated,
+        ErrorKind::ClientReset,
+        ErrorKind::ResponseAborted,
+        ErrorKind::TunnelIdleTimeout,
+        ErrorKind::TunnelDrained,
+        ErrorKind::CredentialsMissing,
+        ErrorKind::CredentialsInvalid,
+        ErrorKind::TokenExpired,
+        ErrorKind::CredentialsMultiple,
+        ErrorKind::ExternalAuthDenied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::HeaderTooLarge => "header_too_large",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::RouteNotFound => "route_not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
+            ErrorKind::UpstreamConnectFailed => "upstream_connect_failed",
+            ErrorKind::UpstreamTlsFailed => "upstream_tls_failed",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamInvalidResponse => "upstream_invalid_response",
+            ErrorKind::UpstreamReset => "upstream_reset",
+            ErrorKind::UpstreamResponseTooLarge => "upstream_response_too_large",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::ConcurrencyLimited => "concurrency_limited",
+            ErrorKind::RateLimitUnavailable => "rate_limit_unavailable",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::UpstreamOverloaded => "upstream_overloaded",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
+            ErrorKind::CorsRejected => "cors_rejected",
+            ErrorKind::IpDenied => "ip_denied",
+            ErrorKind::RedirectHttps => "redirect_https",
+            ErrorKind::UpstreamTruncated => "upstream_truncated",
+            ErrorKind::ClientReset => "client_reset",
+            ErrorKind::ResponseAborted => "response_aborted",
+            ErrorKind::TunnelIdleTimeout => "tunnel_idle_timeout",
+            ErrorKind::TunnelDrained => "tunnel_drained",
+            ErrorKind::CredentialsMissing => "credentials_missing",
+            ErrorKind::CredentialsInvalid => "credentials_invalid",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::CredentialsMultiple => "credentials_multiple",
+            ErrorKind::ExternalAuthDenied => "external_auth_denied",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("bad request: {0}")]
@@ -122,33 +290,38 @@ impl GatewayError {
 
     /// Stable machine-readable code, documented in docs/configuration.md.
     pub fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The error's kind in the one vocabulary of `error_kind`s.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            GatewayError::BadRequest(_) => "bad_request",
-            GatewayError::HeaderTooLarge => "header_too_large",
-            GatewayError::UriTooLong => "uri_too_long",
-            GatewayError::BodyTooLarge { .. } => "body_too_large",
-            GatewayError::RequestTimeout => "request_timeout",
-            GatewayError::RouteNotFound => "route_not_found",
-            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
-            GatewayError::NoHealthyUpstream { .. } => "no_healthy_upstream",
-            GatewayError::UpstreamConnect { .. } => "upstream_connect_failed",
-            GatewayError::UpstreamTls { .. } => "upstream_tls_failed",
-            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-            GatewayError::UpstreamProtocol { .. } => "upstream_invalid_response",
-            GatewayError::UpstreamReset { .. } => "upstream_reset",
-            GatewayError::UpstreamResponseTooLarge { .. } => "upstream_response_too_large",
-            GatewayError::ShuttingDown => "shutting_down",
-            GatewayError::RateLimited { .. } => "rate_limited",
-            GatewayError::ConcurrencyLimited => "concurrency_limited",
-            GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
-            GatewayError::CircuitOpen { .. } => "circuit_open",
-            GatewayError::UpstreamOverloaded { .. } => "upstream_overloaded",
-            GatewayError::DeadlineExceeded { .. } => "deadline_exceeded",
-            GatewayError::Unauthorized { .. } => "unauthorized",
-            GatewayError::Forbidden => "forbidden",
-            GatewayError::AuthUnavailable => "auth_unavailable",
-            GatewayError::CorsRejected => "cors_rejected",
-            GatewayError::IpDenied => "ip_denied",
+            GatewayError::BadRequest(_) => ErrorKind::BadRequest,
+            GatewayError::HeaderTooLarge => ErrorKind::HeaderTooLarge,
+            GatewayError::UriTooLong => ErrorKind::UriTooLong,
+            GatewayError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
+            GatewayError::RequestTimeout => ErrorKind::RequestTimeout,
+            GatewayError::RouteNotFound => ErrorKind::RouteNotFound,
+            GatewayError::MethodNotAllowed { .. } => ErrorKind::MethodNotAllowed,
+            GatewayError::NoHealthyUpstream { .. } => ErrorKind::NoHealthyUpstream,
+            GatewayError::UpstreamConnect { .. } => ErrorKind::UpstreamConnectFailed,
+            GatewayError::UpstreamTls { .. } => ErrorKind::UpstreamTlsFailed,
+            GatewayError::UpstreamTimeout { .. } => ErrorKind::UpstreamTimeout,
+            GatewayError::UpstreamProtocol { .. } => ErrorKind::UpstreamInvalidResponse,
+            GatewayError::UpstreamReset { .. } => ErrorKind::UpstreamReset,
+            GatewayError::UpstreamResponseTooLarge { .. } => ErrorKind::UpstreamResponseTooLarge,
+            GatewayError::ShuttingDown => ErrorKind::ShuttingDown,
+            GatewayError::RateLimited { .. } => ErrorKind::RateLimited,
+            GatewayError::ConcurrencyLimited => ErrorKind::ConcurrencyLimited,
+            GatewayError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
+            GatewayError::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            GatewayError::UpstreamOverloaded { .. } => ErrorKind::UpstreamOverloaded,
+            GatewayError::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
+            GatewayError::Unauthorized { .. } => ErrorKind::Unauthorized,
+            GatewayError::Forbidden => ErrorKind::Forbidden,
+            GatewayError::AuthUnavailable => ErrorKind::AuthUnavailable,
+            GatewayError::CorsRejected => ErrorKind::CorsRejected,
+            GatewayError::IpDenied => ErrorKind::IpDenied,
         }
     }
 
@@ -327,9 +500,25 @@ fn itoa_u16(n: u16) -> String {
     n.to_string()
 }
 
+/// A config that validation passed but that cannot be compiled (a file that vanished, a Redis
+/// client that cannot be built): the reload fails and the running snapshot stays.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `error_kind` is documented in the error tables of docs/configuration.md.
+    #[test]
+    fn every_error_kind_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md"))
+            .expect("docs/configuration.md");
+        let missing: Vec<&str> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).filter(|k| !doc.contains(&format!("| `{k}` |"))).collect();
+        assert!(missing.is_empty(), "error kinds missing from the tables in docs/configuration.md: {missing:?}");
+    }
 
     #[test]
     fn json_body_shape() {

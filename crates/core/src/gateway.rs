@@ -12,6 +12,7 @@
 //! carry `Connection: close`), closes idle keep-alive connections, and gives up after the drain
 //! timeout.
 
+pub use crate::control::{Applied, Control, ReloadError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use gatehouse_config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::downstream::h1::serve_connection;
 use crate::policy::{Limiters, SWEEP_INTERVAL};
+use crate::serve::h1::serve_connection;
 use crate::snapshot::{compile, parse_listen_addr, CompileError, Snapshot};
 use crate::state::Shared;
 use crate::upstream::{health, pool, Registry};
@@ -36,38 +37,6 @@ pub enum StartError {
     Compile(#[from] CompileError),
     #[error("cannot start worker: {0}")]
     Worker(std::io::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("{0}")]
-    Invalid(String),
-    /// The text did not load: every problem, each with its path.
-    #[error("invalid config: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Config(Vec<gatehouse_config::ConfigError>),
-    #[error("listeners changed ({0}); restart the gateway to apply listener changes")]
-    ListenersChanged(String),
-    #[error("no config file to re-read (the gateway was started without one)")]
-    NoFile,
-    #[error("no config with id {0} in the history")]
-    UnknownVersion(u64),
-}
-
-/// One applied config, kept for `GET /config/history` and rollback.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    /// 1 for the config the gateway started with, then one more per successful reload.
-    pub id: u64,
-    /// FNV-1a of the config's canonical JSON form: equal configs hash equal whatever the
-    /// formatting, and the hash is exported as `gatehouse_config_info{hash}`.
-    pub hash: String,
-    pub applied_at_ms: u64,
-    /// `start`, `signal`, `file`, `tls_files` (a certificate file changed), `admin`, `api` or
-    /// `rollback`.
-    pub source: &'static str,
-    /// Validation, compilation and the swap, in µs.
-    pub took_us: u64,
-    pub config: Arc<Config>,
 }
 
 /// A stable 64-bit hash of a config (not a security hash: it names versions).
@@ -251,7 +220,7 @@ impl Gateway {
             let state = crate::admin::AdminState {
                 shared: gw.shared.clone(),
                 ready: gw.ready.clone(),
-                gateway: Arc::downgrade(&gw),
+                gateway: Arc::downgrade(&(gw.clone() as Arc<dyn Control>)),
             };
             let rx = gw.admin_stop.subscribe();
             let task = tokio::spawn(crate::simple_http::serve(
@@ -265,7 +234,7 @@ impl Gateway {
             *gw.admin_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
         if opts.config_path.is_some() {
-            crate::watch::spawn(Arc::downgrade(&gw), gw.shared.shutdown.clone());
+            crate::watch::spawn(Arc::downgrade(&(gw.clone() as Arc<dyn Control>)), gw.shared.shutdown.clone());
         }
         Ok(gw)
     }
@@ -595,9 +564,9 @@ async fn serve_tls(
     let info = crate::tls::ConnTls { client_subject };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
-        crate::downstream::h2::serve(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+        crate::serve::h2::serve(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
     } else {
-        crate::downstream::h1::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
+        crate::serve::h1::serve_connection_with(crate::tls::Flushing(stream), peer, idx, shared, Some(info)).await;
     }
 }
 
@@ -626,4 +595,25 @@ async fn accept_loop(l: tokio::net::TcpListener, idx: usize, shared: Arc<Shared>
         }
     }
     drop(l);
+}
+
+impl Control for Gateway {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Gateway::snapshot(self)
+    }
+    fn config_path(&self) -> Option<&std::path::Path> {
+        Gateway::config_path(self)
+    }
+    fn apply_text(&self, text: &str, source: &'static str) -> Result<Applied, ReloadError> {
+        Gateway::apply_text(self, text, source)
+    }
+    fn reload_file(&self, source: &'static str) -> Result<Applied, ReloadError> {
+        Gateway::reload_file(self, source)
+    }
+    fn rollback(&self, id: u64) -> Result<Applied, ReloadError> {
+        Gateway::rollback(self, id)
+    }
+    fn history(&self) -> Vec<Applied> {
+        Gateway::history(self)
+    }
 }

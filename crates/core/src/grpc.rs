@@ -16,7 +16,7 @@
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::LocalResponse;
+use crate::error::{ErrorKind, LocalResponse};
 use crate::http1::Headers;
 
 /// What kind of gRPC a request is.
@@ -83,10 +83,12 @@ pub fn web_content_type(kind: GrpcKind, upstream: Option<&[u8]>) -> Bytes {
 
 /// The gRPC status code for a response the gateway produced: by the stable error code when
 /// there is one, else by the HTTP status (gRPC's "HTTP to gRPC status code mapping").
-pub fn status_code(http_status: u16, error_code: Option<&str>) -> u32 {
-    match error_code {
+pub fn status_code(http_status: u16, kind: Option<ErrorKind>) -> u32 {
+    match kind.map(ErrorKind::as_str) {
         Some("route_not_found" | "method_not_allowed") => 12, // UNIMPLEMENTED
-        Some("unauthorized") => 16,                           // UNAUTHENTICATED
+        Some(
+            "unauthorized" | "credentials_missing" | "credentials_invalid" | "token_expired" | "credentials_multiple",
+        ) => 16, // UNAUTHENTICATED
         Some("forbidden" | "cors_rejected" | "ip_denied") => 7, // PERMISSION_DENIED
         Some("rate_limited" | "concurrency_limited" | "body_too_large" | "header_too_large" | "uri_too_long") => 8, // RESOURCE_EXHAUSTED
         Some("upstream_timeout" | "deadline_exceeded" | "request_timeout") => 4, // DEADLINE_EXCEEDED
@@ -127,8 +129,8 @@ pub fn encode_message(msg: &str) -> Bytes {
 /// Turns a response the gateway made for a gRPC request into a trailers-only gRPC response.
 /// Headers a client may act on (`retry-after`, `www-authenticate`, rate-limit and CORS headers)
 /// are kept; the JSON body's message becomes `grpc-message`.
-pub fn local_response(resp: &LocalResponse, kind: GrpcKind, error_code: Option<&str>) -> LocalResponse {
-    let code = status_code(resp.status, error_code);
+pub fn local_response(resp: &LocalResponse, kind: GrpcKind, error_kind: Option<ErrorKind>) -> LocalResponse {
+    let code = status_code(resp.status, error_kind);
     let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
@@ -235,10 +237,10 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        assert_eq!(status_code(404, Some("route_not_found")), 12);
-        assert_eq!(status_code(429, Some("rate_limited")), 8);
-        assert_eq!(status_code(504, Some("deadline_exceeded")), 4);
-        assert_eq!(status_code(502, Some("upstream_connect_failed")), 14);
+        assert_eq!(status_code(404, Some(ErrorKind::RouteNotFound)), 12);
+        assert_eq!(status_code(429, Some(ErrorKind::RateLimited)), 8);
+        assert_eq!(status_code(504, Some(ErrorKind::DeadlineExceeded)), 4);
+        assert_eq!(status_code(502, Some(ErrorKind::UpstreamConnectFailed)), 14);
         assert_eq!(status_code(401, None), 16);
         assert_eq!(status_code(503, None), 14);
         assert_eq!(status_code(418, None), 2);
@@ -247,7 +249,7 @@ mod tests {
     #[test]
     fn trailers_only_errors() {
         let e = GatewayError::RateLimited { retry_after: 3 }.to_response("rid");
-        let g = local_response(&e, GrpcKind::Grpc, Some("rate_limited"));
+        let g = local_response(&e, GrpcKind::Grpc, Some(ErrorKind::RateLimited));
         assert_eq!(g.status, 200);
         assert!(g.body.is_empty());
         let h = |n: &str| g.headers.iter().find(|(k, _)| &k[..] == n.as_bytes()).map(|(_, v)| v.clone());

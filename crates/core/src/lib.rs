@@ -1,10 +1,11 @@
 //! Gatehouse's data plane: the compiled snapshot, the router, the request pipeline, upstreams and
 //! balancers, the HTTP/1.1 proxy, and the admin API. `docs/architecture.md` walks the request path
 //! through these modules in the order the code runs them.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_log;
 pub mod admin;
-pub mod auth;
+pub mod control;
 pub mod counted;
 pub mod ctx;
 pub mod downstream;
@@ -14,12 +15,15 @@ pub mod gateway;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod identity;
+pub mod log_phase;
 pub mod metrics;
 pub mod normalize;
 pub mod policy;
 pub mod request;
 pub mod retry;
 pub mod router;
+pub mod serve;
 pub mod simple_http;
 pub mod snapshot;
 pub mod state;
@@ -31,4 +35,6 @@ pub mod watch;
 
 pub use error::{GatewayError, LocalResponse};
 pub use gateway::{Gateway, Options, ReloadError, StartError};
+/// The identity policies (`auth`, `authorize`, `external_auth`) live in `policy/auth/`.
+pub use policy::auth;
 pub use snapshot::Snapshot;

@@ -21,6 +21,13 @@ use crate::upstream::breaker::{BreakerConfig, CircuitBreaker};
 use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::{target_addr, Balancer, HashKey, Registry, Target, Upstream};
 
+/// What a route ends in (the handlers live in `terminal/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// Forward to the route's upstream (`forward::forward`).
+    Proxy,
+}
+
 /// A listener's compiled settings (the socket itself is bound once at start).
 #[derive(Debug, Clone)]
 pub struct ListenerRt {
@@ -66,7 +73,7 @@ pub struct Route {
     /// prefix as `/api/*`, the route's name for a regex. Never a raw request path.
     pub http_route: String,
     /// What the route ends in (`terminal/`).
-    pub terminal: crate::terminal::Terminal,
+    pub terminal: Terminal,
     /// The upstream a `Proxy` terminal forwards to.
     pub upstream: Arc<Upstream>,
     pub rewrite: Rewrite,
@@ -120,9 +127,7 @@ pub struct Snapshot {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CompileError(pub String);
+pub use crate::error::CompileError;
 
 /// Resolves a listen address (`IP:port` or `localhost:port`); the config crate's parser, so
 /// validation and compilation can never disagree.
@@ -268,10 +273,10 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
     let mut routes = Vec::new();
     let mut env = crate::policy::compile::PolicyEnv {
         limiters,
-        consumers: Arc::new(crate::auth::Consumers::compile(&config.consumers)),
+        consumers: Arc::new(crate::policy::auth::Consumers::compile(&config.consumers)),
         redis: redis.clone(),
         live_limiters: Vec::new(),
-        live_auth: crate::auth::Live::default(),
+        live_auth: crate::policy::auth::Live::default(),
     };
     for r in &config.routes {
         let upstream = upstreams
@@ -312,7 +317,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
         routes.push(Route {
             name: r.name.clone(),
             http_route,
-            terminal: crate::terminal::Terminal::Proxy,
+            terminal: Terminal::Proxy,
             upstream,
             rewrite,
             preserve_host: r.preserve_host,

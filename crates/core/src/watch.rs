@@ -23,7 +23,7 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
-use crate::gateway::Gateway;
+use crate::control::Control;
 
 /// Quiet time after the last event before the file is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -46,7 +46,7 @@ fn watch_dir(path: &Path) -> PathBuf {
 }
 
 /// The TLS files the running snapshot was built from.
-fn tls_files(gw: &Gateway) -> Vec<PathBuf> {
+fn tls_files(gw: &dyn Control) -> Vec<PathBuf> {
     let snap = gw.snapshot();
     let mut files: Vec<PathBuf> =
         snap.listeners.iter().flat_map(|l| l.tls.iter().flat_map(|t| t.files.clone())).collect();
@@ -80,7 +80,7 @@ fn watch_dirs(watcher: &mut impl Watcher, watched: &mut HashSet<PathBuf>, files:
 }
 
 /// Starts watching the gateway's config file, if it has one. Must run inside a tokio runtime.
-pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
+pub fn spawn(gw: Weak<dyn Control>, mut shutdown: watch::Receiver<bool>) {
     let Some(path) = gw.upgrade().and_then(|g| g.config_path().map(Path::to_path_buf)) else { return };
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
@@ -110,7 +110,7 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
     }
     let mut last = std::fs::read(&path).map(|t| file_hash(&t)).ok();
     let mut watched = HashSet::from([dir]);
-    let mut tls = gw.upgrade().map(|g| tls_files(&g)).unwrap_or_default();
+    let mut tls = gw.upgrade().map(|g| tls_files(&*g)).unwrap_or_default();
     watch_dirs(&mut watcher, &mut watched, &tls);
     let mut last_tls = files_hash(&tls);
     tokio::spawn(async move {
@@ -154,7 +154,7 @@ pub fn spawn(gw: Weak<Gateway>, mut shutdown: watch::Receiver<bool>) {
             let g = gw.clone();
             let _ = tokio::task::spawn_blocking(move || g.apply_text(&text, source)).await;
             // The applied config may name other TLS files.
-            let now = tls_files(&gw);
+            let now = tls_files(&*gw);
             if now != tls {
                 tls = now;
                 watch_dirs(&mut watcher, &mut watched, &tls);

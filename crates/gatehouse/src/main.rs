@@ -4,6 +4,7 @@
 //! or contacting anything; `gatehouse` alone runs the quickstart. SIGTERM/SIGINT drain then exit;
 //! SIGHUP re-reads the config file through the same validate → compile → swap path; SIGUSR1
 //! reopens the access-log files (log rotation).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod quickstart;
 mod tooling;

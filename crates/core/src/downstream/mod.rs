@@ -1,6 +1,7 @@
-//! The client side of the proxy: connections from clients (`h1.rs` for HTTP/1.x, `h2.rs` for
-//! HTTP/2 streams), the `Client` a request answers through whatever its protocol, and the one
-//! exit for answers the gateway makes itself (`respond.rs`).
+//! The client side of a request: the `Client` it answers through whatever its protocol (an
+//! HTTP/1.x connection, an HTTP/2 stream (`stream.rs`), or a terminal's in-memory capture), the
+//! per-connection state (`Conn`), and the one exit for answers the gateway makes itself
+//! (`respond.rs`). The connection loops that make these are in `serve/`.
 //!
 //! Invariants:
 //! - Per-connection state (`Conn`) is made once per connection: buffers, the peer's texts, a
@@ -9,9 +10,8 @@
 //!   before, it still gets a clean error answer; after, the connection (or stream) is cut, so a
 //!   broken answer never looks complete.
 
-pub mod h1;
-pub mod h2;
 pub(crate) mod respond;
+pub(crate) mod stream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -27,7 +27,7 @@ use crate::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::state::Shared;
 
-const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// Per-connection buffers and identity (opaque outside the crate: a terminal passes its
@@ -93,7 +93,7 @@ pub(crate) enum Fail {
 /// terminal inside the gateway that calls an upstream and takes the answer in memory.
 pub(crate) enum Client<'a, S> {
     H1(&'a mut Counted<S>),
-    H2(&'a mut crate::downstream::h2::Stream),
+    H2(&'a mut stream::Stream),
     Capture(&'a mut Captured),
 }
 

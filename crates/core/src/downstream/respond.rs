@@ -12,7 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{settle_bytes, Client, Conn};
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, LocalResponse};
-use crate::request::log::on_log;
+use crate::log_phase::on_log;
 use crate::snapshot::Snapshot;
 
 /// Sends a response the gateway made itself. For a gRPC request it becomes a trailers-only
@@ -74,7 +74,7 @@ pub(crate) async fn finish_error<S: AsyncWrite + Unpin>(
     }
     ctx.status = resp.status;
     // A policy may have named the refusal more precisely (auth: which credential problem).
-    ctx.error_kind.get_or_insert(err.code());
+    ctx.error_kind.get_or_insert(err.kind());
     let ok = write_local(io, c, &resp, ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);

@@ -329,7 +329,7 @@ fn client_reset(ctx: &mut RequestCtx, span: Option<ClientSpan>) -> Fail {
     if let Some(span) = span {
         span.finish(None, Some("client_reset"));
     }
-    ctx.error_kind = Some("client_reset");
+    ctx.error_kind = Some(crate::error::ErrorKind::ClientReset);
     Fail::After
 }
 

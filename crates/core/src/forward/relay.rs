@@ -23,7 +23,7 @@ use super::h2::{from_h2_headers, h2_headers, send_all};
 use super::UpResp;
 use crate::ctx::RequestCtx;
 use crate::downstream::{reserve, Client, Conn, Fail, FLUSH_AT};
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::grpc::{self, GrpcKind};
 use crate::http1::push_u64;
 use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Headers, RequestHead};
@@ -225,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Out<'_, '_, S> {
     /// The body broke: before anything was sent, a clean 502; after, the client sees an abort.
     /// `kind` is the log's `error_kind` when the answer is cut; before anything was sent, the
     /// 502's own code is (set by the exit).
-    fn broken(&mut self, ctx: &mut RequestCtx, kind: &'static str, upstream: &str, detail: &'static str) -> Fail {
+    fn broken(&mut self, ctx: &mut RequestCtx, kind: ErrorKind, upstream: &str, detail: &'static str) -> Fail {
         if let Some(tx) = self.tx.as_mut() {
             tx.send_reset(Reason::INTERNAL_ERROR);
             ctx.error_kind = Some(kind);
@@ -294,7 +294,7 @@ where
         ctx.grpc_status = headers.get("grpc-status").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
     }
     let mut status = up_status;
-    response_phase(route, ctx, &mut status, &mut headers);
+    response_phase(&route.stack, ctx, &mut status, &mut headers);
     if let Some(v) = route.hsts.as_ref().filter(|_| c.https) {
         headers.set(Bytes::from_static(b"strict-transport-security"), v.clone());
     }
@@ -366,7 +366,7 @@ where
                             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                                 return Err(out.broken(
                                     ctx,
-                                    "upstream_truncated",
+                                    ErrorKind::UpstreamTruncated,
                                     &upstream.name,
                                     "response body truncated",
                                 ));
@@ -377,7 +377,7 @@ where
                     Err(_) => {
                         return Err(out.broken(
                             ctx,
-                            "upstream_invalid_response",
+                            ErrorKind::UpstreamInvalidResponse,
                             &upstream.name,
                             "malformed response body",
                         ));
@@ -397,7 +397,12 @@ where
                     }
                     Ok(None) => break,
                     Ok(Some(Err(_))) | Err(_) => {
-                        return Err(out.broken(ctx, "upstream_truncated", &upstream.name, "response body truncated"));
+                        return Err(out.broken(
+                            ctx,
+                            ErrorKind::UpstreamTruncated,
+                            &upstream.name,
+                            "response body truncated",
+                        ));
                     }
                 }
             }
@@ -410,7 +415,12 @@ where
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(_)) | Err(_) => {
-                    return Err(out.broken(ctx, "upstream_truncated", &upstream.name, "response trailers missing"));
+                    return Err(out.broken(
+                        ctx,
+                        ErrorKind::UpstreamTruncated,
+                        &upstream.name,
+                        "response trailers missing",
+                    ));
                 }
             }
         }

@@ -33,7 +33,7 @@ use super::relay::{relay, Answering};
 use super::UpResp;
 use crate::ctx::RequestCtx;
 use crate::downstream::{Client, Conn, Fail};
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::http1::headers::trim;
 use crate::http1::{self, RequestHead};
 use crate::policy::stack::response_phase;
@@ -57,11 +57,11 @@ pub enum End {
 
 impl End {
     /// The access log's `error_kind` for this ending (`None` for a normal close).
-    pub fn error_kind(self) -> Option<&'static str> {
+    pub fn error_kind(self) -> Option<ErrorKind> {
         match self {
             End::Closed => None,
-            End::Idle => Some("tunnel_idle_timeout"),
-            End::Drained => Some("tunnel_drained"),
+            End::Idle => Some(ErrorKind::TunnelIdleTimeout),
+            End::Drained => Some(ErrorKind::TunnelDrained),
         }
     }
 }
@@ -139,7 +139,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if !upgrade_matches(asked, &resp) {
-        ctx.error_kind = Some("upstream_invalid_response");
+        ctx.error_kind = Some(ErrorKind::UpstreamInvalidResponse);
         let upstream = route.upstream.name.clone();
         return Err(Fail::Before(GatewayError::UpstreamProtocol {
             upstream,
@@ -149,7 +149,7 @@ where
     let proto = resp.headers.get("upgrade").map(|v| resp.headers.slice_of(trim(v))).unwrap_or_default();
     http1::strip_hop_by_hop(&mut resp.headers);
     let mut status = 101;
-    response_phase(route, ctx, &mut status, &mut resp.headers);
+    response_phase(&route.stack, ctx, &mut status, &mut resp.headers);
     ctx.status = 101;
     let w = &mut c.wbuf;
     w.clear();
@@ -178,7 +178,7 @@ where
 /// Never retried (a second attempt could open a second session).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn connect_h2(
-    s: &mut crate::downstream::h2::Stream,
+    s: &mut crate::downstream::stream::Stream,
     c: &mut Conn,
     head: &mut RequestHead,
     route: &Route,
@@ -259,7 +259,7 @@ pub(crate) async fn connect_h2(
         return relay(&mut client, c, ctx, resp, a).await;
     }
     let mut st = status;
-    response_phase(route, ctx, &mut st, &mut headers);
+    response_phase(&route.stack, ctx, &mut st, &mut headers);
     ctx.status = status;
     let mut r = http::Response::new(());
     *r.status_mut() = rp.status;
@@ -278,7 +278,7 @@ pub(crate) async fn connect_h2(
 /// The HTTP/1.1 upstream switched protocols for an HTTP/2 client's extended CONNECT: answer
 /// 200 on the stream and copy bytes between the stream's DATA frames and the upstream socket.
 pub(crate) async fn tunnel_to_h2(
-    s: &mut crate::downstream::h2::Stream,
+    s: &mut crate::downstream::stream::Stream,
     c: &mut Conn,
     route: &Route,
     ctx: &mut RequestCtx,
@@ -287,7 +287,7 @@ pub(crate) async fn tunnel_to_h2(
     asked: &Bytes,
 ) -> Result<bool, Fail> {
     if !upgrade_matches(asked, &resp) {
-        ctx.error_kind = Some("upstream_invalid_response");
+        ctx.error_kind = Some(ErrorKind::UpstreamInvalidResponse);
         return Err(Fail::Before(GatewayError::UpstreamProtocol {
             upstream: route.upstream.name.clone(),
             detail: "101 without a matching Upgrade",
@@ -297,7 +297,7 @@ pub(crate) async fn tunnel_to_h2(
     // HTTP/1.1's key/accept handshake does not exist in RFC 8441.
     resp.headers.remove("sec-websocket-accept");
     let mut status = 200;
-    response_phase(route, ctx, &mut status, &mut resp.headers);
+    response_phase(&route.stack, ctx, &mut status, &mut resp.headers);
     ctx.status = 200;
     let mut r = http::Response::new(());
     *r.headers_mut() = h2_headers(&resp.headers);

@@ -49,7 +49,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::time::Instant;
 
-use super::rate_limit::{Decision, Via};
+use super::decision::{Decision, Via};
 use super::KeySpec;
 use crate::http1::Headers;
 
@@ -459,7 +459,7 @@ impl ClusterLimit {
         spec: &KeySpec,
         client_ip: IpAddr,
         headers: &Headers,
-        identity: Option<&crate::auth::Identity>,
+        identity: Option<&crate::identity::Identity>,
     ) -> String {
         let a = spec.hash_with(&Fleet(FLEET_KEYS[0].0, FLEET_KEYS[0].1), client_ip, headers, identity);
         let b = spec.hash_with(&Fleet(FLEET_KEYS[1].0, FLEET_KEYS[1].1), client_ip, headers, identity);

@@ -16,17 +16,17 @@ use super::headers::{HeaderEdits, RequestHeaders, ResponseHeaders};
 use super::ip::IpFilterRt;
 use super::{ClusterLimit, ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter, RedisClient};
 use super::{RoutePolicy, Stack, StateId};
-use crate::snapshot::CompileError;
+use crate::error::CompileError;
 
 /// What compiling policies needs from the snapshot being built, and what it records for the
 /// registry's clean-up after the swap.
 pub(crate) struct PolicyEnv<'a> {
     pub limiters: &'a Limiters,
-    pub consumers: Arc<crate::auth::Consumers>,
+    pub consumers: Arc<crate::policy::auth::Consumers>,
     pub redis: Option<(&'a cfg::Redis, Arc<RedisClient>)>,
     /// Limiter ids still in use (the others are dropped after the reload).
     pub live_limiters: Vec<StateId>,
-    pub live_auth: crate::auth::Live,
+    pub live_auth: crate::policy::auth::Live,
 }
 
 impl PolicyEnv<'_> {
@@ -71,14 +71,14 @@ impl PolicyEnv<'_> {
                     RoutePolicy::ConcurrencyLimit(ConcurrencyPolicy::new(c, limiter))
                 }
                 cfg::Policy::Auth(a) => RoutePolicy::Auth(Box::new(
-                    crate::auth::compile_auth(a, &self.consumers, &self.limiters.auth, &mut self.live_auth)
+                    crate::policy::auth::compile_auth(a, &self.consumers, &self.limiters.auth, &mut self.live_auth)
                         .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
                 )),
                 cfg::Policy::Authorize(a) => {
-                    RoutePolicy::Authorize(crate::auth::AuthorizePolicy::compile(a, &self.limiters.auth))
+                    RoutePolicy::Authorize(crate::policy::auth::AuthorizePolicy::compile(a, &self.limiters.auth))
                 }
                 cfg::Policy::ExternalAuth(e) => RoutePolicy::ExternalAuth(Box::new(
-                    crate::auth::ExternalAuthPolicy::compile(e, &self.limiters.auth)
+                    crate::policy::auth::ExternalAuthPolicy::compile(e, &self.limiters.auth)
                         .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
                 )),
                 cfg::Policy::Cors(c) => RoutePolicy::Cors(Box::new(CorsPolicy::compile(c))),

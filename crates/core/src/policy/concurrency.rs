@@ -22,6 +22,8 @@ use std::time::Duration;
 use gatehouse_config as cfg;
 use tokio::sync::Notify;
 
+pub use crate::ctx::Permit;
+
 use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
 use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::GatewayError;
@@ -59,16 +61,9 @@ impl std::fmt::Debug for ConcurrencyLimiter {
     }
 }
 
-/// A held slot; dropping it frees the slot and wakes one waiter.
-#[derive(Debug)]
-pub struct Permit {
-    limiter: Arc<ConcurrencyLimiter>,
-    key: u64,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.limiter.release(self.key);
+impl crate::ctx::Release for ConcurrencyLimiter {
+    fn release(&self, key: u64) {
+        self.release_slot(key);
     }
 }
 
@@ -107,7 +102,7 @@ impl ConcurrencyLimiter {
                 slot.inflight += 1;
                 drop(map);
                 self.allowed.fetch_add(1, Ordering::Relaxed);
-                return Some(Permit { limiter: self.clone(), key });
+                return Some(Permit::new(self.clone(), key));
             }
             if slot.waiting >= self.queue {
                 drop(map);
@@ -132,7 +127,7 @@ impl ConcurrencyLimiter {
                 slot.waiting -= 1;
                 drop(map);
                 self.allowed.fetch_add(1, Ordering::Relaxed);
-                return Some(Permit { limiter: self.clone(), key });
+                return Some(Permit::new(self.clone(), key));
             }
             if !woken {
                 slot.waiting -= 1;
@@ -146,7 +141,7 @@ impl ConcurrencyLimiter {
         }
     }
 
-    fn release(&self, key: u64) {
+    fn release_slot(&self, key: u64) {
         let mut map = self.lock(key);
         let Some(slot) = map.get_mut(&key) else { return };
         slot.inflight = slot.inflight.saturating_sub(1);

@@ -24,19 +24,13 @@
 use bytes::Bytes;
 use gatehouse_config::{Cors, OriginPattern};
 
+pub use crate::ctx::CorsGrant;
+
 use super::{Flow, Policy};
 use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::{GatewayError, LocalResponse};
 use crate::http1::headers::trim;
 use crate::http1::Headers;
-
-/// What the request phase granted an actual (non-preflight) CORS request.
-#[derive(Debug, Clone)]
-pub struct CorsGrant {
-    /// `Access-Control-Allow-Origin`: the request's origin, or `*`.
-    pub allow_origin: Bytes,
-    pub credentials: bool,
-}
 
 /// Response fields the policy owns on its route (the upstream's copies are removed).
 const OWNED: &[&str] = &[

@@ -7,7 +7,6 @@
 //! scan of the compiled blocks, no allocation, no lock.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use gatehouse_config::{Cidr, IpFilter};
 
@@ -36,22 +35,6 @@ impl IpFilterRt {
             return false;
         }
         self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
-    }
-}
-
-/// Requests refused by `ip_filter`, for `/metrics` (kept across reloads in `Shared::metrics`).
-#[derive(Debug, Default)]
-pub struct IpDenials {
-    pub listener: AtomicU64,
-    pub route: AtomicU64,
-}
-
-impl IpDenials {
-    pub fn count_listener(&self) {
-        self.listener.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn count_route(&self) {
-        self.route.fetch_add(1, Ordering::Relaxed);
     }
 }
 

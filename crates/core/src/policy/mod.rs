@@ -45,10 +45,12 @@
 //!   keyed by stable ids; a snapshot's policies hold `Arc`s into it.
 //! - Policies never see raw config; everything is compiled (keys hashed, names lower-cased).
 
+pub mod auth;
 pub mod cluster;
 pub mod compile;
 pub mod concurrency;
 pub mod cors;
+pub mod decision;
 pub mod headers;
 pub mod ip;
 pub mod rate_limit;

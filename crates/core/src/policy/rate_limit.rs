@@ -44,7 +44,10 @@ use bytes::Bytes;
 use gatehouse_config as cfg;
 use tokio::time::Instant;
 
+pub use crate::ctx::RateReport;
+
 use super::cluster::ClusterLimit;
+pub use super::decision::{Decision, Via};
 use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
 use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::GatewayError;
@@ -52,42 +55,6 @@ use crate::http1::Headers;
 
 /// Default cap on the number of keys one rate limiter tracks.
 pub const MAX_KEYS: usize = 100_000;
-
-/// One outcome of the limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Cost-1 requests that would be admitted right now (after this decision).
-    pub remaining: u64,
-    /// Nanoseconds until the key's bucket is full again.
-    pub reset_ns: u64,
-    /// For a refusal: nanoseconds until this request would be admitted; 0 when admitted.
-    pub retry_after_ns: u64,
-    /// The request was counted in the overflow bucket (the key map was full).
-    pub overflow: bool,
-    /// Who decided (and so what a refund must undo).
-    pub via: Via,
-}
-
-/// Who made a rate-limit decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// This process's limiter (local mode, or cluster mode's `on_redis_error: local`).
-    Local,
-    /// The Redis script (cluster mode).
-    Redis,
-    /// Redis failed and the policy is `fail_open`: admitted without counting.
-    FailOpen,
-    /// Redis failed and the policy is `fail_closed`: refused with 503.
-    FailClosed,
-}
-
-impl Decision {
-    /// The decision of a cluster-mode policy whose Redis call failed (`fail_open`/`fail_closed`).
-    fn unmetered(via: Via) -> Decision {
-        Decision { allowed: via == Via::FailOpen, remaining: 0, reset_ns: 0, retry_after_ns: 0, overflow: false, via }
-    }
-}
 
 #[repr(align(64))]
 struct Shard(Mutex<ShardState>);
@@ -346,22 +313,6 @@ impl RateLimiter {
     }
 }
 
-/// The limit reported in the response headers of a request (the most restrictive one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateReport {
-    /// Index of the reporting policy in its route's request phase.
-    pub policy: usize,
-    pub remaining: u64,
-    pub reset_ns: u64,
-}
-
-impl RateReport {
-    /// Whether `self` is more restrictive than `other`: fewer requests left, then a later reset.
-    pub fn tighter_than(&self, other: &RateReport) -> bool {
-        (self.remaining, std::cmp::Reverse(self.reset_ns)) < (other.remaining, std::cmp::Reverse(other.reset_ns))
-    }
-}
-
 /// A compiled `rate_limit` policy of a route.
 #[derive(Debug)]
 pub struct RateLimitPolicy {
@@ -504,38 +455,22 @@ impl RateLimitPolicy {
     }
 }
 
-/// Who decided each admitting rate limit of a request (what its refund must undo), 2 bits per
-/// policy for the first 64 policies of a route (no allocation per request); beyond 64, `Local`
-/// is assumed. Kept in `RequestCtx::rate_refunds`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Refunds(u128);
-
-impl Refunds {
-    const LOCAL: u128 = 0;
-    const OVERFLOW: u128 = 1;
-    const REDIS: u128 = 2;
-    const NOTHING: u128 = 3;
-
-    fn set(&mut self, i: usize, via: Via, overflow: bool) {
-        let v = match via {
-            Via::Local if overflow => Self::OVERFLOW,
-            Via::Local => Self::LOCAL,
-            Via::Redis => Self::REDIS,
-            Via::FailOpen | Via::FailClosed => Self::NOTHING,
-        };
-        if i < 64 {
-            self.0 |= v << (2 * i);
-        }
+/// How a rate limit's admission is recorded in `RequestCtx::rate_refunds` (2 bits per policy).
+fn refund_code(via: Via, overflow: bool) -> u8 {
+    match via {
+        Via::Local if overflow => 1,
+        Via::Local => 0,
+        Via::Redis => 2,
+        Via::FailOpen | Via::FailClosed => 3,
     }
+}
 
-    fn get(&self, i: usize) -> (Via, bool) {
-        let v = if i < 64 { (self.0 >> (2 * i)) & 3 } else { Self::LOCAL };
-        match v {
-            Self::LOCAL => (Via::Local, false),
-            Self::OVERFLOW => (Via::Local, true),
-            Self::REDIS => (Via::Redis, false),
-            _ => (Via::FailOpen, false),
-        }
+fn refund_of(code: u8) -> (Via, bool) {
+    match code {
+        0 => (Via::Local, false),
+        1 => (Via::Local, true),
+        2 => (Via::Redis, false),
+        _ => (Via::FailOpen, false),
     }
 }
 
@@ -556,7 +491,7 @@ impl Policy for RateLimitPolicy {
             ctx.rate = self.reports().then_some(report);
             return Flow::Fail(GatewayError::RateLimited { retry_after: ceil_secs(d.retry_after_ns).max(1) });
         }
-        ctx.rate_refunds.set(at, d.via, d.overflow);
+        ctx.rate_refunds.set(at, refund_code(d.via, d.overflow));
         // A fail-open admission knows nothing about the limit: it reports nothing.
         if d.via != Via::FailOpen && self.reports() && ctx.rate.is_none_or(|r| report.tighter_than(&r)) {
             ctx.rate = Some(report);
@@ -566,7 +501,7 @@ impl Policy for RateLimitPolicy {
 
     async fn on_refused(&self, ctx: &mut RequestCtx, at: usize, headers: &Headers, refund: bool) {
         if refund {
-            let (via, overflow) = ctx.rate_refunds.get(at);
+            let (via, overflow) = refund_of(ctx.rate_refunds.get(at));
             self.refund_key(ctx, headers, via, overflow).await;
         }
         // A request turned away is not reported against this limit.

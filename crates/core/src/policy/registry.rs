@@ -79,7 +79,7 @@ impl KeySpec {
         seed: &impl BuildHasher,
         client_ip: IpAddr,
         headers: &Headers,
-        identity: Option<&crate::auth::Identity>,
+        identity: Option<&crate::identity::Identity>,
     ) -> u64 {
         if self.constant {
             return 0;
@@ -172,7 +172,7 @@ pub struct Limiters {
     redis: Mutex<HashMap<RedisId, Arc<RedisClient>>>,
     /// Identity state (JWKS and introspection caches, auth decision counters); kept here so it
     /// survives reloads like the limiters.
-    pub auth: Arc<crate::auth::AuthState>,
+    pub auth: Arc<crate::policy::auth::AuthState>,
 }
 
 /// What a Redis connection depends on: a change means a new connection.

@@ -15,11 +15,10 @@ use super::headers::{RequestHeaders, ResponseHeaders};
 use super::ip::IpFilterRt;
 use super::rate_limit::RateLimitPolicy;
 use super::{Flow, Policy};
-use crate::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy};
 use crate::ctx::{RequestCtx, RequestInfo};
 use crate::error::GatewayError;
 use crate::http1::Headers;
-use crate::snapshot::Route;
+use crate::policy::auth::{AuthPolicy, AuthorizePolicy, ExternalAuthPolicy};
 
 /// The most response body the body phase buffers; a larger one is refused (502
 /// `upstream_response_too_large`) on routes whose policies need the whole body.
@@ -174,8 +173,8 @@ impl Stack {
 
 /// The response phase on an upstream's answer, whatever the protocols: the route's policies,
 /// then our request id unless the upstream sent its own.
-pub(crate) fn response_phase(route: &Route, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
-    route.stack.on_response(ctx, status, headers);
+pub(crate) fn response_phase(stack: &Stack, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
+    stack.on_response(ctx, status, headers);
     if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
         headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }

@@ -11,7 +11,6 @@
 //! - Every request ends in exactly one log phase, errors included.
 //! - Every answer the gateway makes itself leaves through `downstream::respond`.
 
-pub mod log;
 pub mod sanitize;
 
 use bytes::Bytes;
@@ -20,14 +19,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::ctx::RequestCtx;
 use crate::downstream::respond::{finish_error, write_local};
 use crate::downstream::{settle_bytes, Client, Conn, Fail};
-use crate::error::{GatewayError, LocalResponse};
+use crate::error::{ErrorKind, GatewayError, LocalResponse};
 use crate::http1::{BodyKind, RequestHead};
+use crate::log_phase::on_log;
 use crate::normalize::{is_normal_path, normalize_target};
 use crate::policy::Flow;
-use crate::request::log::on_log;
 use crate::router::{Lookup, RequestView};
+use crate::snapshot::Terminal;
 use crate::snapshot::{ListenerRt, Snapshot};
-use crate::terminal::Terminal;
 use sanitize::{
     add_forwarding, client_ip, host_key, new_request_id, preflight_method, prior_forwarding, rewrite_path,
     sanitize_request, upgrade_request, valid_request_id,
@@ -286,7 +285,7 @@ where
             refuse(io, c, snap, route, &mut ctx, err, &method, path, !body_done, keep_alive).await
         }
         Err(Fail::After) => {
-            ctx.error_kind.get_or_insert("response_aborted");
+            ctx.error_kind.get_or_insert(ErrorKind::ResponseAborted);
             settle_bytes(io, c, &mut ctx);
             on_log(&mut ctx, snap, &method, path);
             false
@@ -352,7 +351,7 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
     let keep = keep_alive && !body_pending && !c.stopping();
     resp.close = !keep;
     ctx.status = status;
-    ctx.error_kind = Some("redirect_https");
+    ctx.error_kind = Some(ErrorKind::RedirectHttps);
     let ok = write_local(io, c, &resp, ctx, is_head).await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);

@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{reserve, Client, Conn, READ_CHUNK};
 use crate::counted::Counted;
+use crate::downstream::{reserve, Client, Conn, READ_CHUNK};
 use crate::error::GatewayError;
 use crate::http1::{self, parse_request, RequestHead};
 use crate::request::handle_request;
@@ -105,8 +105,8 @@ pub async fn serve_connection_with<S>(
                 Sniffed::Http2 => {
                     let pre = c.rbuf.split().freeze();
                     drop(_conn);
-                    let io = crate::downstream::h2::Prefixed::new(pre, io);
-                    return crate::downstream::h2::serve(io, peer, listener, shared, None).await;
+                    let io = crate::serve::h2::Prefixed::new(pre, io);
+                    return crate::serve::h2::serve(io, peer, listener, shared, None).await;
                 }
             }
         }

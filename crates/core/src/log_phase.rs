@@ -7,6 +7,7 @@
 //! to its writer thread through a bounded channel that never blocks the worker.
 
 use crate::ctx::RequestCtx;
+use crate::error::ErrorKind;
 
 /// The log phase: runs for every request, errors included, after the response was written.
 /// Records the request's metrics, and writes the access-log line when the access log is on.
@@ -39,7 +40,7 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         path,
         status = ctx.status,
         upstream_status = ctx.upstream_status,
-        error_kind = ctx.error_kind,
+        error_kind = ctx.error_kind.map(ErrorKind::as_str),
         "request"
     );
     // The trace ids join the log line to the trace (also for unsampled requests).
@@ -47,7 +48,7 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
     if let Some(span) = ctx.span.take() {
         // Only a response the gateway produced itself has an error kind worth a span status.
         let status = (ctx.status != 0).then_some(ctx.status);
-        span.finish(status, ctx.error_kind);
+        span.finish(status, ctx.error_kind.map(ErrorKind::as_str));
     }
     let (Some(log), Some(f)) = (&snap.access_log, &ctx.log) else { return };
     let route = ctx.route.and_then(|i| snap.routes.get(i));
@@ -71,7 +72,7 @@ pub fn on_log(ctx: &mut RequestCtx, snap: &crate::snapshot::Snapshot, method: &[
         "duration_ms": duration_us as f64 / 1000.0,
         "upstream_ms": ctx.upstream_us.map(|us| us as f64 / 1000.0),
         "attempts": ctx.attempts,
-        "error_kind": ctx.error_kind,
+        "error_kind": ctx.error_kind.map(ErrorKind::as_str),
     });
     if let Some(obj) = line.as_object_mut() {
         if ctx.grpc.is_some() {

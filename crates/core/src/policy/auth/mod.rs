@@ -21,23 +21,27 @@
 pub mod authz;
 pub mod basic;
 pub mod client;
+pub mod consumers;
 pub mod external;
 pub mod introspection;
+pub mod jwk;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod token_cache;
 
-use std::collections::{BTreeMap, HashMap};
+pub use crate::identity::{ConsumerRt, Identity};
+pub use consumers::Consumers;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use gatehouse_config as cfg;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::http1::Headers;
 
 pub use authz::AuthorizePolicy;
@@ -45,122 +49,6 @@ pub use external::ExternalAuthPolicy;
 use introspection::{IntrospectionCache, Introspector};
 use jwks::{JwksCache, JwksSettings};
 use jwt::{JwtError, JwtVerifier, KeySource, VerifyKey};
-
-/// A consumer as the data plane sees it.
-#[derive(Debug)]
-pub struct ConsumerRt {
-    pub name: String,
-    pub groups: Vec<String>,
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// Every consumer of a snapshot with the indexes the methods look them up by.
-#[derive(Debug, Default)]
-pub struct Consumers {
-    pub list: Vec<Arc<ConsumerRt>>,
-    api_keys: keys::ApiKeyTable,
-    basic: basic::BasicTable,
-    /// (issuer or none, subject) → consumer index.
-    jwt: HashMap<(Option<String>, String), usize>,
-    /// Client-certificate subject → consumer index.
-    mtls: HashMap<String, usize>,
-}
-
-impl Consumers {
-    pub fn compile(list: &[cfg::Consumer]) -> Consumers {
-        let mut c = Consumers::default();
-        for (i, k) in list.iter().enumerate() {
-            c.list.push(Arc::new(ConsumerRt {
-                name: k.name.clone(),
-                groups: k.groups.clone(),
-                metadata: k.metadata.clone(),
-            }));
-            for key in &k.credentials.api_keys {
-                c.api_keys.insert(&key.sha256.to_ascii_lowercase(), i);
-            }
-            for b in &k.credentials.basic {
-                c.basic.insert(&b.username, i, &b.password_hash);
-            }
-            for j in &k.credentials.jwt {
-                c.jwt.insert((j.issuer.clone(), j.subject.clone()), i);
-            }
-            for m in &k.credentials.mtls {
-                c.mtls.insert(m.subject.clone(), i);
-            }
-        }
-        c
-    }
-
-    pub fn by_name(&self, name: &str) -> Option<Arc<ConsumerRt>> {
-        self.list.iter().find(|c| c.name == name).cloned()
-    }
-
-    /// The consumer a verified token maps to: `(iss, sub)` first, then `sub` alone.
-    pub fn for_claims(&self, claims: &Map<String, Value>) -> Option<Arc<ConsumerRt>> {
-        let sub = claims.get("sub").and_then(Value::as_str)?;
-        let iss = claims.get("iss").and_then(Value::as_str).map(str::to_string);
-        let i = iss
-            .and_then(|iss| self.jwt.get(&(Some(iss), sub.to_string())))
-            .or_else(|| self.jwt.get(&(None, sub.to_string())))?;
-        self.list.get(*i).cloned()
-    }
-}
-
-/// Who the request is, once authenticated.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The consumer's name, or the token's subject when it maps to no consumer.
-    pub name: String,
-    pub consumer: Option<Arc<ConsumerRt>>,
-    pub groups: Vec<String>,
-    /// The verified token's (or introspection answer's) claims.
-    pub claims: Option<Arc<Map<String, Value>>>,
-    /// The policy's `anonymous` consumer (no credential was sent).
-    pub anonymous: bool,
-    /// `jwt`, `api_key`, `basic`, `introspection` or `anonymous`.
-    pub method: &'static str,
-}
-
-impl Identity {
-    fn from_claims(consumers: &Consumers, claims: Arc<Map<String, Value>>, method: &'static str) -> Identity {
-        let consumer = consumers.for_claims(&claims);
-        let name = match &consumer {
-            Some(c) => c.name.clone(),
-            None => ["sub", "username", "client_id"]
-                .iter()
-                .find_map(|k| claims.get(*k).and_then(Value::as_str))
-                .unwrap_or_default()
-                .to_string(),
-        };
-        let groups = consumer.as_ref().map(|c| c.groups.clone()).unwrap_or_default();
-        Identity { name, consumer, groups, claims: Some(claims), anonymous: false, method }
-    }
-
-    fn of_consumer(c: Arc<ConsumerRt>, method: &'static str) -> Identity {
-        Identity {
-            name: c.name.clone(),
-            groups: c.groups.clone(),
-            consumer: Some(c),
-            claims: None,
-            anonymous: method == "anonymous",
-            method,
-        }
-    }
-
-    /// A claim by name; dots reach into nested objects (`realm_access.roles`).
-    pub fn claim(&self, path: &str) -> Option<&Value> {
-        let claims = self.claims.as_deref()?;
-        if let Some(v) = claims.get(path) {
-            return Some(v);
-        }
-        let mut parts = path.split('.');
-        let mut cur = claims.get(parts.next()?)?;
-        for p in parts {
-            cur = cur.as_object()?.get(p)?;
-        }
-        Some(cur)
-    }
-}
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,16 +70,22 @@ pub enum Denial {
 }
 
 impl Denial {
-    pub fn code(self) -> &'static str {
+    /// The refusal's `error_kind` (finer than the answer's code: which credential problem).
+    pub fn kind(self) -> ErrorKind {
         match self {
-            Denial::Missing => "credentials_missing",
-            Denial::Invalid => "credentials_invalid",
-            Denial::Expired => "token_expired",
-            Denial::Multiple => "credentials_multiple",
-            Denial::Forbidden => "forbidden",
-            Denial::Unavailable => "auth_unavailable",
-            Denial::External => "external_auth_denied",
+            Denial::Missing => ErrorKind::CredentialsMissing,
+            Denial::Invalid => ErrorKind::CredentialsInvalid,
+            Denial::Expired => ErrorKind::TokenExpired,
+            Denial::Multiple => ErrorKind::CredentialsMultiple,
+            Denial::Forbidden => ErrorKind::Forbidden,
+            Denial::Unavailable => ErrorKind::AuthUnavailable,
+            Denial::External => ErrorKind::ExternalAuthDenied,
         }
+    }
+
+    /// The kind's name (counters and debug logs).
+    pub fn code(self) -> &'static str {
+        self.kind().as_str()
     }
 
     /// The client's response (401s carry `challenge` as `WWW-Authenticate`).
@@ -598,7 +492,7 @@ impl AuthPolicy {
 
     fn deny(&self, ctx: &mut RequestCtx, d: Denial) -> GatewayError {
         self.state.stats.deny(d);
-        ctx.error_kind = Some(d.code());
+        ctx.error_kind = Some(d.kind());
         tracing::debug!(request_id = %ctx.request_id_str(), reason = d.code(), "authentication refused");
         let challenge = if d == Denial::Missing { &self.challenge } else { &self.challenge_invalid };
         d.error(challenge)

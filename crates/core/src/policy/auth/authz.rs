@@ -120,7 +120,7 @@ impl AuthorizePolicy {
             Some(_) => Denial::Forbidden,
         };
         self.state.stats.deny(denial);
-        ctx.error_kind = Some(denial.code());
+        ctx.error_kind = Some(denial.kind());
         Err(denial.error(&Bytes::from_static(b"Bearer realm=\"gatehouse\"")))
     }
 }

@@ -84,7 +84,7 @@ impl ExternalAuthPolicy {
             return Ok(());
         }
         self.state.stats.deny(Denial::External);
-        ctx.error_kind = Some(Denial::External.code());
+        ctx.error_kind = Some(Denial::External.kind());
         let mut resp =
             LocalResponse { status: reply.status, headers: Vec::new(), body: reply.body.clone(), close: false };
         if !(400..600).contains(&reply.status) && !(300..400).contains(&reply.status) {
@@ -101,7 +101,7 @@ impl ExternalAuthPolicy {
 
     fn refuse(&self, ctx: &mut RequestCtx, d: Denial) -> LocalResponse {
         self.state.stats.deny(d);
-        ctx.error_kind = Some(d.code());
+        ctx.error_kind = Some(d.kind());
         d.error(&Bytes::new()).to_response(ctx.request_id_str())
     }
 }

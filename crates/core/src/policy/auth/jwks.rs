@@ -27,7 +27,7 @@ use jsonwebtoken::Algorithm;
 use tokio::time::Instant;
 
 use super::client::{self, ServiceUrl};
-use super::jwt::{JwtError, VerifyKey};
+use super::jwk::{JwtError, VerifyKey};
 
 /// Most keys kept from one set.
 pub const MAX_KEYS: usize = 64;

@@ -35,9 +35,9 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::ctx::RequestCtx;
+use crate::downstream::stream::{ResetBudget, Stream};
 use crate::downstream::{Client, Conn};
-use crate::error::{GatewayError, LocalResponse};
+use crate::error::GatewayError;
 use crate::http1::{BodyKind, Headers, RequestHead};
 use crate::request::handle_request;
 use crate::state::Shared;
@@ -77,79 +77,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// Resets counted on one connection within a sliding window (rapid-reset protection).
-pub(crate) struct ResetBudget {
-    max: u32,
-    window_ns: u64,
-    count: AtomicU32,
-    window_start: AtomicU64,
-    exceeded: tokio::sync::Notify,
-}
-
-impl ResetBudget {
-    fn new(max: u32, window: Duration) -> Self {
-        ResetBudget {
-            max,
-            window_ns: window.as_nanos() as u64,
-            count: AtomicU32::new(0),
-            window_start: AtomicU64::new(mono_ns()),
-            exceeded: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Counts one reset; past the budget the connection task is told to end the connection.
-    pub(crate) fn note(&self) {
-        let now = mono_ns();
-        let start = self.window_start.load(Ordering::Relaxed);
-        if now.saturating_sub(start) > self.window_ns {
-            self.window_start.store(now, Ordering::Relaxed);
-            self.count.store(0, Ordering::Relaxed);
-        }
-        if self.count.fetch_add(1, Ordering::Relaxed) + 1 > self.max {
-            self.exceeded.notify_one();
-        }
-    }
-}
-
-/// One client stream: how to answer it and its request body.
-pub(crate) struct Stream {
-    pub respond: SendResponse<Bytes>,
-    /// The request body; taken by the forwarder (`None` once taken or when there is none).
-    pub body: Option<RecvStream>,
-    /// The request was an extended CONNECT (RFC 8441) for this protocol.
-    pub connect_protocol: Option<Bytes>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub resets: Arc<ResetBudget>,
-}
-
-impl Stream {
-    /// Sends a complete response the gateway made itself.
-    pub(crate) fn send_local(&mut self, resp: &LocalResponse, ctx: &RequestCtx, head_only: bool) -> bool {
-        self.send_local_with_id(resp, (&ctx.request_id_header, &ctx.request_id), head_only)
-    }
-
-    /// `send_local` with the request-id header given directly (before a context exists).
-    fn send_local_with_id(&mut self, resp: &LocalResponse, (id_name, id): (&[u8], &[u8]), head_only: bool) -> bool {
-        let mut b = http::Response::builder().status(resp.status);
-        for (n, v) in &resp.headers {
-            b = b.header(&n[..], &v[..]);
-        }
-        b = b.header(id_name, id);
-        if !resp.body.is_empty() || resp.status >= 200 {
-            b = b.header("content-length", resp.body.len());
-        }
-        let Ok(r) = b.body(()) else { return false };
-        let end = resp.body.is_empty() || head_only;
-        let Ok(mut send) = self.respond.send_response(r, end) else { return false };
-        if !end {
-            self.bytes_out += resp.body.len() as u64;
-            return send.send_data(resp.body.clone(), true).is_ok();
-        }
-        true
     }
 }
 
@@ -307,7 +234,7 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
             tracing::debug!(request_id = id_str, peer = %info.peer, error = %e, "HTTP/2 request refused");
             let mut resp = e.to_response(id_str);
             if let Some(kind) = parts.headers.get("content-type").and_then(|v| crate::grpc::classify(v.as_bytes())) {
-                resp = crate::grpc::local_response(&resp, kind, Some(e.code()));
+                resp = crate::grpc::local_response(&resp, kind, Some(e.kind()));
             }
             stream.send_local_with_id(&resp, (&snap.request_id_header, &id), false);
         }

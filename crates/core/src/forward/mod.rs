@@ -123,7 +123,7 @@ where
     if let (Some(asked), true) = (upgrade, upstream.http2) {
         return match io {
             // Extended CONNECT end to end (RFC 8441 on both sides).
-            Client::H2(s) => tunnel::connect_h2(s, c, head, route, path, query, ctx, asked).await,
+            Client::H2(s) => Box::pin(tunnel::connect_h2(s, c, head, route, path, query, ctx, asked)).await,
             Client::H1(_) | Client::Capture(_) => Err(Fail::Before(GatewayError::UpstreamProtocol {
                 upstream: upstream.name.clone(),
                 detail: "HTTP/1.1 upgrades to HTTP/2 upstreams are not supported",
@@ -214,7 +214,9 @@ where
         let leg = Leg { parts: &parts, upstream, adm: &adm, grpc: grpc_up, opts: &opts };
         let (winner, result) = if let (Some(delay), 1) = (hedge, attempt) {
             // A hedged first attempt (the request is complete in memory).
-            let run = leg.hedged(ti, key, delay, span.as_ref(), ctx.span.as_ref(), &mut c.ubuf, &mut c.timer);
+            // Boxed: the race holds two attempts; inline it would make every request's future
+            // carry their space (see "Future sizes" in docs/architecture.md).
+            let run = Box::pin(leg.hedged(ti, key, delay, span.as_ref(), ctx.span.as_ref(), &mut c.ubuf, &mut c.timer));
             match cancelled(io, run).await {
                 Some(r) => r,
                 None => return Err(client_reset(ctx, span)),
@@ -225,11 +227,16 @@ where
             let rest = Rest::H1 { io: &mut **h, rbuf: &mut c.rbuf, dec, body_done: &mut *body_done };
             let r = h1::exchange(&parts, target, upstream, &adm, &mut c.ubuf, &mut c.timer, rest, span.as_ref(), &opts);
             (ti, r.await)
+        } else if let (Client::H1(_), false, None) = (&*io, target.http2, &h2_rest) {
+            // The common case, HTTP/1.1 on both sides with the body in memory: the leg directly
+            // (an HTTP/1.1 client cannot cancel a stream, so nothing to race it against).
+            let rest: Rest<'_, tokio::net::TcpStream> = Rest::None;
+            let r = h1::exchange(&parts, target, upstream, &adm, &mut c.ubuf, &mut c.timer, rest, span.as_ref(), &opts);
+            (ti, r.await)
         } else {
             let rx = h2_rest.take();
             rest_gone |= rx.is_some();
-            let run = leg.one(target, rx, span.as_ref(), &mut c.ubuf, &mut c.timer);
-            match cancelled(io, run).await {
+            match cancelled(io, leg.one(target, rx, span.as_ref(), &mut c.ubuf, &mut c.timer)).await {
                 Some(r) => (ti, r),
                 None => return Err(client_reset(ctx, span)),
             }
@@ -288,10 +295,10 @@ where
 
     let resp = match (resp, upgrade, &mut *io) {
         (UpResp::H1 { conn, head: rh }, Some(asked), Client::H1(h)) if rh.status == 101 => {
-            return tunnel::tunnel(&mut **h, c, route, ctx, conn, rh, asked).await;
+            return Box::pin(tunnel::tunnel(&mut **h, c, route, ctx, conn, rh, asked)).await;
         }
         (UpResp::H1 { conn, head: rh }, Some(asked), Client::H2(s)) if rh.status == 101 => {
-            return tunnel::tunnel_to_h2(s, c, route, ctx, conn, rh, asked).await;
+            return Box::pin(tunnel::tunnel_to_h2(s, c, route, ctx, conn, rh, asked)).await;
         }
         (resp, _, _) => resp,
     };

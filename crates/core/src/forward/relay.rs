@@ -314,8 +314,10 @@ where
         length = None;
     }
     if route.stack.needs_response_body() && !empty && !is_head && web.is_none() && ctx.grpc.is_none() {
-        let (body, trailers) = read_whole(resp, upstream, response_timeout, target, t1, upgrading).await?;
-        return send_transformed(io, c, ctx, route, head, (status, headers, body, trailers), upgrading).await;
+        // Boxed: a rare path that would otherwise enlarge every relay's future.
+        let (body, trailers) = Box::pin(read_whole(resp, upstream, response_timeout, target, t1, upgrading)).await?;
+        let answer = (status, headers, body, trailers);
+        return Box::pin(send_transformed(io, c, ctx, route, head, answer, upgrading)).await;
     }
     ctx.status = status;
     let minor = head.minor;

@@ -52,6 +52,14 @@ def server_stream(request, context):
         yield b"msg-%d" % i
 
 
+def slow_stream(request, context):
+    # N messages 300 ms apart: a proxy that buffers the stream delivers them all at the end.
+    for i in range(int(request.decode("ascii"))):
+        if i:
+            time.sleep(0.3)
+        yield b"msg-%d" % i
+
+
 def client_stream(request_iterator, context):
     return b"".join(request_iterator)
 
@@ -76,6 +84,7 @@ def slow(request, context):
 HANDLERS = {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+    "SlowStream": grpc.unary_stream_rpc_method_handler(slow_stream),
     "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
     "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     "Fail": grpc.unary_unary_rpc_method_handler(fail),

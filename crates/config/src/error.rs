@@ -50,6 +50,9 @@ pub enum PathError {
     InvalidChar(char),
     /// A `.` or `..` segment carrying path parameters (`/..;/`): origins disagree on it.
     DotSegmentParams,
+    /// An empty segment carrying path parameters (`/;/admin`, `/;x/admin`): Tomcat and Spring
+    /// drop the parameters and then the empty segment, serving `/admin`.
+    EmptySegmentParams,
 }
 
 impl std::fmt::Display for PathError {
@@ -59,6 +62,9 @@ impl std::fmt::Display for PathError {
             PathError::MalformedEscape => f.write_str("contains a malformed percent-escape"),
             PathError::EncodedNul => f.write_str("contains `%00`, which requests are refused for"),
             PathError::Backslash => f.write_str("contains `\\`, which requests are refused for"),
+            PathError::EmptySegmentParams => {
+                f.write_str("contains an empty segment with path parameters (`/;`), which requests are refused for")
+            }
             PathError::DotSegmentParams => {
                 f.write_str("contains a dot segment with path parameters (`..;`), which requests are refused for")
             }

@@ -81,6 +81,8 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
             }
             // Tomcat and Spring resolve `/public/..;/admin` to `/admin`: refuse, never guess.
             s if s.starts_with(b".;") || s.starts_with(b"..;") => return Err(PathError::DotSegmentParams),
+            // `/;/admin` and `/;x/admin` too: the parameters go, then the empty segment.
+            s if s.starts_with(b";") => return Err(PathError::EmptySegmentParams),
             s => out.push(s),
         }
     }

@@ -9,6 +9,9 @@ use bytes::Bytes;
 
 use crate::http1::parse::HeadError;
 
+/// The `UpstreamProtocol` detail of an upstream that switched protocols unasked.
+pub const UNSOLICITED_101: &str = "unsolicited 101";
+
 /// Who caused an error: decides logging level, metrics labels and whether a retry could help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
@@ -28,6 +31,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The gateway answered `GatewayError::HeaderTooLarge`.
     HeaderTooLarge,
+    /// The gateway answered `GatewayError::ExpectationFailed`.
+    ExpectationFailed,
     /// The gateway answered `GatewayError::UriTooLong`.
     UriTooLong,
     /// The gateway answered `GatewayError::BodyTooLarge`.
@@ -78,6 +83,8 @@ pub enum ErrorKind {
     IpDenied,
     /// The listener's `redirect_https` answered with a redirect to `https://`.
     RedirectHttps,
+    /// A listener with `escaped_slashes: unescape_and_redirect` redirected to the decoded path.
+    RedirectUnescaped,
     /// The upstream's body broke after the answer had started: the client's connection (or stream) was cut.
     UpstreamTruncated,
     /// An HTTP/2 client reset its stream while the gateway waited on the upstream.
@@ -105,6 +112,7 @@ impl ErrorKind {
     pub const ALL: &'static [ErrorKind] = &[
         ErrorKind::BadRequest,
         ErrorKind::HeaderTooLarge,
+        ErrorKind::ExpectationFailed,
         ErrorKind::UriTooLong,
         ErrorKind::BodyTooLarge,
         ErrorKind::RequestTimeout,
@@ -130,6 +138,7 @@ impl ErrorKind {
         ErrorKind::CorsRejected,
         ErrorKind::IpDenied,
         ErrorKind::RedirectHttps,
+        ErrorKind::RedirectUnescaped,
         ErrorKind::UpstreamTruncated,
         ErrorKind::ClientReset,
         ErrorKind::ResponseAborted,
@@ -146,6 +155,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::HeaderTooLarge => "header_too_large",
+            ErrorKind::ExpectationFailed => "expectation_failed",
             ErrorKind::UriTooLong => "uri_too_long",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::RequestTimeout => "request_timeout",
@@ -171,6 +181,7 @@ impl ErrorKind {
             ErrorKind::CorsRejected => "cors_rejected",
             ErrorKind::IpDenied => "ip_denied",
             ErrorKind::RedirectHttps => "redirect_https",
+            ErrorKind::RedirectUnescaped => "redirect_unescaped",
             ErrorKind::UpstreamTruncated => "upstream_truncated",
             ErrorKind::ClientReset => "client_reset",
             ErrorKind::ResponseAborted => "response_aborted",
@@ -191,6 +202,9 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("request header fields too large")]
     HeaderTooLarge,
+    /// An `Expect` the gateway cannot meet (anything but `100-continue`).
+    #[error("the expectation in `Expect` cannot be met (only `100-continue` is supported)")]
+    ExpectationFailed,
     #[error("request URI too long")]
     UriTooLong,
     #[error("request body larger than {limit} bytes")]
@@ -264,6 +278,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => 400,
             GatewayError::HeaderTooLarge => 431,
+            GatewayError::ExpectationFailed => 417,
             GatewayError::UriTooLong => 414,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::RequestTimeout => 408,
@@ -298,6 +313,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => ErrorKind::BadRequest,
             GatewayError::HeaderTooLarge => ErrorKind::HeaderTooLarge,
+            GatewayError::ExpectationFailed => ErrorKind::ExpectationFailed,
             GatewayError::UriTooLong => ErrorKind::UriTooLong,
             GatewayError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             GatewayError::RequestTimeout => ErrorKind::RequestTimeout,
@@ -329,6 +345,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_)
             | GatewayError::HeaderTooLarge
+            | GatewayError::ExpectationFailed
             | GatewayError::UriTooLong
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::RequestTimeout
@@ -375,10 +392,14 @@ impl GatewayError {
             self,
             GatewayError::BadRequest(_)
                 | GatewayError::HeaderTooLarge
+                | GatewayError::ExpectationFailed
                 | GatewayError::UriTooLong
                 | GatewayError::BodyTooLarge { .. }
                 | GatewayError::RequestTimeout
                 | GatewayError::ShuttingDown
+                // After a `101` the upstream did not have to send, the protocol state of the
+                // exchange is unknown: the client connection is not reused.
+                | GatewayError::UpstreamProtocol { detail: UNSOLICITED_101, .. }
         )
     }
 
@@ -427,6 +448,7 @@ impl From<HeadError> for GatewayError {
             HeadError::HeadTooLarge | HeadError::TooManyHeaders => GatewayError::HeaderTooLarge,
             HeadError::UriTooLong => GatewayError::UriTooLong,
             HeadError::Malformed(m) | HeadError::Framing(m) => GatewayError::BadRequest(m.to_string()),
+            HeadError::Expectation => GatewayError::ExpectationFailed,
         }
     }
 }

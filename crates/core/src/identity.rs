@@ -26,7 +26,7 @@ pub struct Identity {
     pub claims: Option<Arc<Map<String, Value>>>,
     /// The policy's `anonymous` consumer (no credential was sent).
     pub anonymous: bool,
-    /// `jwt`, `api_key`, `basic`, `introspection` or `anonymous`.
+    /// `jwt`, `api_key`, `basic`, `introspection`, `mtls` or `anonymous`.
     pub method: &'static str,
 }
 

@@ -1,5 +1,6 @@
-//! Gatehouse's data plane: the compiled snapshot, the router, the request pipeline, upstreams and
-//! balancers, the HTTP/1.1 proxy, and the admin API. `docs/architecture.md` walks the request path
+//! Gatehouse's data plane: client connections, the request path, the policies, the one
+//! forwarder for HTTP/1.1 and HTTP/2, upstreams and balancers, the compiled snapshot and router,
+//! and the admin API. `docs/architecture.md` walks the request path
 //! through these modules in the order the code runs them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -57,6 +57,7 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
             PathError::Backslash => "backslash in path",
             PathError::InvalidChar(_) => "invalid character in path",
             PathError::DotSegmentParams => "dot segment with path parameters",
+            PathError::EmptySegmentParams => "empty path segment with path parameters",
         })
     })?;
     let query = match query {
@@ -64,6 +65,37 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
         None => None,
     };
     Ok(NormalTarget { path, query })
+}
+
+/// Whether a (normalised) path holds an encoded `/` or `\` (`%2F`, `%5C`, any case).
+pub fn has_escaped_slash(path: &str) -> bool {
+    let b = path.as_bytes();
+    memchr_percent(b).any(|i| {
+        matches!((b.get(i + 1), b.get(i + 2)), (Some(b'2'), Some(b'f' | b'F')) | (Some(b'5'), Some(b'c' | b'C')))
+    })
+}
+
+fn memchr_percent(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    b.iter().enumerate().filter(|(_, &c)| c == b'%').map(|(i, _)| i)
+}
+
+/// The path with `%2F` and `%5C` decoded to `/`, then normalised again (merged slashes, dot
+/// segments): what a decoding backend would make of it, so it can be routed as such.
+pub fn unescape_slashes(path: &str) -> Result<String, TargetError> {
+    let mut out = String::with_capacity(path.len());
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let two = (b.get(i + 1).copied(), b.get(i + 2).copied());
+        if b[i] == b'%' && matches!(two, (Some(b'2'), Some(b'f' | b'F')) | (Some(b'5'), Some(b'c' | b'C'))) {
+            out.push('/');
+            i += 3;
+        } else {
+            out.push(char::from(b[i]));
+            i += 1;
+        }
+    }
+    normalize_target(out.as_bytes()).map(|t| t.path)
 }
 
 /// Fast path: is this raw path already in normal form (so matching can skip allocation)?
@@ -78,6 +110,10 @@ pub fn is_normal_path(p: &[u8]) -> bool {
                 return false;
             }
             prev_slash = true;
+            // A segment that starts with `;` (parameters on an empty segment) needs the slow path.
+            if p.get(i + 1) == Some(&b';') {
+                return false;
+            }
             // `/.` followed by `/`, `.`, `;` or end is (or may be) a dot segment.
             if p.get(i + 1) == Some(&b'.') {
                 match p.get(i + 2) {

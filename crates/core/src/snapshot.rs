@@ -38,6 +38,10 @@ pub struct ListenerRt {
     pub ip_filter: Option<crate::policy::ip::IpFilterRt>,
     /// Send RFC 7239 `Forwarded` too.
     pub forwarded_header: bool,
+    /// `headers_with_underscores`.
+    pub underscores: cfg::UnderscoreHeaders,
+    /// `escaped_slashes`.
+    pub escaped_slashes: cfg::EscapedSlashes,
     pub limits: HeadLimits,
     pub max_body: u64,
     pub header_timeout: Duration,
@@ -365,6 +369,8 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
                 .collect::<Result<_, _>>()?,
             ip_filter: l.ip_filter.as_ref().map(crate::policy::ip::IpFilterRt::compile),
             forwarded_header: l.forwarded_header,
+            underscores: l.headers_with_underscores,
+            escaped_slashes: l.escaped_slashes,
             limits: HeadLimits {
                 max_head: l.limits.max_header_bytes.0 as usize,
                 max_headers: l.limits.max_headers.min(MAX_HEADER_SLOTS),

@@ -11,6 +11,7 @@
 //! hide it: trailers-only errors, trailers after the message.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use gatehouse_testkit::tls::Pki;
 use gatehouse_testkit::{free_port, grpc_call, request, Cfg, GatewayProcess, GrpcServer, Resp};
@@ -564,4 +565,43 @@ fn unary_call_through_a_tls_listener_negotiates_h2() {
     assert_eq!(r["code"], "OK", "{r}");
     assert_eq!(strs(&r["messages"]), ["over tls"]);
     assert_eq!(r["trailing_metadata"]["x-trailer"], "yes", "{r}");
+}
+
+/// gRPC-Web server streaming over HTTP/1.1 streams: each message reaches the client when the
+/// service sends it (three messages 300 ms apart), not all at the end of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_server_stream_over_http1_is_not_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = tokio::task::spawn_blocking(Env::start).await.expect("join");
+    let body = frame(0, b"3");
+    let head = format!(
+        "POST /test.Echo/SlowStream HTTP/1.1\r\nHost: gw.test\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(env.addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(&body).await.expect("write body");
+    let start = std::time::Instant::now();
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    let mut first_at = None;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("in time").expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if first_at.is_none() && got.windows(5).any(|w| w == b"msg-0") {
+            first_at = Some(start.elapsed());
+        }
+    }
+    let end = start.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for m in ["msg-0", "msg-1", "msg-2"] {
+        assert!(text.contains(m), "{m} missing: {text}");
+    }
+    let first = first_at.expect("first message seen");
+    // The stream takes 600 ms at the service; buffered, the first message would arrive with the
+    // last one.
+    assert!(end.saturating_sub(first) >= Duration::from_millis(450), "first message at {first:?}, end at {end:?}");
 }

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::{raw, raw_closes, request, status_of, Backend, Cfg, TestGateway};
+use gatehouse_testkit::{raw, raw_closes, request, status_of, Backend, Cfg, RawBackend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -404,4 +404,47 @@ async fn request_id_header_is_configurable_and_incoming_ids_can_be_ignored() {
     assert_eq!(r.status, 404);
     let id = r.header("x-correlation-id").expect("an id on a local answer");
     assert_eq!(r.json()["error"]["request_id"], id);
+}
+
+/// Header names with `_` (CGI/WSGI backends read `X_Forwarded_For` as `X-Forwarded-For`): by
+/// default they are dropped before anything reads the request, so they cannot stand in for the
+/// forwarding and identity headers the gateway strips and sets.
+#[tokio::test]
+async fn underscore_header_names_are_dropped_by_default() {
+    let (backend, gw) = setup("").await;
+    let req = b"GET /u HTTP/1.1\r\nHost: gw.test\r\nX_Forwarded_For: 6.6.6.6\r\nX_Consumer_Name: admin\r\nX_Real_IP: 6.6.6.6\r\nX-Ok: 1\r\nConnection: close\r\n\r\n";
+    let (resp, _) = raw_closes(gw.addr, req).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let got = backend.last().expect("forwarded");
+    assert!(got.headers.iter().all(|(n, _)| !n.contains('_')), "{:#?}", got.headers);
+    assert!(got.headers.iter().all(|(_, v)| !v.contains("6.6.6.6")), "{:#?}", got.headers);
+    assert_eq!(got.header("x-ok"), Some("1"));
+    assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+/// `headers_with_underscores: reject` answers 400 and forwards nothing; `allow` keeps them.
+#[tokio::test]
+async fn underscore_header_names_rejected_or_allowed_when_configured() {
+    let (backend, gw) = setup("headers_with_underscores: reject").await;
+    let req = b"GET /u HTTP/1.1\r\nHost: gw.test\r\nX_Consumer_Name: admin\r\nConnection: close\r\n\r\n";
+    rejected(&gw, &backend, "underscore rejected", req, 400, "bad_request").await;
+    let (backend, gw) = setup("headers_with_underscores: allow").await;
+    let (resp, _) = raw_closes(gw.addr, req).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(backend.last().expect("forwarded").header("x_consumer_name"), Some("admin"));
+}
+
+/// A backend that answers a plain request with `101`: the client gets 502 and its connection is
+/// closed (the exchange's protocol state is unknown), so a pipelined request is never read from it.
+#[tokio::test]
+async fn an_unsolicited_101_closes_the_client_connection() {
+    let up =
+        RawBackend::start(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n", false)
+            .await;
+    let gw = Cfg::new().upstream("backend", &[up.url()]).route("all", "backend").start().await;
+    let req = b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /b HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+    let (resp, closed) = raw_closes(gw.addr, req).await;
+    assert_eq!(status_of(&resp), 502, "{resp}");
+    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "the pipelined request was answered: {resp}");
+    assert!(closed, "connection left open after the unsolicited 101");
 }

@@ -7,10 +7,11 @@
 //! forwarded), or that the gateway answered 400 and forwarded nothing.
 //!
 //! Documented normalisation (crates/core/src/normalize.rs): unreserved escapes are decoded, other
-//! escapes kept with upper-case hex, `%2F`/`%5C` stay encoded (data, not separators), `//` is
+//! escapes kept with upper-case hex, `//` is
 //! merged, `.`/`..` (also `%2E`) are resolved never above the root; `%00`, malformed escapes, raw
 //! `\`, raw `#`, control characters, raw non-ASCII and dot segments with path parameters
-//! (`..;x`) are refused. Matching is case-sensitive.
+//! (`..;x`) and empty segments with path parameters (`/;x/`) are refused; `%2F`/`%5C` are refused by
+//! default (`listeners[].escaped_slashes`). Matching is case-sensitive.
 
 use std::time::Duration;
 
@@ -115,27 +116,109 @@ async fn dot_segments_slashes_and_escapes_resolve_before_matching() {
     }
 }
 
-/// `%2F` and `%5C` are data, not separators: `admin%2F` is one segment different from `admin`,
-/// so it goes to the catch-all and is forwarded with the escape kept (upper-case hex).
+/// The cases of the encoded-separator class: `%2F`/`%5C` that a decoding backend (WSGI turns
+/// `%2F` into `/`) would read as separators, some of which it would map under `/admin`.
+const ESCAPED: &[&str] = &[
+    "/admin%2f",
+    "/admin%2Fusers",
+    "/%2fadmin",
+    "/x/..%2fadmin",
+    "/x%2f..%2fadmin",
+    "/%5cadmin",
+    "/admin%5c",
+    "/admin/%2f",
+];
+
+/// Default (`escaped_slashes: reject`): every spelling with an encoded separator is a 400 and
+/// reaches no backend, so no decoding backend can be walked under `/admin`'s policies.
 #[tokio::test]
-async fn encoded_slashes_and_backslashes_stay_encoded() {
+async fn encoded_separators_are_refused_by_default() {
     let env = setup().await;
+    for target in ESCAPED {
+        probe(&env, target, Expect::Refused).await;
+    }
+    // Escapes that are not separators are data as before; overlong UTF-8 for `/` is never
+    // decoded to a separator.
+    probe(&env, "/x%c0%af..%c0%afadmin", Expect::Public("/x%C0%AF..%C0%AFadmin")).await;
+    probe(&env, "/admin%20", Expect::Public("/admin%20")).await;
+}
+
+async fn setup_with(listener: &str) -> Env {
+    let admin = Backend::named("admin").await;
+    let public = Backend::named("public").await;
+    let gw = Cfg::new()
+        .listener(listener)
+        .upstream("admin", &[admin.url()])
+        .upstream("public", &[public.url()])
+        .route_with("admin", "admin", "match: {path: {prefix: /admin}}")
+        .route("public", "public")
+        .start()
+        .await;
+    Env { admin, public, gw }
+}
+
+/// `unescape_and_forward`: the path is decoded, normalised again, then routed and forwarded as
+/// the backend would read it, so what decodes under `/admin` goes to the admin route.
+#[tokio::test]
+async fn encoded_separators_unescaped_are_routed_as_decoded() {
+    let env = setup_with("escaped_slashes: unescape_and_forward").await;
+    let cases: &[(&str, Expect)] = &[
+        ("/admin%2f", Expect::Admin("/admin/")),
+        ("/admin%2Fusers", Expect::Admin("/admin/users")),
+        ("/%2fadmin", Expect::Admin("/admin")),
+        ("/x/..%2fadmin", Expect::Admin("/admin")),
+        ("/x%2f..%2fadmin", Expect::Admin("/admin")),
+        ("/%5cadmin", Expect::Admin("/admin")),
+        ("/admin%5c", Expect::Admin("/admin/")),
+        ("/admin/%2f", Expect::Admin("/admin/")),
+    ];
+    for (target, expect) in cases {
+        probe(&env, target, *expect).await;
+    }
+}
+
+/// `unescape_and_redirect`: a 308 to the decoded, normalised path; nothing is forwarded.
+#[tokio::test]
+async fn encoded_separators_redirect_to_the_decoded_path() {
+    let env = setup_with("escaped_slashes: unescape_and_redirect").await;
+    for (target, location) in [("/%2fadmin?x=1", "/admin?x=1"), ("/a%5c..%5cadmin", "/admin")] {
+        let (a0, p0) = (env.admin.count(), env.public.count());
+        let req = format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        let (resp, _) = raw_closes(env.gw.addr, req.as_bytes()).await;
+        assert_eq!(status_of(&resp), 308, "{target}: {resp}");
+        assert!(resp.to_ascii_lowercase().contains(&format!("location: {location}\r\n")), "{target}: {resp}");
+        assert_eq!((env.admin.count(), env.public.count()), (a0, p0), "{target}: forwarded");
+    }
+}
+
+/// `keep`: the old behaviour, for backends that never decode separators: data, not
+/// separators, so `admin%2F` is one segment different from `admin` (the catch-all).
+#[tokio::test]
+async fn encoded_separators_kept_when_configured() {
+    let env = setup_with("escaped_slashes: keep").await;
     let cases: &[(&str, Expect)] = &[
         ("/admin%2f", Expect::Public("/admin%2F")),
-        ("/admin%2Fusers", Expect::Public("/admin%2Fusers")),
         ("/%2fadmin", Expect::Public("/%2Fadmin")),
-        ("/x/..%2fadmin", Expect::Public("/x/..%2Fadmin")),
-        ("/x%2f..%2fadmin", Expect::Public("/x%2F..%2Fadmin")),
         ("/%5cadmin", Expect::Public("/%5Cadmin")),
-        ("/admin%5c", Expect::Public("/admin%5C")),
-        // Overlong UTF-8 for `/` is kept as opaque escapes, never decoded to a separator.
-        ("/x%c0%af..%c0%afadmin", Expect::Public("/x%C0%AF..%C0%AFadmin")),
-        ("/admin%20", Expect::Public("/admin%20")),
         ("/admin/%2f", Expect::Admin("/admin/%2F")),
     ];
     for (target, expect) in cases {
         probe(&env, target, *expect).await;
     }
+}
+
+/// Path parameters on an empty segment (`/;/admin`, `/;x/admin`): Tomcat and Spring drop the
+/// parameters and the empty segment and serve `/admin`, so the gateway refuses them (400), as
+/// it does `/..;/`.
+#[tokio::test]
+async fn path_parameters_on_an_empty_segment_are_refused() {
+    let env = setup().await;
+    for target in ["/;/admin", "/;x/admin", "/;jsessionid=1/admin/x", "/public/;/admin", "/%3b/admin"] {
+        let expect = if target == "/%3b/admin" { Expect::Public("/%3B/admin") } else { Expect::Refused };
+        probe(&env, target, expect).await;
+    }
+    // Parameters on a named segment stay data (matched and forwarded as sent).
+    probe(&env, "/admin;x", Expect::Admin("/admin;x")).await;
 }
 
 /// Route matching is case-sensitive and the path is forwarded verbatim, so `/ADMIN` is simply a
@@ -197,7 +280,7 @@ async fn absolute_form_targets_are_matched_on_their_normalised_path() {
     probe(&env, "http://other:8080/admin/x", Expect::Admin("/admin/x")).await;
     probe(&env, "HTTP://other//x/../admin", Expect::Admin("/admin")).await;
     probe(&env, "http://other/%2e%2e/%61dmin?q=1", Expect::Admin("/admin?q=1")).await;
-    probe(&env, "http://other/admin%2f", Expect::Public("/admin%2F")).await;
+    probe(&env, "http://other/admin%2f", Expect::Refused).await;
     probe(&env, "http://other/public", Expect::Public("/public")).await;
     probe(&env, "http://other", Expect::Public("/")).await;
     probe(&env, "http://other/admin%00", Expect::Refused).await;

@@ -41,6 +41,42 @@ pub struct Listener {
     /// HTTP/2 from clients: `h2` by ALPN on TLS listeners, prior-knowledge `h2c` on plain ones.
     #[serde(default)]
     pub http2: Http2,
+    /// Request header names with `_`: CGI/WSGI-style backends read `_` and `-` alike, so
+    /// `X_Forwarded_For` would walk around the stripping of forged `X-Forwarded-*`.
+    #[serde(default)]
+    pub headers_with_underscores: UnderscoreHeaders,
+    /// `%2F` and `%5C` (an encoded `/` or `\`) in a request path: a backend that decodes them
+    /// would serve a path the gateway did not route by.
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// What to do with request header names that contain `_`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreHeaders {
+    /// Remove them before anything reads the request (nginx's default).
+    #[default]
+    Drop,
+    /// Answer 400.
+    Reject,
+    /// Keep them (only behind backends that never fold `_` into `-`).
+    Allow,
+}
+
+/// What to do with `%2F` / `%5C` in a request path.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Answer 400.
+    #[default]
+    Reject,
+    /// Redirect (308) to the path with them decoded to `/` and normalised.
+    UnescapeAndRedirect,
+    /// Decode them to `/`, normalise, then route and forward that path.
+    UnescapeAndForward,
+    /// Keep them as data: route and forward the path as it is (unsafe behind decoding backends).
+    Keep,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

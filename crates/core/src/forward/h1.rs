@@ -347,7 +347,7 @@ pub(crate) async fn read_response_head(
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
             // A 101 ends the HTTP exchange: only valid when this hop asked for an upgrade.
             Ok(Some(h)) if h.status == 101 && upgrading => return Ok(h),
-            Ok(Some(h)) if h.status == 101 => return Err(ReadFail::Protocol("unsolicited 101")),
+            Ok(Some(h)) if h.status == 101 => return Err(ReadFail::Protocol(crate::error::UNSOLICITED_101)),
             // Interim responses (100, 102, 103) are consumed; the final one follows.
             Ok(Some(h)) if h.status < 200 => continue,
             Ok(Some(h)) => return Ok(h),

@@ -13,6 +13,9 @@
 //! - An upstream connection returns to the pool only after a complete, well-framed response
 //!   with keep-alive, and never after an upgrade request.
 
+use std::future::poll_fn;
+use std::task::Poll;
+
 use bytes::Bytes;
 use h2::{Reason, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -392,7 +395,17 @@ where
         }
         UpResp::H2 { mut body, .. } => {
             loop {
-                match tokio::time::timeout(response_timeout, body.data()).await {
+                // What is buffered for an HTTP/1.1 client goes out before waiting for the next
+                // DATA frame: a stream (server-streaming gRPC, gRPC-Web, SSE) reaches the client
+                // as it is produced, while frames that are already there still share one write.
+                let next = match poll_fn(|cx| Poll::Ready(body.poll_data(cx))).await {
+                    Poll::Ready(d) => Ok(d),
+                    Poll::Pending => {
+                        out.flush().await?;
+                        tokio::time::timeout(response_timeout, body.data()).await
+                    }
+                };
+                match next {
                     Ok(Some(Ok(d))) => {
                         let _ = body.flow_control().release_capacity(d.len());
                         out.data(d).await?;

@@ -38,6 +38,9 @@ pub enum HeadError {
     Malformed(&'static str),
     #[error("ambiguous message framing: {0}")]
     Framing(&'static str),
+    /// An `Expect` other than `100-continue` (RFC 9110 §10.1.1: 417).
+    #[error("unsupported expectation")]
+    Expectation,
 }
 
 /// The parsed head of a client request.
@@ -250,7 +253,7 @@ fn finish_request(method: Bytes, target: Bytes, minor: u8, headers: Headers) -> 
                 // client does not expect an interim response and could take it as the final one).
                 expect_continue = minor == 1;
             } else {
-                return Err(HeadError::Malformed("unsupported Expect value"));
+                return Err(HeadError::Expectation);
             }
         }
     }

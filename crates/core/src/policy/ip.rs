@@ -1,7 +1,7 @@
 //! Client-address allow/deny lists (`ip_filter`), for a listener (checked before routing) and as
 //! a route policy.
 //!
-//! Invariants: the address checked is the trusted-proxy client address (`proxy::client_ip`): a
+//! Invariants: the address checked is the trusted-proxy client address (`request::sanitize::client_ip`): a
 //! peer that is not a trusted proxy cannot choose it with `X-Forwarded-For`. `deny` wins over
 //! `allow`; an empty `allow` admits everyone not denied. CIDRs are parsed at load; a check is a
 //! scan of the compiled blocks, no allocation, no lock.

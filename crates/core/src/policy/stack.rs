@@ -66,7 +66,7 @@ route_policies! {
     RateLimit(RateLimitPolicy),
     /// `concurrency_limit` (`concurrency.rs`): a permit held until the request ends, else 503.
     ConcurrencyLimit(ConcurrencyPolicy),
-    /// `auth` (`auth/`): sets `RequestCtx::identity`, or 401/503.
+    /// `auth` (`auth/mod.rs`): sets `RequestCtx::identity`, or 401/503.
     Auth(Box<AuthPolicy>),
     /// `authorize` (`auth/authz.rs`): 403 unless the identity is allowed.
     Authorize(AuthorizePolicy),

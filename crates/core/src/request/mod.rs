@@ -22,11 +22,12 @@ use crate::downstream::{settle_bytes, Client, Conn, Fail};
 use crate::error::{ErrorKind, GatewayError, LocalResponse};
 use crate::http1::{BodyKind, RequestHead};
 use crate::log_phase::on_log;
-use crate::normalize::{is_normal_path, normalize_target};
+use crate::normalize::{has_escaped_slash, is_normal_path, normalize_target, unescape_slashes};
 use crate::policy::Flow;
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::Terminal;
 use crate::snapshot::{ListenerRt, Snapshot};
+use gatehouse_config::{EscapedSlashes, UnderscoreHeaders};
 use sanitize::{
     add_forwarding, client_ip, host_key, new_request_id, preflight_method, prior_forwarding, rewrite_path,
     sanitize_request, upgrade_request, valid_request_id,
@@ -115,6 +116,42 @@ where
                 }
             }
         };
+    // Encoded separators: a backend that decodes `%2F`/`%5C` would serve a path the gateway did
+    // not route by, skipping that route's policies (listeners[].escaped_slashes).
+    let unescaped;
+    let path: &str = match (has_escaped_slash(path), l.escaped_slashes) {
+        (false, _) | (true, EscapedSlashes::Keep) => path,
+        (true, EscapedSlashes::Reject) => {
+            let err = GatewayError::BadRequest(
+                "the path contains an encoded `/` or `\\` (%2F, %5C); see listeners[].escaped_slashes".into(),
+            );
+            return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
+        }
+        (true, mode) => match unescape_slashes(path) {
+            Err(e) => {
+                let err = GatewayError::BadRequest(e.0.to_string());
+                return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, keep_alive)
+                    .await;
+            }
+            Ok(p) if mode == EscapedSlashes::UnescapeAndRedirect => {
+                return redirect_unescaped(io, c, snap, &mut ctx, &p, query, &method, body_pending, keep_alive).await;
+            }
+            Ok(p) => {
+                unescaped = p;
+                &unescaped
+            }
+        },
+    };
+    // Header names with `_`: dropped (or refused) before anything reads the request, so a
+    // `X_Forwarded_For` cannot stand in for the forwarding headers the gateway replaces.
+    if l.underscores != UnderscoreHeaders::Allow && head.headers.iter().any(|(n, _)| n.contains(&b'_')) {
+        if l.underscores == UnderscoreHeaders::Reject {
+            let err =
+                GatewayError::BadRequest("a header name contains `_`; see listeners[].headers_with_underscores".into());
+            return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, keep_alive).await;
+        }
+        head.headers.remove_where(|n| n.contains(&b'_'));
+    }
 
     let authority = head.authority.clone();
     let host = authority.as_deref().map(host_key).unwrap_or_default();
@@ -313,6 +350,37 @@ async fn refuse<S: AsyncWrite + Unpin>(
     ctx.local_headers = extra;
     let is_head = method == b"HEAD";
     finish_error(io, c, snap, ctx, err, is_head, method, path, body_pending, keep_alive).await
+}
+
+/// The answer of a listener with `escaped_slashes: unescape_and_redirect`: 308 to the same
+/// path with `%2F`/`%5C` decoded and normalised (relative to this host and scheme).
+#[allow(clippy::too_many_arguments)]
+async fn redirect_unescaped<S: AsyncWrite + Unpin>(
+    io: &mut Client<'_, S>,
+    c: &mut Conn,
+    snap: &Snapshot,
+    ctx: &mut RequestCtx,
+    path: &str,
+    query: Option<&str>,
+    method: &[u8],
+    body_pending: bool,
+    keep_alive: bool,
+) -> bool {
+    let mut location = path.to_string();
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = LocalResponse::new(308, "text/plain; charset=utf-8", Bytes::new());
+    resp.headers.push((Bytes::from_static(b"location"), Bytes::from(location)));
+    let keep = keep_alive && !body_pending && !c.stopping();
+    resp.close = !keep;
+    ctx.status = 308;
+    ctx.error_kind = Some(ErrorKind::RedirectUnescaped);
+    let ok = write_local(io, c, &resp, ctx, method == b"HEAD").await;
+    settle_bytes(io, c, ctx);
+    on_log(ctx, snap, method, path);
+    ok && keep
 }
 
 /// The answer of a `redirect_https` listener: the same host and path on `https://`. Without a

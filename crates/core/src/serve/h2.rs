@@ -1,6 +1,6 @@
 //! HTTP/2 from clients: one task drives the connection (the `h2` crate does framing, HPACK,
 //! flow control and the RFC 9113 message checks), each stream runs the same request pipeline as
-//! an HTTP/1.1 request (`proxy::handle_request`) in its own task.
+//! an HTTP/1.1 request (`request::handle_request`) in its own task.
 //!
 //! Invariants:
 //! - What `h2` refuses never reaches the pipeline: connection-specific fields, `te` other than
@@ -8,8 +8,9 @@
 //!   PROTOCOL_ERROR), and a body that disagrees with its `content-length` (the body read fails
 //!   before the end, so a body we forwarded in part is cut off, never completed).
 //!   On top of that we refuse, with 400 before routing: values with leading or trailing
-//!   whitespace, a `host` that differs from `:authority`, plain CONNECT (no tunnels to arbitrary
-//!   hosts), and more fields than `limits.max_headers` (431), a `:path` over `max_uri_bytes` (414).
+//!   whitespace, a `host` that differs from `:authority`, and more fields than
+//!   `limits.max_headers` (431), a `:path` over `max_uri_bytes` (414); plain CONNECT gets 405
+//!   (no tunnels to arbitrary hosts).
 //! - Bounded per connection: `max_concurrent_streams` open streams (more are refused by h2), the
 //!   header list (`limits.max_header_bytes`; h2 also derives from it a cap on the CONTINUATION
 //!   frames of one header block and closes the connection past it), flow-control windows, and resets: more than

@@ -10,7 +10,7 @@
 //!   is stripped before the upstream request is written, and query parameters are stripped
 //!   before the access log sees the query (even when the request is refused).
 //! - Client-sent copies of the identity headers are removed before the verified values are set
-//!   (and `proxy.rs` drops every `X-Consumer-*` header from clients on every route).
+//!   (and `request::sanitize::drop_on_forward` drops every `X-Consumer-*` header from clients on every route).
 //! - The first method whose credential is present decides: an invalid credential is a 401, it
 //!   never falls through to a later method or to `anonymous`. Several credentials for one method
 //!   (two tokens, a header and a query parameter) are a 401.

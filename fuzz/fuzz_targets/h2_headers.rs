@@ -198,6 +198,13 @@ fn client_frames(data: &[u8]) -> (Vec<u8>, Vec<u32>) {
     (out, streams)
 }
 
+/// `H2_FUZZ_TRACE=1` prints the frames the gateway answers with (to check the harness, e.g.
+/// `H2_FUZZ_TRACE=1 cargo fuzz run h2_headers seeds/h2_headers/seed-get`).
+fn trace() -> bool {
+    static T: OnceLock<bool> = OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("H2_FUZZ_TRACE").is_some())
+}
+
 /// Writes the request and reads frames until every stream is answered or the connection ends.
 async fn client(mut io: tokio::io::DuplexStream, frames: Vec<u8>, streams: Vec<u32>) {
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -220,6 +227,12 @@ async fn client(mut io: tokio::io::DuplexStream, frames: Vec<u8>, streams: Vec<u
         }
         if io.read_exact(&mut payload[..len]).await.is_err() {
             return;
+        }
+        if trace() {
+            eprintln!(
+                "h2_headers: frame type {kind:#x} flags {flags:#x} stream {stream} len {len}: {:?}",
+                &payload[..len.min(64)]
+            );
         }
         match kind {
             0x4 if flags & 0x1 == 0 => {

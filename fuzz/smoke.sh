@@ -4,6 +4,8 @@
 # fuzz/artifacts/<target>/). Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
 #
 #   FUZZ_SMOKE_SECONDS   seconds per target (default 5)
+#   FUZZ_SMOKE_SEED      libFuzzer's random seed (default 1: the same mutations every run, so a
+#                        red smoke is reproducible and a green one does not turn red by chance)
 #   FUZZ_BUILD           extra `cargo fuzz build/run` flags (default `--dev`: an unoptimised build
 #                        takes a fraction of the optimised build's time and is fast enough for a
 #                        smoke; use FUZZ_BUILD= for the optimised build campaigns use)
@@ -39,7 +41,7 @@ for t in $(cargo fuzz list); do
   mkdir -p "$work/$t"
   # The grown corpus goes to a scratch folder: the committed seeds are only read.
   if ! cargo fuzz run "${build[@]}" "$t" "$work/$t" "seeds/$t" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$seconds" -seed="${FUZZ_SMOKE_SEED:-1}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$work/$t.log" 2>&1; then
     echo "fuzz smoke: $t FAILED; its output:" >&2
     tail -n 60 "$work/$t.log" >&2

@@ -165,5 +165,5 @@ fn response(data: &[u8], request_was_head: bool) {
 
 fuzz_target!(|data: &[u8]| {
     request(data);
-    response(data, data.len() % 7 == 0);
+    response(data, data.len().is_multiple_of(7));
 });

@@ -1,10 +1,10 @@
 //! HTTP/2 request heads from clients: the `h2` crate's RFC 9113 checks and HPACK decoding, then
-//! the gateway's own validation (`downstream::h2::to_head`: whitespace around values, `host` vs
+//! the gateway's own validation (`serve::h2::to_head`: whitespace around values, `host` vs
 //! `:authority`, plain CONNECT, field-count and `:path` limits, cookie joining, extended
 //! CONNECT), then routing and the route's policies, exactly as a client connection runs them.
 //!
 //! `to_head` is private and takes an `h2::RecvStream`, so the target drives the public entry
-//! point, `downstream::h2::serve`, over an in-memory pipe (no socket): the client preface, a
+//! point, `serve::h2::serve`, over an in-memory pipe (no socket): the client preface, a
 //! SETTINGS frame, then HEADERS (and CONTINUATION, DATA) frames built from the input. The config
 //! answers every request at the gateway (404, 405, a CORS preflight, or 403 from an
 //! `ip_filter`), so nothing is ever forwarded. Time is tokio's paused clock: timeouts fire at
@@ -255,7 +255,7 @@ fuzz_target!(|data: &[u8]| {
     env.rt.block_on(async {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let peer: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
-        let server = tokio::spawn(gatehouse_core::downstream::h2::serve(server_io, peer, 0, env.shared.clone(), None));
+        let server = tokio::spawn(gatehouse_core::serve::h2::serve(server_io, peer, 0, env.shared.clone(), None));
         // Virtual time: an unanswered stream shows up as this deadline, not as a slow test.
         if tokio::time::timeout(Duration::from_secs(600), client(client_io, frames, streams)).await.is_err() {
             panic!("a stream got no answer and the connection stayed open for 600 s (virtual)");

@@ -105,6 +105,11 @@ impl BodyDecoder {
                         }
                         return Ok(Decoded::NeedMore);
                     };
+                    // The same bound whether the line arrived in one read or several (the check
+                    // above only sees lines still waiting for their LF): found by fuzzing.
+                    if nl + 1 > MAX_CHUNK_LINE {
+                        return Err(BodyError::Chunked("chunk size line too long"));
+                    }
                     let line = buf.split_to(nl + 1);
                     let size = parse_size_line(&line)?;
                     self.state = if size == 0 { State::Trailers(0) } else { State::Data(size) };
@@ -203,6 +208,26 @@ pub fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk-size line over the limit is refused whether it arrives in one read or two.
+    #[test]
+    fn long_size_line_refused_however_it_is_split() {
+        let mut body = b"5;".to_vec();
+        body.extend(std::iter::repeat_n(b'a', 5000));
+        body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        let whole = {
+            let mut d = BodyDecoder::new(BodyKind::Chunked);
+            let mut b = BytesMut::from(&body[..]);
+            d.decode(&mut b).map(|_| ())
+        };
+        let split = {
+            let mut d = BodyDecoder::new(BodyKind::Chunked);
+            let mut b = BytesMut::from(&body[..4917]);
+            d.decode(&mut b).map(|_| ())
+        };
+        assert!(whole.is_err(), "one read: {whole:?}");
+        assert!(split.is_err(), "two reads: {split:?}");
+    }
 
     fn decode_all(kind: BodyKind, input: &[u8]) -> Result<(Vec<u8>, Vec<u8>, bool), BodyError> {
         let mut d = BodyDecoder::new(kind);

@@ -123,9 +123,16 @@ pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Re
     let (n, method, target, minor, spans): (usize, Span, Span, u8, Vec<RawField>) = match status {
         Ok(v) => v,
         Err(None) => {
-            let in_request_line = !buf.contains(&b'\n');
-            if in_request_line && buf.len() > limits.max_uri + 32 {
-                return Err(HeadError::UriTooLong);
+            // A partial request line is refused early only for what the complete line would be
+            // refused for: a target already longer than `max_uri` (the verdict must not depend on
+            // where a read ends; found by fuzzing). A long method waits for `max_head`.
+            if !buf.contains(&b'\n') {
+                if let Some(sp) = buf.iter().position(|&b| b == b' ') {
+                    let rest = &buf[sp + 1..];
+                    if rest.iter().position(|&b| b == b' ').unwrap_or(rest.len()) > limits.max_uri {
+                        return Err(HeadError::UriTooLong);
+                    }
+                }
             }
             if buf.len() > limits.max_head {
                 return Err(HeadError::HeadTooLarge);
@@ -369,6 +376,24 @@ pub fn parse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request line whose target is within `max_uri` is not refused because a read ended
+    /// inside it, however long its method; a target over `max_uri` is refused early.
+    #[test]
+    fn partial_request_line_verdict_matches_the_complete_one() {
+        let limits = HeadLimits { max_head: 64 * 1024, max_headers: 32, max_uri: 1024 };
+        let method = "M".repeat(40);
+        let target = format!("/{}", "a".repeat(1000));
+        let full = format!("{method} {target} HTTP/1.0\r\n\r\n");
+        let mut whole = BytesMut::from(full.as_bytes());
+        assert!(matches!(parse_request(&mut whole, limits), Ok(Some(_))));
+        let cut = full.len() - 6;
+        let mut part = BytesMut::from(&full.as_bytes()[..cut]);
+        assert!(matches!(parse_request(&mut part, limits), Ok(None)), "a prefix asks for more");
+        let long = format!("GET /{} ", "a".repeat(1100));
+        let mut part = BytesMut::from(long.as_bytes());
+        assert!(matches!(parse_request(&mut part, limits), Err(HeadError::UriTooLong)));
+    }
 
     const L: HeadLimits = HeadLimits { max_head: 8192, max_headers: 32, max_uri: 1024 };
 

@@ -246,3 +246,61 @@ async fn hop_by_hop_response_fields_are_stripped() {
     }
     assert_eq!(r.header("x-public"), Some("yes"));
 }
+
+/// A backend that answers the first request it ever gets (so the gateway pools a connection),
+/// then reads every later request head and closes without answering; counts the heads it read.
+async fn swallowing_backend() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let heads = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicBool::new(false));
+    let counted = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let (heads, answered) = (counted.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut tmp).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if !answered.swap(true, Ordering::SeqCst) {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                        } else {
+                            heads.fetch_add(1, Ordering::SeqCst);
+                            return; // close without answering: the request may have been processed
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, heads)
+}
+
+/// Retry class "one GET delivered three times": a backend that takes a request and closes
+/// without answering may have processed it, so sending it again is a retry and obeys the
+/// route's `retry.attempts`: the backend sees at most that many deliveries (there is no extra
+/// "stale connection" re-send once the request was written).
+#[tokio::test]
+async fn a_request_is_delivered_at_most_attempts_times() {
+    use std::sync::atomic::Ordering;
+    for (attempts, fields) in [(1, "retry: {attempts: 1}"), (2, "retry: {attempts: 2}"), (3, "retry: {attempts: 3}")] {
+        let (url, heads) = swallowing_backend().await;
+        let gw = Cfg::new().upstream("backend", &[url]).route_with("all", "backend", fields).start().await;
+        let mut client = gatehouse_testkit::KeepAliveClient::connect(gw.addr).await;
+        assert_eq!(client.get("/warm").await.status, 200, "attempts {attempts}: warm-up");
+        let r = client.get("/once").await;
+        assert_eq!(r.status, 502, "attempts {attempts}: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(heads.load(Ordering::SeqCst), attempts, "attempts {attempts}: deliveries of /once");
+    }
+}

@@ -7,9 +7,11 @@
 //! - Touches no client state but the body it streams, so two attempts can run at once (hedging).
 //! - A new connection's connect is bounded by `timeouts.connect` cut to the route's deadline,
 //!   and counted against `max_pending`.
-//! - A reused connection that fails before any response byte is re-sent once on a fresh one only
-//!   when that cannot duplicate the request: the write failed, or the whole request is in memory
-//!   and re-sending it is allowed (`may_resend`). A streamed body is never sent twice.
+//! - A reused connection is re-sent on a fresh one (not counted as an attempt) only when nothing
+//!   of the request can have been processed: its write failed. A connection that takes the
+//!   request and then closes without answering may have processed it: that is an attempt that
+//!   failed (`upstream_reset`), and sending it again is a retry, under the route's retry rules.
+//!   A backend therefore sees at most `retry.attempts` deliveries of a request.
 //! - Interim 1xx answers are skipped; a 101 is accepted only when this hop asked to upgrade.
 
 use std::pin::Pin;
@@ -121,8 +123,6 @@ pub(crate) enum Rest<'a, S> {
 /// What an HTTP/1.1 attempt needs beyond the request.
 pub(crate) struct H1Opts {
     pub upgrading: bool,
-    /// The whole request may be sent again (replayable body, idempotent or opted in).
-    pub may_resend: bool,
     pub limit: u64,
     pub body_timeout: Duration,
 }
@@ -163,7 +163,6 @@ pub(crate) async fn exchange<S: AsyncRead + Unpin>(
         let head_by = head_deadline(adm, t0);
         match read_response_head(&mut conn, is_head, o.upgrading, head_by, timer).await {
             Ok(head) => return Ok((UpResp::H1 { conn, head }, t0)),
-            Err(ReadFail::ClosedEarly) if reused && o.may_resend => fresh_try = true,
             Err(e) => return Err(e.into()),
         }
     };

@@ -185,7 +185,7 @@ where
     let pre = body.pre;
     let parts =
         HeadParts { head, route, path, query, fixed_host: adm.fixed_host.clone(), framing: body.framing, pre: &pre };
-    let opts = H1Opts { upgrading: upgrade.is_some(), may_resend, limit, body_timeout: l.body_timeout };
+    let opts = H1Opts { upgrading: upgrade.is_some(), limit, body_timeout: l.body_timeout };
     let key = adm.key.as_deref();
     let mut next_pick = Some(adm.first_pick);
     let mut tried = 0u64;

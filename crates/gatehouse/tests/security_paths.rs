@@ -24,9 +24,15 @@ struct Env {
 }
 
 async fn setup() -> Env {
+    setup_with("").await
+}
+
+/// The same two routes behind a listener with `listener` fields (e.g. `escaped_slashes: keep`).
+async fn setup_with(listener: &str) -> Env {
     let admin = Backend::named("admin").await;
     let public = Backend::named("public").await;
     let gw = Cfg::new()
+        .listener(listener)
         .upstream("admin", &[admin.url()])
         .upstream("public", &[public.url()])
         .route_with("admin", "admin", "match: {path: {prefix: /admin}}")
@@ -141,20 +147,6 @@ async fn encoded_separators_are_refused_by_default() {
     // decoded to a separator.
     probe(&env, "/x%c0%af..%c0%afadmin", Expect::Public("/x%C0%AF..%C0%AFadmin")).await;
     probe(&env, "/admin%20", Expect::Public("/admin%20")).await;
-}
-
-async fn setup_with(listener: &str) -> Env {
-    let admin = Backend::named("admin").await;
-    let public = Backend::named("public").await;
-    let gw = Cfg::new()
-        .listener(listener)
-        .upstream("admin", &[admin.url()])
-        .upstream("public", &[public.url()])
-        .route_with("admin", "admin", "match: {path: {prefix: /admin}}")
-        .route("public", "public")
-        .start()
-        .await;
-    Env { admin, public, gw }
 }
 
 /// `unescape_and_forward`: the path is decoded, normalised again, then routed and forwarded as

@@ -205,13 +205,7 @@ async fn send_rest<S: AsyncRead + Unpin>(
                         if sent > limit {
                             return Err(too_large());
                         }
-                        out.clear();
-                        if chunked {
-                            push_chunk(&mut out, &d);
-                        } else {
-                            out.extend_from_slice(&d);
-                        }
-                        conn.stream.write_all(&out).await.map_err(|_| AttemptErr::Reset)?;
+                        send_piece(conn, &mut out, &d, chunked).await?;
                     }
                     Ok(Decoded::Done) => break,
                     Ok(Decoded::NeedMore) => read_more_body(io, rbuf, deadline).await.map_err(AttemptErr::Client)?,
@@ -230,13 +224,7 @@ async fn send_rest<S: AsyncRead + Unpin>(
                     if sent > limit {
                         return Err(too_large());
                     }
-                    out.clear();
-                    if chunked {
-                        push_chunk(&mut out, &d);
-                    } else {
-                        out.extend_from_slice(&d);
-                    }
-                    conn.stream.write_all(&out).await.map_err(|_| AttemptErr::Reset)?;
+                    send_piece(conn, &mut out, &d, chunked).await?;
                 }
                 // Dropping the connection mid-chunk: the upstream never sees a complete request.
                 Ok(Some(Err(_))) => return Err(AttemptErr::Client(Fail::After)),
@@ -247,6 +235,17 @@ async fn send_rest<S: AsyncRead + Unpin>(
         conn.stream.write_all(b"0\r\n\r\n").await.map_err(|_| AttemptErr::Reset)?;
     }
     Ok(())
+}
+
+/// Writes one piece of a streamed body upstream, as a chunk when the framing is chunked.
+async fn send_piece(conn: &mut UpConn, out: &mut Vec<u8>, d: &[u8], chunked: bool) -> Result<(), AttemptErr> {
+    out.clear();
+    if chunked {
+        push_chunk(out, d);
+    } else {
+        out.extend_from_slice(d);
+    }
+    conn.stream.write_all(out).await.map_err(|_| AttemptErr::Reset)
 }
 
 impl From<ReadFail> for AttemptErr {

@@ -371,16 +371,8 @@ async fn redirect_unescaped<S: AsyncWrite + Unpin>(
         location.push('?');
         location.push_str(q);
     }
-    let mut resp = LocalResponse::new(308, "text/plain; charset=utf-8", Bytes::new());
-    resp.headers.push((Bytes::from_static(b"location"), Bytes::from(location)));
-    let keep = keep_alive && !body_pending && !c.stopping();
-    resp.close = !keep;
-    ctx.status = 308;
-    ctx.error_kind = Some(ErrorKind::RedirectUnescaped);
-    let ok = write_local(io, c, &resp, ctx, method == b"HEAD").await;
-    settle_bytes(io, c, ctx);
-    on_log(ctx, snap, method, path);
-    ok && keep
+    let answer = (308, location, ErrorKind::RedirectUnescaped);
+    redirect(io, c, snap, ctx, answer, method, path, body_pending, keep_alive).await
 }
 
 /// The answer of a `redirect_https` listener: the same host and path on `https://`. Without a
@@ -413,14 +405,31 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
         location.push('?');
         location.push_str(q);
     }
+    let answer = (status, location, ErrorKind::RedirectHttps);
+    redirect(io, c, snap, ctx, answer, method, path, body_pending, keep_alive).await
+}
+
+/// A redirect the gateway answers itself: `status` with `Location`, the request's end logged
+/// with `kind`. An unread request body would be taken for the next request: close instead.
+#[allow(clippy::too_many_arguments)]
+async fn redirect<S: AsyncWrite + Unpin>(
+    io: &mut Client<'_, S>,
+    c: &mut Conn,
+    snap: &Snapshot,
+    ctx: &mut RequestCtx,
+    (status, location, kind): (u16, String, ErrorKind),
+    method: &[u8],
+    path: &str,
+    body_pending: bool,
+    keep_alive: bool,
+) -> bool {
     let mut resp = LocalResponse::new(status, "text/plain; charset=utf-8", Bytes::new());
     resp.headers.push((Bytes::from_static(b"location"), Bytes::from(location)));
-    // An unread request body would be taken for the next request: close instead.
     let keep = keep_alive && !body_pending && !c.stopping();
     resp.close = !keep;
     ctx.status = status;
-    ctx.error_kind = Some(ErrorKind::RedirectHttps);
-    let ok = write_local(io, c, &resp, ctx, is_head).await;
+    ctx.error_kind = Some(kind);
+    let ok = write_local(io, c, &resp, ctx, method == b"HEAD").await;
     settle_bytes(io, c, ctx);
     on_log(ctx, snap, method, path);
     ok && keep

@@ -118,3 +118,24 @@ async fn admin_config_view_redacts_consumer_secrets() {
     }
     stop(gw).await;
 }
+
+/// Hop-by-hop removal applies to what is forwarded, not to what the gateway consumes: a client
+/// that names `Authorization` in `Connection` is still authenticated by it, and neither the
+/// credential nor any other field it named reaches the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_named_in_connection_are_still_read() {
+    let backend = Backend::named("b").await;
+    let routes = route("basic", "      - auth:\n          realm: staff\n          methods:\n            - basic: {}\n");
+    let gw = gateway(&config(&backend.url(), "", &routes)).await;
+    let req = format!(
+        "GET /basic HTTP/1.1\r\nHost: gw.test\r\nConnection: close, Authorization, X-Extra\r\nAuthorization: {}\r\nX-Extra: 1\r\n\r\n",
+        basic("alice", "correct horse")
+    );
+    let (resp, _) = gatehouse_testkit::raw_closes(gw.addr, req.as_bytes()).await;
+    assert_eq!(gatehouse_testkit::status_of(&resp), 200, "{resp}");
+    let got = backend.last().expect("forwarded");
+    assert_eq!(got.header("x-consumer-name"), Some("alice"));
+    assert_eq!(got.header("authorization"), None, "the credential is stripped");
+    assert_eq!(got.header("x-extra"), None, "a field named in Connection is not forwarded");
+    stop(gw).await;
+}

@@ -81,6 +81,16 @@ impl Headers {
     }
 
     /// Removes every field called `name`; returns how many were removed.
+    /// Removes the fields named `name` that came with the message (not those added since).
+    pub fn remove_received(&mut self, name: &[u8]) {
+        for i in 0..self.raw.len() {
+            let f = self.raw[i];
+            if !f.removed && self.slice(f.name).eq_ignore_ascii_case(name) {
+                self.raw[i].removed = true;
+            }
+        }
+    }
+
     pub fn remove(&mut self, name: &str) -> usize {
         let mut n = 0;
         for i in 0..self.raw.len() {

@@ -29,8 +29,8 @@ use crate::snapshot::Terminal;
 use crate::snapshot::{ListenerRt, Snapshot};
 use gatehouse_config::{EscapedSlashes, UnderscoreHeaders};
 use sanitize::{
-    add_forwarding, client_ip, host_key, new_request_id, preflight_method, prior_forwarding, rewrite_path,
-    sanitize_request, upgrade_request, valid_request_id,
+    add_forwarding, client_ip, drop_connection_named, host_key, new_request_id, preflight_method, prior_forwarding,
+    rewrite_path, sanitize_request, upgrade_request, valid_request_id,
 };
 
 /// Runs one request to completion. Returns whether the connection may serve another.
@@ -242,7 +242,7 @@ where
     let peer_trusted = c.peer_trusted(&l.trusted_proxies);
     let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
     let upgrade = upgrade_request(&head, route);
-    sanitize_request(&mut head.headers, peer_trusted);
+    let connection_named = sanitize_request(&mut head.headers, peer_trusted);
     if let Some(u) = &upgrade {
         // `Connection`/`Upgrade` are hop-by-hop: this hop asks the upstream for the same switch.
         head.headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
@@ -278,7 +278,9 @@ where
     // An upgrade request that is answered here did not switch: close (see `forward`).
     let keep_alive = keep_alive && upgrade.is_none();
     match flow {
-        Flow::Continue => {}
+        // The policies have read what they consume; what the client named in `Connection` does
+        // not go further.
+        Flow::Continue => drop_connection_named(&mut head.headers, &connection_named),
         Flow::Respond(mut resp) => {
             route.stack.local_headers(&ctx, |n, v| resp.headers.push((n, v)));
             ctx.status = resp.status;

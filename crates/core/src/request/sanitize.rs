@@ -172,14 +172,27 @@ pub(crate) fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
     }
 }
 
-pub(crate) fn sanitize_request(h: &mut Headers, peer_trusted: bool) {
+/// Drops what never crosses the proxy, in one pass. Returns the other fields the client named
+/// in `Connection`: hop-by-hop for this hop, so never forwarded, but the gateway's own policies
+/// may still read them (an `Authorization` named in `Connection` is still the credential the
+/// client sent); `drop_connection_named` removes the client's copies before forwarding.
+pub(crate) fn sanitize_request(h: &mut Headers, peer_trusted: bool) -> Vec<Vec<u8>> {
     let named: Vec<Vec<u8>> = h
         .get_all("connection")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| trim(t).to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !drop_on_forward(t, peer_trusted))
         .collect();
-    h.remove_where(|n| drop_on_forward(n, peer_trusted) || named.iter().any(|x| n.eq_ignore_ascii_case(x)));
+    h.remove_where(|n| drop_on_forward(n, peer_trusted));
+    named
+}
+
+/// Removes the client's copies of the fields it named in `Connection` (values the gateway added
+/// since, such as its own forwarding headers or a route's `request_headers`, stay).
+pub(crate) fn drop_connection_named(h: &mut Headers, named: &[Vec<u8>]) {
+    for n in named {
+        h.remove_received(n);
+    }
 }
 
 /// `X-Forwarded-For` and `Forwarded` values sent by a trusted proxy, to extend.

@@ -587,7 +587,8 @@ impl AdminState {
         let dropped = snap.access_log.as_ref().map_or(0, |l| l.dropped.load(Ordering::Relaxed));
         x.sample(names::ACCESS_LOG_DROPPED, &[], dropped as f64);
         x.family(names::IP_DENIED, "counter", "Requests refused by an ip_filter, by where it is configured.");
-        for (scope, n) in [("listener", &m.ip_denied.listener), ("route", &m.ip_denied.route)] {
+        let denied = &shared.limiters.ip_denied;
+        for (scope, n) in [("listener", &denied.listener), ("route", &denied.route)] {
             x.sample(names::IP_DENIED, &[("scope", scope)], n.load(Ordering::Relaxed) as f64);
         }
         x.family(

@@ -429,7 +429,7 @@ impl Gateway {
 
     /// Requests refused by `ip_filter` so far: (listener filters, route policies).
     pub fn ip_denied(&self) -> (u64, u64) {
-        let d = &self.shared.metrics.ip_denied;
+        let d = &self.shared.limiters.ip_denied;
         (d.listener.load(Ordering::Relaxed), d.route.load(Ordering::Relaxed))
     }
 }

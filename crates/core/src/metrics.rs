@@ -255,7 +255,6 @@ pub struct Metrics {
     /// How long the last successful load took (validate + compile + swap), in µs.
     pub last_reload_us: AtomicU64,
     /// Requests refused by `ip_filter` (listener and route), exported by `/metrics`.
-    pub ip_denied: IpDenials,
     /// Requests answered with an error before a head could be parsed (no route, no method).
     pub unreadable: AtomicU64,
     /// HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM (too many stream resets).
@@ -284,7 +283,6 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             last_success_ms: AtomicU64::new(0),
             last_reload_us: AtomicU64::new(0),
-            ip_denied: Default::default(),
             unreadable: AtomicU64::new(0),
             h2_calm: AtomicU64::new(0),
             config_hash: Mutex::new(String::new()),
@@ -494,22 +492,6 @@ pub fn render_consumers(x: &mut Exposition, consumers: &HashMap<String, Arc<Cons
                 x.sample(names::CONSUMER_REQUESTS, &[("consumer", &c.consumer), ("status_class", class)], n as f64);
             }
         }
-    }
-}
-
-/// Requests refused by `ip_filter`, for `/metrics` (kept across reloads in `Shared::metrics`).
-#[derive(Debug, Default)]
-pub struct IpDenials {
-    pub listener: AtomicU64,
-    pub route: AtomicU64,
-}
-
-impl IpDenials {
-    pub fn count_listener(&self) {
-        self.listener.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn count_route(&self) {
-        self.route.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -69,14 +69,7 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
 
 /// Whether a (normalised) path holds an encoded `/` or `\` (`%2F`, `%5C`, any case).
 pub fn has_escaped_slash(path: &str) -> bool {
-    let b = path.as_bytes();
-    memchr_percent(b).any(|i| {
-        matches!((b.get(i + 1), b.get(i + 2)), (Some(b'2'), Some(b'f' | b'F')) | (Some(b'5'), Some(b'c' | b'C')))
-    })
-}
-
-fn memchr_percent(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    b.iter().enumerate().filter(|(_, &c)| c == b'%').map(|(i, _)| i)
+    path.as_bytes().windows(3).any(|w| matches!(w, [b'%', b'2', b'f' | b'F'] | [b'%', b'5', b'c' | b'C']))
 }
 
 /// The path with `%2F` and `%5C` decoded to `/`, then normalised again (merged slashes, dot

@@ -1,10 +1,11 @@
 //! Guardrails for the code's shape (issue "One request path"): no import circle between the
 //! source files of `crates/core/src`, `crates/config/src` and `crates/testkit/src`, and no file
-//! over 800 lines of non-test code. A file's module path is its path; an edge is any `crate::a::b` path (resolved to
-//! the longest prefix that is a file) or `super::x` path in its non-test code. A `mod.rs` naming
-//! its children (`pub mod x;`, `pub use x::Y;`) is not counted: that is where a folder's
-//! public names are gathered, not a dependency of the parent's code on its children. The same
-//! check runs between rooms (top-level modules, a folder counting as one).
+//! over 800 lines of non-test code. A file's module path is its path; an edge is any
+//! `crate::a::b` path (resolved to the longest prefix that is a file) or `super::x` path in its
+//! non-test code. A `mod.rs` naming its children (`pub mod x;`, `pub use x::Y;`) is not
+//! counted: that is where a folder's public names are gathered, not a dependency of the
+//! parent's code on its children. The same check runs between rooms (top-level modules, a
+//! folder counting as one).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -221,16 +221,15 @@ where
                 Some(r) => r,
                 None => return Err(client_reset(ctx, span)),
             }
-        } else if let (Client::H1(h), Some(dec)) = (&mut *io, h1_rest.as_mut()) {
-            // The rest of the body is on the HTTP/1.1 client connection (only toward HTTP/1.1
-            // targets: an HTTP/1.1 client's body for an HTTP/2 upstream is read whole).
-            let rest = Rest::H1 { io: &mut **h, rbuf: &mut c.rbuf, dec, body_done: &mut *body_done };
-            let r = h1::exchange(&parts, target, upstream, &adm, &mut c.ubuf, &mut c.timer, rest, span.as_ref(), &opts);
-            (ti, r.await)
-        } else if let (Client::H1(_), false, None) = (&*io, target.http2, &h2_rest) {
-            // The common case, HTTP/1.1 on both sides with the body in memory: the leg directly
-            // (an HTTP/1.1 client cannot cancel a stream, so nothing to race it against).
-            let rest: Rest<'_, tokio::net::TcpStream> = Rest::None;
+        } else if let (Client::H1(h), false) = (&mut *io, target.http2) {
+            // HTTP/1.1 on both sides, the common case: the leg directly (an HTTP/1.1 client cannot
+            // cancel a stream, so nothing to race it against). The rest of a body still on the
+            // client connection streams from it (an HTTP/1.1 client's body for an HTTP/2 target
+            // is read whole, so it never has one).
+            let rest = match h1_rest.as_mut() {
+                Some(dec) => Rest::H1 { io: &mut **h, rbuf: &mut c.rbuf, dec, body_done: &mut *body_done },
+                None => Rest::None,
+            };
             let r = h1::exchange(&parts, target, upstream, &adm, &mut c.ubuf, &mut c.timer, rest, span.as_ref(), &opts);
             (ti, r.await)
         } else {

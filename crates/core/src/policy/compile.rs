@@ -13,7 +13,7 @@ use gatehouse_config as cfg;
 
 use super::cors::CorsPolicy;
 use super::headers::{HeaderEdits, RequestHeaders, ResponseHeaders};
-use super::ip::IpFilterRt;
+use super::ip::{IpFilterPolicy, IpFilterRt};
 use super::{ClusterLimit, ConcurrencyLimiter, ConcurrencyPolicy, Limiters, RateLimitPolicy, RateLimiter, RedisClient};
 use super::{RoutePolicy, Stack, StateId};
 use crate::error::CompileError;
@@ -82,7 +82,10 @@ impl PolicyEnv<'_> {
                         .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))?,
                 )),
                 cfg::Policy::Cors(c) => RoutePolicy::Cors(Box::new(CorsPolicy::compile(c))),
-                cfg::Policy::IpFilter(f) => RoutePolicy::IpFilter(IpFilterRt::compile(f)),
+                cfg::Policy::IpFilter(f) => {
+                    let counter = self.limiters.ip_denied.clone();
+                    RoutePolicy::IpFilter(IpFilterPolicy::new(IpFilterRt::compile(f), counter))
+                }
             });
         }
 

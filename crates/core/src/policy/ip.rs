@@ -7,6 +7,8 @@
 //! scan of the compiled blocks, no allocation, no lock.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use gatehouse_config::{Cidr, IpFilter};
 
@@ -38,13 +40,43 @@ impl IpFilterRt {
     }
 }
 
-/// A route's `ip_filter`: 403 `ip_denied` unless the client address is admitted (counted in
-/// `gatehouse_ip_denied_total{scope="route"}` by the request path's exit).
-impl Policy for IpFilterRt {
+/// Requests refused by `ip_filter`, for `/metrics` (kept across reloads in `Limiters::ip_denied`).
+#[derive(Debug, Default)]
+pub struct IpDenials {
+    pub listener: AtomicU64,
+    pub route: AtomicU64,
+}
+
+impl IpDenials {
+    pub fn count_listener(&self) {
+        self.listener.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_route(&self) {
+        self.route.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A route's `ip_filter` policy: the compiled lists and the counter its refusals go to.
+#[derive(Debug)]
+pub struct IpFilterPolicy {
+    filter: IpFilterRt,
+    denials: Arc<IpDenials>,
+}
+
+impl IpFilterPolicy {
+    pub fn new(filter: IpFilterRt, denials: Arc<IpDenials>) -> IpFilterPolicy {
+        IpFilterPolicy { filter, denials }
+    }
+}
+
+/// 403 `ip_denied` unless the client address is admitted, counted in
+/// `gatehouse_ip_denied_total{scope="route"}`.
+impl Policy for IpFilterPolicy {
     async fn on_request(&self, ctx: &mut RequestCtx, _: usize, _: &mut Headers, _: &RequestInfo<'_>) -> Flow {
-        if self.admits(ctx.client_ip) {
+        if self.filter.admits(ctx.client_ip) {
             Flow::Continue
         } else {
+            self.denials.count_route();
             Flow::Fail(GatewayError::IpDenied)
         }
     }

@@ -173,6 +173,8 @@ pub struct Limiters {
     /// Identity state (JWKS and introspection caches, auth decision counters); kept here so it
     /// survives reloads like the limiters.
     pub auth: Arc<crate::policy::auth::AuthState>,
+    /// Requests refused by `ip_filter` (listener and route), for `/metrics`.
+    pub ip_denied: Arc<super::ip::IpDenials>,
 }
 
 /// What a Redis connection depends on: a change means a new connection.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::concurrency::ConcurrencyPolicy;
 use super::cors::CorsPolicy;
 use super::headers::{RequestHeaders, ResponseHeaders};
-use super::ip::IpFilterRt;
+use super::ip::IpFilterPolicy;
 use super::rate_limit::RateLimitPolicy;
 use super::{Flow, Policy};
 use crate::ctx::{RequestCtx, RequestInfo};
@@ -75,7 +75,7 @@ route_policies! {
     /// `cors` (`cors.rs`): answers preflights, grants actual requests.
     Cors(Box<CorsPolicy>),
     /// `ip_filter` (`ip.rs`): 403 `ip_denied` unless the client address is admitted.
-    IpFilter(IpFilterRt),
+    IpFilter(IpFilterPolicy),
     /// The route's `request_headers` edits (`headers.rs`).
     RequestHeaders(RequestHeaders),
     /// The route's `response_headers` edits (`headers.rs`).

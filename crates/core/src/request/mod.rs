@@ -184,7 +184,7 @@ where
     // The listener's address filter runs before routing: a refused client learns nothing about
     // the routes.
     if l.ip_filter.as_ref().is_some_and(|f| !f.admits(ctx.client_ip)) {
-        c.shared.metrics.ip_denied.count_listener();
+        c.shared.limiters.ip_denied.count_listener();
         let err = GatewayError::IpDenied;
         // Closed after the 403: a refused client gets no connection to keep sending on.
         return finish_error(io, c, snap, &mut ctx, err, is_head, &method, path, body_pending, false).await;
@@ -292,9 +292,6 @@ where
             return ok && keep;
         }
         Flow::Fail(err) => {
-            if matches!(err, GatewayError::IpDenied) {
-                c.shared.metrics.ip_denied.count_route();
-            }
             return refuse(io, c, snap, route, &mut ctx, err, &method, path, body_pending, keep_alive).await;
         }
     }

@@ -29,6 +29,7 @@ pub mod simple_http;
 pub mod snapshot;
 pub mod state;
 pub mod terminal;
+pub mod timer;
 pub mod tls;
 pub mod trace;
 pub mod upstream;

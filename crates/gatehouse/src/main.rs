@@ -17,6 +17,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse_core::{Gateway, Options};
 
+/// mimalloc instead of glibc malloc: fewer instructions per request and memory given back after
+/// bursts (measured in docs/performance.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "gatehouse", version, about = "Gatehouse API gateway. Run without a command for the quickstart.")]
 struct Cli {

@@ -17,10 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::Sleep;
 
 use crate::counted::Counted;
 use crate::ctx::RequestCtx;
@@ -46,7 +44,7 @@ pub struct Conn {
     pub(crate) shared: Arc<Shared>,
     /// Registered with `Shared::stop` once per connection (not per request): no lock per request.
     pub(crate) stop: Pin<Box<tokio::sync::futures::OwnedNotified>>,
-    pub(crate) timer: Pin<Box<Sleep>>,
+    pub(crate) timer: crate::timer::LazyTimer,
     /// Client bytes consumed and written before the current request (see `counted`).
     pub(crate) mark: (u64, u64),
     /// The connection is TLS: `https` in X-Forwarded-Proto/Forwarded, HSTS is sent.
@@ -154,7 +152,7 @@ impl Conn {
             trusted_cache: None,
             stop: Box::pin(shared.stop.clone().notified_owned()),
             shared,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: crate::timer::LazyTimer::new(),
             mark: (0, 0),
             https,
             client_subject,

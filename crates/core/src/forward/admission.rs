@@ -240,7 +240,7 @@ impl<'r> Admission<'r> {
         let Some(first_pick) = upstream.balancer.pick(&upstream.targets, key.as_deref()) else {
             return Err(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }));
         };
-        let fixed_host: Option<Bytes> = match head.headers.get("host") {
+        let fixed_host: Option<Bytes> = match head.headers.get_known(crate::http1::Known::Host) {
             Some(h) => Some(Bytes::copy_from_slice(h)),
             None if route.preserve_host => head.authority.clone(),
             None => None,

@@ -14,13 +14,13 @@
 //!   A backend therefore sees at most `retry.attempts` deliveries of a request.
 //! - Interim 1xx answers are skipped; a 101 is accepted only when this hop asked to upgrade.
 
-use std::pin::Pin;
+use crate::timer::LazyTimer;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::RecvStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::admission::{Admission, AttemptErr};
 use super::body::read_more_body;
@@ -136,7 +136,7 @@ pub(crate) async fn exchange<S: AsyncRead + Unpin>(
     upstream: &Upstream,
     adm: &Admission<'_>,
     ubuf: &mut Vec<u8>,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut LazyTimer,
     rest: Rest<'_, S>,
     span: Option<&ClientSpan>,
     o: &H1Opts,
@@ -280,8 +280,8 @@ pub(crate) fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
-    for (n, v) in head.headers.iter() {
-        if n.eq_ignore_ascii_case(b"host") {
+    for (k, n, v) in head.headers.fields() {
+        if k == http1::Known::Host {
             continue;
         }
         out.extend_from_slice(n);
@@ -337,9 +337,9 @@ pub(crate) async fn read_response_head(
     is_head: bool,
     upgrading: bool,
     deadline: Instant,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut LazyTimer,
 ) -> Result<http1::ResponseHead, ReadFail> {
-    timer.as_mut().reset(deadline);
+    timer.arm(deadline);
     let mut got_any = !conn.rbuf.is_empty();
     loop {
         match parse_response(&mut conn.rbuf, MAX_RESPONSE_HEAD, is_head) {
@@ -356,7 +356,7 @@ pub(crate) async fn read_response_head(
         let read = tokio::select! {
             biased;
             r = conn.stream.read_buf(&mut conn.rbuf) => Ok(r),
-            _ = timer.as_mut() => Err(()),
+            _ = timer.fired() => Err(()),
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => {

@@ -357,7 +357,7 @@ impl Leg<'_, '_> {
         rest: Option<RecvStream>,
         span: Option<&ClientSpan>,
         ubuf: &mut Vec<u8>,
-        timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+        timer: &mut crate::timer::LazyTimer,
     ) -> Attempt {
         let (parts, upstream, adm) = (self.parts, self.upstream, self.adm);
         if target.http2 {
@@ -384,7 +384,7 @@ impl Leg<'_, '_> {
         span: Option<&ClientSpan>,
         server_span: Option<&crate::trace::ServerSpan>,
         ubuf: &mut Vec<u8>,
-        timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+        timer: &mut crate::timer::LazyTimer,
     ) -> (usize, Attempt) {
         let upstream = self.upstream;
         let first = self.one(&upstream.targets[ti], None, span, ubuf, timer);
@@ -392,7 +392,7 @@ impl Leg<'_, '_> {
             let t2 = &upstream.targets[tj];
             // The hedged attempt is an attempt of its own: its own CLIENT span, ended with its outcome.
             let span2 = client_span(server_span, &self.parts.head.method, t2);
-            let (mut ubuf2, mut timer2) = (Vec::new(), Box::pin(tokio::time::sleep(Duration::ZERO)));
+            let (mut ubuf2, mut timer2) = (Vec::new(), crate::timer::LazyTimer::new());
             let r = self.one(t2, None, span2.as_ref(), &mut ubuf2, &mut timer2).await;
             if let Some(s) = span2 {
                 match &r {

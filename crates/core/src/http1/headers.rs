@@ -4,8 +4,90 @@
 //! allocation on parse); removals only flag a field; additions are appended in order. Names are
 //! compared ASCII-case-insensitively. Everything here was already validated by the parser, and
 //! additions come from compiled config (validated tokens/values) or from the gateway itself.
+//!
+//! Every field carries its `Known` name, recognised once when it is parsed or added: the
+//! framing, hop-by-hop and forwarding checks that run on every message then compare one byte
+//! per field instead of a name (the head of a proxied request is read about ten times).
 
 use bytes::Bytes;
+
+/// The header names the gateway reads or removes on every message. Anything else is `Other`
+/// and compared by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    Other,
+    Host,
+    ContentLength,
+    TransferEncoding,
+    ContentType,
+    Connection,
+    KeepAlive,
+    Te,
+    Trailer,
+    Upgrade,
+    ProxyConnection,
+    ProxyAuthenticate,
+    ProxyAuthorization,
+    Expect,
+    Forwarded,
+    XRealIp,
+    XRequestId,
+    XForwardedFor,
+    XForwardedHost,
+    XForwardedPort,
+    XForwardedProto,
+    XClientCertSubject,
+}
+
+impl Known {
+    /// One length-bucketed match (at most three comparisons of that length, eight bytes at a
+    /// time). `n` must be a field-name token (RFC 9110 §5.1: what the parsers and config
+    /// validation admit): see `token_eq`.
+    pub fn of(n: &[u8]) -> Known {
+        let eq = |s: &[u8]| token_eq(n, s);
+        match n.len() {
+            2 if eq(b"te") => Known::Te,
+            4 if eq(b"host") => Known::Host,
+            6 if eq(b"expect") => Known::Expect,
+            7 if eq(b"trailer") => Known::Trailer,
+            7 if eq(b"upgrade") => Known::Upgrade,
+            9 if eq(b"forwarded") => Known::Forwarded,
+            9 if eq(b"x-real-ip") => Known::XRealIp,
+            10 if eq(b"connection") => Known::Connection,
+            10 if eq(b"keep-alive") => Known::KeepAlive,
+            12 if eq(b"content-type") => Known::ContentType,
+            12 if eq(b"x-request-id") => Known::XRequestId,
+            14 if eq(b"content-length") => Known::ContentLength,
+            15 if eq(b"x-forwarded-for") => Known::XForwardedFor,
+            16 if eq(b"proxy-connection") => Known::ProxyConnection,
+            16 if eq(b"x-forwarded-host") => Known::XForwardedHost,
+            16 if eq(b"x-forwarded-port") => Known::XForwardedPort,
+            17 if eq(b"transfer-encoding") => Known::TransferEncoding,
+            17 if eq(b"x-forwarded-proto") => Known::XForwardedProto,
+            18 if eq(b"proxy-authenticate") => Known::ProxyAuthenticate,
+            19 if eq(b"proxy-authorization") => Known::ProxyAuthorization,
+            21 if eq(b"x-client-cert-subject") => Known::XClientCertSubject,
+            _ => Known::Other,
+        }
+    }
+
+    /// A hop-by-hop field (RFC 9110 §7.6.1) or a framing field the proxy re-creates itself.
+    pub fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Known::Te
+                | Known::Trailer
+                | Known::Upgrade
+                | Known::Connection
+                | Known::KeepAlive
+                | Known::ContentLength
+                | Known::ProxyConnection
+                | Known::TransferEncoding
+                | Known::ProxyAuthenticate
+                | Known::ProxyAuthorization
+        )
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Span {
@@ -17,13 +99,46 @@ pub(crate) struct Span {
 pub(crate) struct RawField {
     name: Span,
     value: Span,
+    known: Known,
     removed: bool,
 }
 
 impl RawField {
-    pub(crate) fn new(name: Span, value: Span) -> RawField {
-        RawField { name, value, removed: false }
+    /// `name` is the field name's bytes (the span's content), classified here once.
+    pub(crate) fn new(name: Span, value: Span, name_bytes: &[u8]) -> RawField {
+        RawField { name, value, known: Known::of(name_bytes), removed: false }
     }
+}
+
+/// `n` equals the lower-case `lit` (same length), ignoring ASCII case, compared eight bytes at a
+/// time by setting bit 0x20 of every byte of `n`. That folds upper- onto lower-case letters and
+/// leaves `-` and digits alone; the only other byte it maps into `lit`'s alphabet (letters, `-`)
+/// is CR (0x0D → `-`), which no token contains.
+fn token_eq(n: &[u8], lit: &[u8]) -> bool {
+    debug_assert_eq!(n.len(), lit.len());
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let (mut a, mut b) = (n.chunks_exact(8), lit.chunks_exact(8));
+    for (x, y) in a.by_ref().zip(b.by_ref()) {
+        let (x, y) = (word(x), word(y));
+        if x | FOLD != y {
+            return false;
+        }
+    }
+    a.remainder().iter().zip(b.remainder()).all(|(&x, &y)| x | 0x20 == y)
+}
+
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
+
+/// A field the gateway added: its name, recognised once, and value.
+#[derive(Debug, Clone)]
+struct Added {
+    known: Known,
+    name: Bytes,
+    value: Bytes,
 }
 
 /// Header fields of one message.
@@ -31,7 +146,7 @@ impl RawField {
 pub struct Headers {
     buf: Bytes,
     raw: Vec<RawField>,
-    added: Vec<(Bytes, Bytes)>,
+    added: Vec<Added>,
 }
 
 impl Headers {
@@ -59,75 +174,108 @@ impl Headers {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        let (k, n) = (Known::of(name.as_bytes()), name.as_bytes());
+        self.fields()
+            .find(|&(fk, fname, _)| fk == k && (k != Known::Other || fname.eq_ignore_ascii_case(n)))
+            .map(|f| f.2)
     }
 
-    /// Every value of `name`, in order.
+    /// Every value of `name`, in order (originals first, then additions).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        let (k, n) = (Known::of(name.as_bytes()), name.as_bytes());
+        self.fields()
+            .filter(move |&(fk, fname, _)| fk == k && (k != Known::Other || fname.eq_ignore_ascii_case(n)))
+            .map(|f| f.2)
     }
 
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
-    /// Every live field, originals first then additions.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    /// The first value of a recognised field (`k` is not `Other`).
+    pub fn get_known(&self, k: Known) -> Option<&[u8]> {
+        self.fields().find(|f| f.0 == k).map(|f| f.2)
+    }
+
+    /// Every value of a recognised field, in order.
+    pub fn get_all_known(&self, k: Known) -> impl Iterator<Item = &[u8]> {
+        self.fields().filter(move |f| f.0 == k).map(|f| f.2)
+    }
+
+    pub fn contains_known(&self, k: Known) -> bool {
+        self.get_known(k).is_some()
+    }
+
+    /// Every live field with its recognised name, originals first then additions.
+    pub fn fields(&self) -> impl Iterator<Item = (Known, &[u8], &[u8])> {
         self.raw
             .iter()
             .filter(|f| !f.removed)
-            .map(|f| (self.slice(f.name), self.slice(f.value)))
-            .chain(self.added.iter().map(|(n, v)| (&n[..], &v[..])))
+            .map(|f| (f.known, self.slice(f.name), self.slice(f.value)))
+            .chain(self.added.iter().map(|a| (a.known, &a.name[..], &a.value[..])))
     }
 
-    /// Removes every field called `name`; returns how many were removed.
+    /// Every live field, originals first then additions.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields().map(|(_, n, v)| (n, v))
+    }
+
     /// Removes the fields named `name` that came with the message (not those added since).
     pub fn remove_received(&mut self, name: &[u8]) {
+        let k = Known::of(name);
         for i in 0..self.raw.len() {
             let f = self.raw[i];
-            if !f.removed && self.slice(f.name).eq_ignore_ascii_case(name) {
+            if !f.removed && f.known == k && (k != Known::Other || self.slice(f.name).eq_ignore_ascii_case(name)) {
                 self.raw[i].removed = true;
             }
         }
     }
 
+    /// Removes every field called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
+        let (k, n) = (Known::of(name.as_bytes()), name.as_bytes());
+        self.remove_fields(|fk, fname| fk == k && (k != Known::Other || fname.eq_ignore_ascii_case(n)))
+    }
+
+    /// Removes fields whose name satisfies `pred`.
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&[u8]) -> bool) {
+        self.remove_fields(|_, n| pred(n));
+    }
+
+    /// Removes fields for which `pred(known, name)` holds; returns how many were removed.
+    pub fn remove_fields(&mut self, mut pred: impl FnMut(Known, &[u8]) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.raw.len() {
             let f = self.raw[i];
-            if !f.removed && self.slice(f.name).eq_ignore_ascii_case(name.as_bytes()) {
+            if !f.removed && pred(f.known, self.slice(f.name)) {
                 self.raw[i].removed = true;
                 n += 1;
             }
         }
         let before = self.added.len();
-        self.added.retain(|(k, _)| !k.eq_ignore_ascii_case(name.as_bytes()));
+        self.added.retain(|a| !pred(a.known, &a.name));
         n + before - self.added.len()
     }
 
-    /// Removes fields whose name satisfies `pred`.
-    pub fn remove_where(&mut self, mut pred: impl FnMut(&[u8]) -> bool) {
-        for i in 0..self.raw.len() {
-            let f = self.raw[i];
-            if !f.removed && pred(self.slice(f.name)) {
-                self.raw[i].removed = true;
-            }
-        }
-        self.added.retain(|(k, _)| !pred(k));
+    /// Appends a field whose name is known to be `k` (`Known::of(&name) == k`), keeping
+    /// existing ones: the gateway's own fields skip the classification.
+    pub fn append_known(&mut self, k: Known, name: &'static [u8], value: impl Into<Bytes>) {
+        debug_assert_eq!(Known::of(name), k);
+        self.added.push(Added { known: k, name: Bytes::from_static(name), value: value.into() });
     }
 
     /// Appends a field, keeping existing ones.
     pub fn append(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.added.push((name.into(), value.into()));
+        let name = name.into();
+        self.added.push(Added { known: Known::of(&name), name, value: value.into() });
     }
 
     /// Replaces every field called `name` with one field.
     pub fn set(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
-        if let Ok(s) = std::str::from_utf8(&name) {
-            self.remove(s);
-        }
-        self.added.push((name, value.into()));
+        let k = Known::of(&name);
+        self.remove_fields(|fk, n| fk == k && (k != Known::Other || n.eq_ignore_ascii_case(&name)));
+        self.added.push(Added { known: k, name, value: value.into() });
     }
 
     pub fn len(&self) -> usize {
@@ -173,12 +321,58 @@ mod tests {
         let buf = Bytes::from_static(b"Host: a\r\nX-A: 1\r\nx-a: 2\r\n");
         let spans = [((0, 4), (6, 7)), ((9, 12), (14, 15)), ((17, 20), (22, 23))];
         Headers::from_raw(
-            buf,
+            buf.clone(),
             spans
                 .iter()
-                .map(|&((a, b), (c, d))| RawField::new(Span { start: a, end: b }, Span { start: c, end: d }))
+                .map(|&((a, b), (c, d))| {
+                    RawField::new(Span { start: a, end: b }, Span { start: c, end: d }, &buf[a as usize..b as usize])
+                })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn known_names_are_recognised_in_any_case_and_nothing_else_is() {
+        let names: &[(&str, Known)] = &[
+            ("te", Known::Te),
+            ("host", Known::Host),
+            ("expect", Known::Expect),
+            ("trailer", Known::Trailer),
+            ("upgrade", Known::Upgrade),
+            ("forwarded", Known::Forwarded),
+            ("x-real-ip", Known::XRealIp),
+            ("connection", Known::Connection),
+            ("keep-alive", Known::KeepAlive),
+            ("content-type", Known::ContentType),
+            ("x-request-id", Known::XRequestId),
+            ("content-length", Known::ContentLength),
+            ("x-forwarded-for", Known::XForwardedFor),
+            ("proxy-connection", Known::ProxyConnection),
+            ("x-forwarded-host", Known::XForwardedHost),
+            ("x-forwarded-port", Known::XForwardedPort),
+            ("transfer-encoding", Known::TransferEncoding),
+            ("x-forwarded-proto", Known::XForwardedProto),
+            ("proxy-authenticate", Known::ProxyAuthenticate),
+            ("proxy-authorization", Known::ProxyAuthorization),
+            ("x-client-cert-subject", Known::XClientCertSubject),
+        ];
+        for &(n, k) in names {
+            assert_eq!(Known::of(n.as_bytes()), k, "{n}");
+            assert_eq!(Known::of(n.to_ascii_uppercase().as_bytes()), k, "{n}");
+            // Every single-byte change of a known name is another name (or not a token).
+            for i in 0..n.len() {
+                for b in [b'_', b'x', b'0', b'.', b'^', b'~', b'-'] {
+                    let mut m = n.as_bytes().to_vec();
+                    if m[i].eq_ignore_ascii_case(&b) {
+                        continue;
+                    }
+                    m[i] = b;
+                    assert_eq!(Known::of(&m), Known::Other, "{}", String::from_utf8_lossy(&m));
+                }
+            }
+        }
+        assert_eq!(Known::of(b"x-forwarded-fox"), Known::Other);
+        assert_eq!(Known::of(b""), Known::Other);
     }
 
     #[test]

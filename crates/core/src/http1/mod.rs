@@ -11,45 +11,33 @@ pub mod headers;
 pub mod parse;
 
 pub use chunked::{BodyDecoder, BodyError, Decoded};
-pub use headers::Headers;
+pub use headers::{Headers, Known};
 pub use parse::{parse_request, parse_response, BodyKind, HeadError, HeadLimits, RequestHead, ResponseHead};
 
 /// Is `n` a hop-by-hop field (RFC 9110 §7.6.1) or a framing field the proxy re-creates itself?
-/// One length-bucketed match.
 pub fn is_hop_by_hop(n: &[u8]) -> bool {
-    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
-    match n.len() {
-        2 => eq("te"),
-        7 => eq("trailer") || eq("upgrade"),
-        10 => eq("connection") || eq("keep-alive"),
-        14 => eq("content-length"),
-        16 => eq("proxy-connection"),
-        17 => eq("transfer-encoding"),
-        18 => eq("proxy-authenticate"),
-        19 => eq("proxy-authorization"),
-        _ => false,
-    }
+    Known::of(n).is_hop_by_hop()
 }
 
 /// Removes hop-by-hop fields and every field named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut Headers) {
     // Common case: `Connection` only says `keep-alive` or `close`, which name nothing extra.
-    let names_fields = h.get_all("connection").any(|v| {
+    let names_fields = h.get_all_known(Known::Connection).any(|v| {
         v.split(|&b| b == b',')
             .map(headers::trim)
             .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
     });
     if !names_fields {
-        h.remove_where(is_hop_by_hop);
+        h.remove_fields(|k, _| k.is_hop_by_hop());
         return;
     }
     let named: Vec<Vec<u8>> = h
-        .get_all("connection")
+        .get_all_known(Known::Connection)
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| headers::trim(t).to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    h.remove_where(|n| is_hop_by_hop(n) || named.iter().any(|x| n.eq_ignore_ascii_case(x)));
+    h.remove_fields(|k, n| k.is_hop_by_hop() || named.iter().any(|x| n.eq_ignore_ascii_case(x)));
 }
 
 /// The standard reason phrase for the statuses the gateway produces itself.

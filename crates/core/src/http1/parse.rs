@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use std::mem::MaybeUninit;
 
-use super::headers::{has_token, trim, Headers, RawField, Span};
+use super::headers::{has_token, trim, Headers, Known, RawField, Span};
 
 /// How a message body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Re
                 let spans: Vec<RawField> = parsed
                     .headers
                     .iter()
-                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value)))
+                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value), h.name.as_bytes()))
                     .collect();
                 Ok((n, method, path, minor, spans))
             }
@@ -182,14 +182,14 @@ fn framing(headers: &Headers, minor: u8) -> Result<(Option<u64>, bool), &'static
     let mut cl_count = 0;
     let mut te_count = 0;
     let mut chunked = false;
-    for (name, value) in headers.iter() {
-        if name.eq_ignore_ascii_case(b"content-length") {
+    for (known, _, value) in headers.fields() {
+        if known == Known::ContentLength {
             cl_count += 1;
             if cl_count > 1 {
                 return Err("more than one Content-Length");
             }
             cl = Some(parse_content_length(value).ok_or("invalid Content-Length")?);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if known == Known::TransferEncoding {
             te_count += 1;
             if te_count > 1 {
                 return Err("more than one Transfer-Encoding");
@@ -244,17 +244,17 @@ fn finish_request(method: Bytes, target: Bytes, minor: u8, headers: Headers) -> 
     let mut host_count = 0;
     let mut keep_alive = minor == 1;
     let mut expect_continue = false;
-    for (name, value) in headers.iter() {
-        if name.eq_ignore_ascii_case(b"host") {
+    for (known, _, value) in headers.fields() {
+        if known == Known::Host {
             host_count += 1;
             host = Some(value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if known == Known::Connection {
             if has_token(value, "close") {
                 keep_alive = false;
             } else if minor == 0 && has_token(value, "keep-alive") {
                 keep_alive = true;
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if known == Known::Expect {
             if trim(value).eq_ignore_ascii_case(b"100-continue") {
                 // RFC 9110 §10.1.1: an HTTP/1.0 request's 100-continue MUST be ignored (a 1.0
                 // client does not expect an interim response and could take it as the final one).
@@ -322,7 +322,7 @@ pub fn parse_response(
                 let spans: Vec<RawField> = res
                     .headers
                     .iter()
-                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value)))
+                    .map(|h| RawField::new(span_of(base, h.name.as_bytes()), span_of(base, h.value), h.name.as_bytes()))
                     .collect();
                 let reason = span_of(base, res.reason.unwrap_or("").as_bytes());
                 Some((n, res.code.unwrap_or(0), reason, res.version.unwrap_or(1), spans))
@@ -348,7 +348,7 @@ pub fn parse_response(
     let headers = Headers::from_raw(head, spans);
     let (cl, chunked) = framing(&headers, minor).map_err(HeadError::Framing)?;
     let mut keep_alive = minor == 1;
-    for v in headers.get_all("connection") {
+    for v in headers.get_all_known(Known::Connection) {
         if has_token(v, "close") {
             keep_alive = false;
         } else if minor == 0 && has_token(v, "keep-alive") {

@@ -20,7 +20,7 @@ use crate::ctx::RequestCtx;
 use crate::downstream::respond::{finish_error, write_local};
 use crate::downstream::{settle_bytes, Client, Conn, Fail};
 use crate::error::{ErrorKind, GatewayError, LocalResponse};
-use crate::http1::{BodyKind, RequestHead};
+use crate::http1::{BodyKind, Known, RequestHead};
 use crate::log_phase::on_log;
 use crate::normalize::{has_escaped_slash, is_normal_path, normalize_target, unescape_slashes};
 use crate::policy::Flow;
@@ -52,7 +52,7 @@ where
     let client_ip = client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies);
     let mut ctx = RequestCtx::new(request_id, snap.request_id_header.clone(), client_ip);
     ctx.client_cert_subject = c.client_subject.clone();
-    ctx.grpc = head.headers.get("content-type").and_then(crate::grpc::classify);
+    ctx.grpc = head.headers.get_known(Known::ContentType).and_then(crate::grpc::classify);
     if let Some(t) = &snap.tracer {
         // The SERVER span starts with the request; the caller's trace context (if valid) is its
         // parent. With propagation on, the client's headers are replaced per upstream attempt.
@@ -238,7 +238,7 @@ where
 
     // Sanitise in one pass: hop-by-hop (and what `Connection` names), expectations, the client's
     // Host and request id (we send our own), and forwarding headers from untrusted peers.
-    let zero_length = head.body == BodyKind::Empty && head.headers.contains("content-length");
+    let zero_length = head.body == BodyKind::Empty && head.headers.contains_known(Known::ContentLength);
     let peer_trusted = c.peer_trusted(&l.trusted_proxies);
     let fwd_prior = if peer_trusted { prior_forwarding(&head.headers) } else { (Vec::new(), Vec::new()) };
     let upgrade = upgrade_request(&head, route);

@@ -14,21 +14,25 @@ use bytes::Bytes;
 
 use crate::downstream::Conn;
 use crate::http1::headers::trim;
-use crate::http1::{self, BodyKind, Headers, RequestHead};
+use crate::http1::{self, BodyKind, Headers, Known, RequestHead};
 use crate::snapshot::{Rewrite, Route, TplPart};
 use crate::upstream::balancer::rand_u64;
 
 /// A new random request id: 32 lower-case hex digits.
 pub fn new_request_id() -> Bytes {
+    let mut v = [0u8; 32];
+    hex_into(&mut v[..16], rand_u64());
+    hex_into(&mut v[16..], rand_u64());
+    Bytes::copy_from_slice(&v)
+}
+
+/// The 16 lower-case hex digits of `x` into `out` (16 bytes), a byte (two digits) per step.
+fn hex_into(out: &mut [u8], x: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let (a, b) = (rand_u64(), rand_u64());
-    let mut v = Vec::with_capacity(32);
-    for x in [a, b] {
-        for i in (0..16).rev() {
-            v.push(HEX[((x >> (i * 4)) & 0xf) as usize]);
-        }
+    for (pair, byte) in out.chunks_exact_mut(2).zip(x.to_be_bytes()) {
+        pair[0] = HEX[(byte >> 4) as usize];
+        pair[1] = HEX[(byte & 0xf) as usize];
     }
-    Bytes::from(v)
 }
 
 pub(crate) fn valid_request_id(v: &[u8]) -> bool {
@@ -126,10 +130,10 @@ pub(crate) fn upgrade_request_with(head: &RequestHead, upgrades: &[String]) -> O
     if upgrades.is_empty() || head.minor != 1 || head.body != BodyKind::Empty {
         return None;
     }
-    if !head.headers.get_all("connection").any(|v| http1::headers::has_token(v, "upgrade")) {
+    if !head.headers.get_all_known(Known::Connection).any(|v| http1::headers::has_token(v, "upgrade")) {
         return None;
     }
-    let mut values = head.headers.get_all("upgrade");
+    let mut values = head.headers.get_all_known(Known::Upgrade);
     let value = values.next()?;
     if values.next().is_some() {
         return None;
@@ -150,45 +154,44 @@ pub(crate) fn upgrade_request_with(head: &RequestHead, upgrades: &[String]) -> O
 
 /// Is this request header dropped before forwarding? One length-bucketed match per header.
 pub(crate) fn drop_on_forward(n: &[u8], peer_trusted: bool) -> bool {
-    if http1::is_hop_by_hop(n) {
-        return true;
-    }
-    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
-    // Identity headers are the gateway's to set (after `auth`); a client's copy is a forgery.
-    if n.len() > 11 && n[..11].eq_ignore_ascii_case(b"x-consumer-") {
-        return true;
-    }
-    match n.len() {
-        4 => eq("host"),
-        6 => eq("expect"),
-        9 => !peer_trusted && (eq("forwarded") || eq("x-real-ip")),
-        12 => eq("x-request-id"),
-        15 => !peer_trusted && eq("x-forwarded-for"),
-        16 => !peer_trusted && (eq("x-forwarded-host") || eq("x-forwarded-port")),
-        17 => !peer_trusted && eq("x-forwarded-proto"),
-        // Set only from a verified client certificate; a client's own copy is a forgery.
-        21 => eq("x-client-cert-subject"),
-        _ => false,
+    drop_field(Known::of(n), n, peer_trusted)
+}
+
+/// `drop_on_forward` for a field whose name was recognised already.
+fn drop_field(k: Known, n: &[u8], peer_trusted: bool) -> bool {
+    match k {
+        Known::Host | Known::Expect | Known::XRequestId | Known::XClientCertSubject => true,
+        Known::Forwarded
+        | Known::XRealIp
+        | Known::XForwardedFor
+        | Known::XForwardedHost
+        | Known::XForwardedPort
+        | Known::XForwardedProto => !peer_trusted,
+        Known::Other => n.len() > 11 && n[..11].eq_ignore_ascii_case(b"x-consumer-"),
+        k => k.is_hop_by_hop(),
     }
 }
 
-/// Drops what never crosses the proxy, in one pass. Returns the other fields the client named
-/// in `Connection`: hop-by-hop for this hop, so never forwarded, but the gateway's own policies
-/// may still read them (an `Authorization` named in `Connection` is still the credential the
-/// client sent); `drop_connection_named` removes the client's copies before forwarding.
+/// Removes what must not be forwarded (hop-by-hop fields, the client's Host, request id,
+/// expectations and identity headers, forwarding headers from untrusted peers) and returns the
+/// other names the client listed in `Connection`, removed later (`drop_connection_named`).
 pub(crate) fn sanitize_request(h: &mut Headers, peer_trusted: bool) -> Vec<Vec<u8>> {
-    let named: Vec<Vec<u8>> = h
-        .get_all("connection")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|t| trim(t).to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && !drop_on_forward(t, peer_trusted))
-        .collect();
-    h.remove_where(|n| drop_on_forward(n, peer_trusted));
+    let mut named: Vec<Vec<u8>> = Vec::new();
+    for v in h.get_all_known(Known::Connection) {
+        for t in v.split(|&b| b == b',').map(trim) {
+            if !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"close")
+                && !drop_on_forward(t, peer_trusted)
+            {
+                named.push(t.to_ascii_lowercase());
+            }
+        }
+    }
+    h.remove_fields(|k, n| drop_field(k, n, peer_trusted));
     named
 }
 
-/// Removes the client's copies of the fields it named in `Connection` (values the gateway added
-/// since, such as its own forwarding headers or a route's `request_headers`, stay).
 pub(crate) fn drop_connection_named(h: &mut Headers, named: &[Vec<u8>]) {
     for n in named {
         h.remove_received(n);
@@ -218,17 +221,17 @@ pub(crate) fn add_forwarding(
             [&prior_xff[..], b", ", &c.peer_ip[..]].concat().into()
         };
         h.set(Bytes::from_static(b"x-forwarded-for"), xff);
-        if !h.contains("x-forwarded-proto") {
-            h.append(Bytes::from_static(b"x-forwarded-proto"), c.proto());
+        if !h.contains_known(Known::XForwardedProto) {
+            h.append_known(Known::XForwardedProto, b"x-forwarded-proto", c.proto());
         }
-        if !h.contains("x-forwarded-host") && !orig_host.is_empty() {
-            h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+        if !h.contains_known(Known::XForwardedHost) && !orig_host.is_empty() {
+            h.append_known(Known::XForwardedHost, b"x-forwarded-host", orig_host.clone());
         }
     } else {
-        h.append(Bytes::from_static(b"x-forwarded-for"), c.peer_ip.clone());
-        h.append(Bytes::from_static(b"x-forwarded-proto"), c.proto());
+        h.append_known(Known::XForwardedFor, b"x-forwarded-for", c.peer_ip.clone());
+        h.append_known(Known::XForwardedProto, b"x-forwarded-proto", c.proto());
         if !orig_host.is_empty() {
-            h.append(Bytes::from_static(b"x-forwarded-host"), orig_host.clone());
+            h.append_known(Known::XForwardedHost, b"x-forwarded-host", orig_host.clone());
         }
     }
     if !rfc7239 {
@@ -251,7 +254,7 @@ pub(crate) fn add_forwarding(
     if peer_trusted {
         h.set(Bytes::from_static(b"forwarded"), Bytes::from(fwd));
     } else {
-        h.append(Bytes::from_static(b"forwarded"), Bytes::from(fwd));
+        h.append_known(Known::Forwarded, b"forwarded", Bytes::from(fwd));
     }
 }
 
@@ -260,6 +263,17 @@ mod tests {
     use super::*;
     use crate::http1::{parse_request, push_u64};
     use bytes::BytesMut;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)));
+        assert_ne!(a, b);
+        let mut out = [0u8; 16];
+        hex_into(&mut out, 0x0123_4567_89ab_cdef);
+        assert_eq!(&out, b"0123456789abcdef");
+    }
 
     #[test]
     fn hosts() {

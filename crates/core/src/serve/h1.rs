@@ -47,7 +47,7 @@ enum Sniffed {
 /// the HTTP/1.1 case: a request line never starts with `PRI * HTTP/2.0`).
 async fn sniff_preface<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, idle: Duration) -> Sniffed {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    c.timer.as_mut().reset(Instant::now() + idle);
+    c.timer.arm(Instant::now() + idle);
     loop {
         let n = c.rbuf.len().min(PREFACE.len());
         if n > 0 && c.rbuf[..n] != PREFACE[..n] {
@@ -63,7 +63,7 @@ async fn sniff_preface<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, idle: Dur
                 Ok(0) | Err(_) => return Sniffed::Closed,
                 Ok(_) => {}
             },
-            _ = &mut c.timer => return Sniffed::Closed,
+            _ = c.timer.fired() => return Sniffed::Closed,
             _ = c.stop.as_mut() => return Sniffed::Closed,
         }
     }
@@ -169,7 +169,7 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
         if c.stopping() {
             return HeadRead::Closed;
         }
-        c.timer.as_mut().reset(Instant::now() + l.idle_timeout);
+        c.timer.arm(Instant::now() + l.idle_timeout);
         reserve(&mut c.rbuf);
         tokio::select! {
             biased;
@@ -177,7 +177,7 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(_) => {}
             },
-            _ = &mut c.timer => return HeadRead::Closed,
+            _ = c.timer.fired() => return HeadRead::Closed,
             _ = c.stop.as_mut() => return HeadRead::Closed,
         }
     }
@@ -191,7 +191,7 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
             Err(e) => return HeadRead::Error(e.into()),
         }
         if !armed {
-            c.timer.as_mut().reset(Instant::now() + l.header_timeout);
+            c.timer.arm(Instant::now() + l.header_timeout);
             armed = true;
         }
         reserve(&mut c.rbuf);
@@ -201,7 +201,7 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(_) => {}
             },
-            _ = &mut c.timer => return HeadRead::Error(GatewayError::RequestTimeout),
+            _ = c.timer.fired() => return HeadRead::Error(GatewayError::RequestTimeout),
         }
     }
 }

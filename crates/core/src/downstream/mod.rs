@@ -26,6 +26,11 @@ use crate::error::GatewayError;
 use crate::state::Shared;
 
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// A connection's first read buffer: a request head fits; bodies grow it by `READ_CHUNK`. Idle
+/// and half-open connections are most of a burst, and each costs this much, not `READ_CHUNK`.
+pub(crate) const READ_FIRST: usize = 4 * 1024;
+/// Buffers larger than this (grown by a body or a large head) are released between requests.
+const IDLE_KEEP: usize = 2 * READ_FIRST;
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// Per-connection buffers and identity (opaque outside the crate: a terminal passes its
@@ -162,7 +167,23 @@ impl Conn {
 
 pub(crate) fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(if buf.capacity() == 0 { READ_FIRST } else { READ_CHUNK });
+    }
+}
+
+impl Conn {
+    /// Between requests (nothing read ahead): gives back buffers a body or a large head grew,
+    /// so an idle keep-alive connection holds at most the small ones.
+    pub(crate) fn trim_idle(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_KEEP {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.capacity() > IDLE_KEEP {
+            self.wbuf = Vec::new();
+        }
+        if self.ubuf.capacity() > IDLE_KEEP {
+            self.ubuf = Vec::new();
+        }
     }
 }
 

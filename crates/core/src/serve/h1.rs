@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::counted::Counted;
-use crate::downstream::{reserve, Client, Conn, READ_CHUNK};
+use crate::downstream::{reserve, Client, Conn, READ_FIRST};
 use crate::error::GatewayError;
 use crate::http1::{self, parse_request, RequestHead};
 use crate::request::handle_request;
@@ -90,9 +90,8 @@ pub async fn serve_connection_with<S>(
     let _conn = CountGuard::new(&shared.connections);
     let https = tls.is_some();
     let mut c = Conn::new(peer, shared.clone(), https, tls.and_then(|t| t.client_subject));
-    c.rbuf.reserve(READ_CHUNK);
-    c.wbuf.reserve(4096);
-    c.ubuf.reserve(512);
+    // Sized to need: a first read buffer only; the write buffers grow on first use.
+    c.rbuf.reserve(READ_FIRST);
     let mut io = io;
     // Plain listeners with HTTP/2 on take the h2c preface (prior knowledge); TLS connections
     // chose their protocol by ALPN before reaching here.
@@ -169,6 +168,7 @@ async fn read_head<S: AsyncRead + Unpin>(io: &mut S, c: &mut Conn, l: ReadSettin
         if c.stopping() {
             return HeadRead::Closed;
         }
+        c.trim_idle();
         c.timer.arm(Instant::now() + l.idle_timeout);
         reserve(&mut c.rbuf);
         tokio::select! {

@@ -280,15 +280,7 @@ pub(crate) fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
-    for (k, n, v) in head.headers.fields() {
-        if k == http1::Known::Host {
-            continue;
-        }
-        out.extend_from_slice(n);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
+    head.headers.write_except(out, http1::Known::Host);
     match framing {
         BodyKind::Length(n) => {
             out.extend_from_slice(b"content-length: ");

@@ -175,7 +175,7 @@ impl Stack {
 /// then our request id unless the upstream sent its own.
 pub(crate) fn response_phase(stack: &Stack, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
     stack.on_response(ctx, status, headers);
-    if !headers.contains(std::str::from_utf8(&ctx.request_id_header).unwrap_or("x-request-id")) {
+    if headers.get_bytes(&ctx.request_id_header).is_none() {
         headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
     }
 }

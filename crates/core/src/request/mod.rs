@@ -44,8 +44,7 @@ pub(crate) async fn handle_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let rid_name = std::str::from_utf8(&snap.request_id_header).unwrap_or("x-request-id");
-    let request_id = match head.headers.get(rid_name) {
+    let request_id = match head.headers.get_bytes(&snap.request_id_header) {
         Some(v) if snap.trust_request_id && valid_request_id(v) => head.headers.slice_of(v),
         _ => new_request_id(),
     };
@@ -258,7 +257,7 @@ where
     }
     // The client's copy goes (ours replaces it); `x-request-id` always went with the sanitising.
     if &snap.request_id_header[..] != b"x-request-id" {
-        head.headers.remove(rid_name);
+        head.headers.remove(std::str::from_utf8(&snap.request_id_header).unwrap_or("x-request-id"));
     }
     head.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
 

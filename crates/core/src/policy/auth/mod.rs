@@ -41,8 +41,9 @@ use gatehouse_config as cfg;
 use serde_json::Value;
 
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{CompileError, ErrorKind, GatewayError};
 use crate::http1::Headers;
+use crate::policy::{CompilePolicy, PolicyEnv, StateId};
 
 pub use authz::AuthorizePolicy;
 pub use external::ExternalAuthPolicy;
@@ -659,6 +660,22 @@ pub fn compile_auth(
         challenge: Bytes::from(missing.join(", ")),
         challenge_invalid: Bytes::from(invalid.join(", ")),
     })
+}
+
+/// An `auth` compiles with the snapshot's consumers; its long-lived state (key sets, caches) lives
+/// in `AuthState`, keyed by its settings, and what it uses is recorded in `live_auth`.
+impl CompilePolicy for cfg::Auth {
+    type Runtime = Box<AuthPolicy>;
+
+    fn fingerprint(&self) -> String {
+        "auth".into()
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, r: &cfg::Route, _: &StateId) -> Result<Box<AuthPolicy>, CompileError> {
+        compile_auth(self, &env.consumers, &env.limiters.auth, &mut env.live_auth)
+            .map(Box::new)
+            .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))
+    }
 }
 
 /// Authentication's side of the policy contract: the verified identity goes into the context

@@ -44,11 +44,12 @@ pub(super) struct PolicyScope<'a> {
 }
 
 /// The dispatch from a `Policy` to its type's `ValidatePolicy` impl (and its declared effects).
+/// Called through the trait, so a listed type without the impl is reported as such.
 macro_rules! dispatch {
     ($($(#[$doc:meta])* $name:literal $variant:ident($ty:ty),)*) => {
         fn validate_policy(v: &mut Validator<'_>, policy: &Policy, scope: &PolicyScope<'_>, p: &str) {
             match policy {
-                $(Policy::$variant(c) => c.validate(v, scope, &join_key(p, $name)),)*
+                $(Policy::$variant(c) => ValidatePolicy::validate(c, v, scope, &join_key(p, $name)),)*
             }
         }
 

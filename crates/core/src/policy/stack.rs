@@ -67,7 +67,8 @@ macro_rules! declare_route_policy {
 
 /// The callback of `for_each_policy!`: one `RoutePolicy` variant per listed policy, holding its
 /// config type's compiled type, then the header edits; and the two matches over the config's
-/// `Policy` that reach each config type's `CompilePolicy` impl.
+/// `Policy` that reach each config type's `CompilePolicy` impl (called through the trait, so a
+/// listed type without the impl is reported as such).
 macro_rules! route_policies {
     ($($(#[$doc:meta])* $name:literal $variant:ident($cfg:ty),)*) => {
         declare_route_policy! {
@@ -84,11 +85,11 @@ macro_rules! route_policies {
             r: &cfg::Route,
             id: &StateId,
         ) -> Result<RoutePolicy, CompileError> {
-            Ok(match p { $(cfg::Policy::$variant(c) => RoutePolicy::$variant(c.compile(env, r, id)?),)* })
+            Ok(match p { $(cfg::Policy::$variant(c) => RoutePolicy::$variant(CompilePolicy::compile(c, env, r, id)?),)* })
         }
 
         fn state_fingerprint(p: &cfg::Policy) -> String {
-            match p { $(cfg::Policy::$variant(c) => c.fingerprint(),)* }
+            match p { $(cfg::Policy::$variant(c) => CompilePolicy::fingerprint(c),)* }
         }
     };
 }

@@ -310,7 +310,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             headers: r.matches.headers.iter().map(|v| pred(v, true)).collect::<Result<_, _>>()?,
             query: r.matches.query.iter().map(|v| pred(v, false)).collect::<Result<_, _>>()?,
         });
-        let stack = env.compile(r)?;
+        let stack = Stack::compile(&mut env, r)?;
         let http_route = match &r.matches.path {
             None => "/".to_string(),
             Some(cfg::PathMatch::Exact(p)) | Some(cfg::PathMatch::Template(p)) => p.clone(),

@@ -1,35 +1,68 @@
-//! Route policies (`routes[].policies[]`): the [`Policy`] list itself, rate and concurrency
-//! limits with their keys and the `<count>/<period>` rate syntax, and the edge policies `cors`
-//! and `ip_filter` (`IpFilter` is also a listener's). The identity policies (`auth`,
-//! `authorize`, `external_auth`) are typed in [`super::identity`].
+//! Route policies (`routes[].policies[]`): the one list of policies ([`for_each_policy!`]) and
+//! the [`Policy`] enum built from it, rate and concurrency limits with their keys and the
+//! `<count>/<period>` rate syntax, and the edge policies `cors` and `ip_filter` (`IpFilter` is
+//! also a listener's). The identity policies (`auth`, `authorize`, `external_auth`) are typed in
+//! [`super::identity`].
 //!
 //! Invariants: plain data with `deny_unknown_fields`; the hand-written `Deserialize` impls
 //! (`LimitKey`, `Rate`) accept exactly the documented forms and say what was expected otherwise.
-//! Order rules and ranges are checked in `validate/policy.rs` and `validate/edge.rs`.
+//! `for_each_policy!` names every policy exactly once; everything that has one case per policy
+//! (this enum, the dispatch of its checks, the data plane's compiled policies) is generated
+//! from it, so no other list of policies exists to forget. Order rules and ranges are checked
+//! by each policy's `ValidatePolicy` impl (`validate/policy.rs`, `identity.rs`, `edge.rs`).
 
 use serde::{Deserialize, Serialize};
 
-use super::{defaults, Auth, Authorize, ExternalAuth};
+use super::defaults;
 use crate::units::Dur;
 
-/// One route policy: `- rate_limit: {...}`, `- concurrency_limit: {...}`, `- auth: {...}`,
-/// `- authorize: {...}` or `- external_auth: {...}`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    RateLimit(RateLimit),
-    ConcurrencyLimit(ConcurrencyLimit),
-    /// Authenticate the request (methods tried in order); sets the request's identity.
-    Auth(Auth),
-    /// Allow only some identities (consumers, groups, scopes, claim conditions); 403 otherwise.
-    Authorize(Authorize),
-    /// Ask an HTTP service whether the request may pass.
-    ExternalAuth(ExternalAuth),
-    /// Cross-origin resource sharing: preflights answered at the gateway, allow headers added.
-    Cors(Cors),
-    /// Client-address allow and deny lists (CIDR), after trusted proxies.
-    IpFilter(IpFilter),
+/// The one list of route policies: `for_each_policy!(m)` expands to
+/// `m! { $(#[doc] "name" Variant(ConfigType),)* }`, one entry per policy in list order, with
+/// `name` its key in the config (`- rate_limit: {...}`) and `ConfigType` a `$crate::types` path.
+///
+/// Every per-policy dispatch is generated from it, so a policy is added by its entry here, its
+/// config type, that type's `ValidatePolicy` impl (this crate's `validate/`), and in the data
+/// plane its runtime module with the `CompilePolicy` impl for the config type. This crate builds
+/// [`Policy`] from it (below) and the dispatch of the checks (`validate/policy.rs`);
+/// `gatehouse-core` builds `RoutePolicy`, its hooks and its compilation
+/// (`policy/stack.rs`). The list names config types only, never data-plane types, so this
+/// crate stays independent of the data plane.
+#[macro_export]
+macro_rules! for_each_policy {
+    ($m:ident) => {
+        $m! {
+            /// Requests per period per key (GCRA), refused with 429 past the limit.
+            "rate_limit" RateLimit($crate::types::RateLimit),
+            /// Requests in flight per key, with a bounded wait queue; 503 past it.
+            "concurrency_limit" ConcurrencyLimit($crate::types::ConcurrencyLimit),
+            /// Authenticate the request (methods tried in order); sets the request's identity.
+            "auth" Auth($crate::types::Auth),
+            /// Allow only some identities (consumers, groups, scopes, claim conditions); 403 otherwise.
+            "authorize" Authorize($crate::types::Authorize),
+            /// Ask an HTTP service whether the request may pass.
+            "external_auth" ExternalAuth($crate::types::ExternalAuth),
+            /// Cross-origin resource sharing: preflights answered at the gateway, allow headers added.
+            "cors" Cors($crate::types::Cors),
+            /// Client-address allow and deny lists (CIDR), after trusted proxies.
+            "ip_filter" IpFilter($crate::types::IpFilter),
+        }
+    };
 }
+
+/// Declares [`Policy`] from the list: the serde names are the list's names, so the YAML shape
+/// (and every message that lists the expected keys) is the list's, in its order.
+macro_rules! declare_policy {
+    ($($(#[$doc:meta])* $name:literal $variant:ident($ty:ty),)*) => {
+        /// One route policy, written as a one-key map: `- <name>: {...}` (the names and types
+        /// are those of [`for_each_policy!`]).
+        #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+        pub enum Policy {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($ty),)*
+        }
+    };
+}
+
+crate::for_each_policy!(declare_policy);
 
 /// `cors`: which browser origins may call the route, and how.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -1,22 +1,47 @@
-//! Validation of edge config: the `cors` and `ip_filter` route policies, the listener's
-//! `ip_filter`, and a route's `upgrades` and `tunnel_idle_timeout`.
+//! Validation of edge config: the `cors` and `ip_filter` route policies (their `ValidatePolicy`
+//! impls, with their order rules), the listener's `ip_filter`, and a route's `upgrades` and
+//! `tunnel_idle_timeout`.
 //!
 //! Invariants: the same rules as the rest of `validate/` (every problem collected with its
 //! path, nothing stops early). What compilation relies on (origin patterns, CIDRs, tokens) is
 //! refused here, so compiling cannot fail. Credentials are never combined with `*`.
 
+use super::policy::{PolicyScope, ValidatePolicy};
 use super::Validator;
 use crate::net::{is_token, Cidr};
 use crate::origin::OriginPattern;
-use crate::types::{Cors, IpFilter, Route};
+use crate::types::{Cors, IpFilter, Policy, Route};
 use crate::yaml::{join_index, join_key};
 
 /// Upgrade protocols that are never tunnelled: `h2c` over an HTTP/1.1 upgrade lets a client talk
 /// HTTP/2 straight to the upstream past every per-request rule (h2c smuggling).
 const REFUSED_UPGRADES: &[&str] = &["h2c"];
 
+impl ValidatePolicy for Cors {
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str) {
+        // A preflight carries no credentials: a `cors` after an identity check would never see
+        // one (the check refuses it first).
+        if scope.identity_checked() {
+            v.err(
+                p,
+                "`cors` must come before `auth`, `authorize` and `external_auth` (preflights carry no credentials)",
+            );
+        }
+        if scope.before.iter().any(|b| matches!(b, Policy::Cors(_))) {
+            v.err(p, "a route has at most one `cors` policy");
+        }
+        v.cors(self, p);
+    }
+}
+
+impl ValidatePolicy for IpFilter {
+    fn validate(&self, v: &mut Validator<'_>, _: &PolicyScope<'_>, p: &str) {
+        v.ip_filter(self, p);
+    }
+}
+
 impl Validator<'_> {
-    pub(super) fn cors(&mut self, c: &Cors, p: &str) {
+    fn cors(&mut self, c: &Cors, p: &str) {
         let op = join_key(p, "allow_origins");
         if c.allow_origins.is_empty() {
             self.err(op.clone(), "list at least one origin (or `*`)");

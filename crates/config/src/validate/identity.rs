@@ -1,5 +1,5 @@
 //! Validation of identity config: `consumers`, and the `auth`, `authorize` and `external_auth`
-//! route policies.
+//! route policies (their `ValidatePolicy` impls, with their order rules).
 //!
 //! Invariants: the same rules as the rest of `validate/` (every problem collected with its
 //! path, nothing stops early). What needs cryptography (parsing PEM/JWK keys) is checked by the
@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use super::policy::{PolicyScope, ValidatePolicy};
 use super::Validator;
 use crate::net::{is_token, parse_target_url, TargetUrl};
 use crate::types::{
@@ -67,6 +68,35 @@ fn password_hash_ok(h: &str) -> bool {
 
 fn header_value_ok(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+impl ValidatePolicy for Auth {
+    const AUTHENTICATES: bool = true;
+    const CHECKS_IDENTITY: bool = true;
+
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str) {
+        if scope.authenticated() {
+            v.err(p, "a route has at most one `auth` policy (list several methods in it)");
+        }
+        v.auth(self, scope.cfg, p);
+    }
+}
+
+impl ValidatePolicy for Authorize {
+    const CHECKS_IDENTITY: bool = true;
+
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str) {
+        v.needs_identity(scope, "`authorize`", p.to_string());
+        v.authorize(self, p);
+    }
+}
+
+impl ValidatePolicy for ExternalAuth {
+    const CHECKS_IDENTITY: bool = true;
+
+    fn validate(&self, v: &mut Validator<'_>, _: &PolicyScope<'_>, p: &str) {
+        v.external_auth(self, p);
+    }
 }
 
 impl Validator<'_> {
@@ -129,7 +159,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn auth(&mut self, a: &Auth, cfg: &Config, p: &str) {
+    fn auth(&mut self, a: &Auth, cfg: &Config, p: &str) {
         if a.methods.is_empty() {
             self.err(join_key(p, "methods"), "list at least one method: `jwt`, `api_key`, `basic` or `introspection`");
         }
@@ -336,7 +366,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn authorize(&mut self, a: &Authorize, p: &str) {
+    fn authorize(&mut self, a: &Authorize, p: &str) {
         if a.consumers.is_empty() && a.groups.is_empty() && a.scopes.is_empty() && a.claims.is_empty() {
             self.err(p, "give at least one of `consumers`, `groups`, `scopes` or `claims`");
         }
@@ -366,7 +396,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn external_auth(&mut self, e: &ExternalAuth, p: &str) {
+    fn external_auth(&mut self, e: &ExternalAuth, p: &str) {
         if let Err(m) = parse_service_url(&e.url) {
             self.err(join_key(p, "url"), m);
         }

@@ -1,11 +1,14 @@
-//! Validation of a route's `policies` list: the order rules (what needs an identity must come
-//! after `auth`, `cors` before any identity check), and the `rate_limit` and
-//! `concurrency_limit` policies with their keys. The other policies are checked in `identity`
-//! and `edge`.
+//! Validation of a route's `policies` list: the `ValidatePolicy` contract every policy's config
+//! type implements, its dispatch (generated from `for_each_policy!`), and the checks of the
+//! `rate_limit` and `concurrency_limit` policies with their keys. The other policies implement
+//! it in `identity` and `edge`.
 //!
 //! Invariants: the same rules as the rest of `validate/` (every problem collected with its
-//! path, nothing stops early). A rate limit that passes can be run by both the local GCRA
-//! limiter and the Redis script: its interval and burst tolerance fit their arithmetic.
+//! path, nothing stops early). Order rules are each policy's own: a policy sees the policies
+//! before it on its route (`PolicyScope`), whose effects (`AUTHENTICATES`, `CHECKS_IDENTITY`)
+//! are declared by their types, so no check names another policy's kind except to refuse a
+//! second copy of itself. A rate limit that passes can be run by both the local GCRA limiter
+//! and the Redis script: its interval and burst tolerance fit their arithmetic.
 
 use super::{Validator, MAX_CONCURRENCY};
 use crate::net::is_token;
@@ -19,79 +22,102 @@ pub const MAX_RATE_TOLERANCE_SECS: u64 = 365 * 86_400;
 /// Largest `concurrency_limit.queue`.
 pub const MAX_QUEUE: u32 = 100_000;
 
+/// The checks of one policy's config, implemented by its config type; `Validator::policies`
+/// calls it for each item of a route's list, in order, through the dispatch generated from
+/// `for_each_policy!`.
+pub(super) trait ValidatePolicy {
+    /// The policy sets the request's identity: what reads it must come after one.
+    const AUTHENTICATES: bool = false;
+    /// The policy refuses requests by who sent them: a `cors` must come before it (a preflight
+    /// carries no credentials, so the check would refuse it first).
+    const CHECKS_IDENTITY: bool = false;
+
+    /// Records every problem of this item; `p` is its path (`routes[0].policies[2].rate_limit`).
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str);
+}
+
+/// What a policy's checks may know beyond its own config.
+pub(super) struct PolicyScope<'a> {
+    pub cfg: &'a Config,
+    /// The policies before this one on its route, in order.
+    pub before: &'a [Policy],
+}
+
+/// The dispatch from a `Policy` to its type's `ValidatePolicy` impl (and its declared effects).
+/// Called through the trait, so a listed type without the impl is reported as such.
+macro_rules! dispatch {
+    ($($(#[$doc:meta])* $name:literal $variant:ident($ty:ty),)*) => {
+        fn validate_policy(v: &mut Validator<'_>, policy: &Policy, scope: &PolicyScope<'_>, p: &str) {
+            match policy {
+                $(Policy::$variant(c) => ValidatePolicy::validate(c, v, scope, &join_key(p, $name)),)*
+            }
+        }
+
+        fn authenticates(policy: &Policy) -> bool {
+            match policy {
+                $(Policy::$variant(_) => <$ty as ValidatePolicy>::AUTHENTICATES,)*
+            }
+        }
+
+        fn checks_identity(policy: &Policy) -> bool {
+            match policy {
+                $(Policy::$variant(_) => <$ty as ValidatePolicy>::CHECKS_IDENTITY,)*
+            }
+        }
+    };
+}
+
+crate::for_each_policy!(dispatch);
+
+impl PolicyScope<'_> {
+    /// Some earlier policy sets the identity.
+    pub fn authenticated(&self) -> bool {
+        self.before.iter().any(authenticates)
+    }
+
+    /// Some earlier policy refuses by identity.
+    pub fn identity_checked(&self) -> bool {
+        self.before.iter().any(checks_identity)
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn policies(&mut self, policies: &[Policy], cfg: &Config, p: &str) {
-        // Identity exists only after an `auth` policy: what reads it must come later.
-        let mut authenticated = false;
-        let (mut identity_checked, mut has_cors) = (false, false);
         for (k, policy) in policies.iter().enumerate() {
-            let kp = join_index(p, k);
-            let identity_key =
-                |key: &LimitKey| key.0.iter().any(|k| matches!(k, KeyPart::Consumer | KeyPart::Claim(_)));
-            let needs_identity = |v: &mut Self, what: &str, path: String| {
-                if !authenticated {
-                    v.err(path, format!("{what} needs an `auth` policy earlier in this route's policies"));
-                }
-            };
-            match policy {
-                Policy::RateLimit(rl) => {
-                    if identity_key(&rl.key) {
-                        needs_identity(
-                            self,
-                            "a `consumer` or `claim` key",
-                            join_key(&join_key(&kp, "rate_limit"), "key"),
-                        );
-                    }
-                    self.rate_limit(rl, &join_key(&kp, "rate_limit"))
-                }
-                Policy::ConcurrencyLimit(cl) => {
-                    if identity_key(&cl.key) {
-                        needs_identity(
-                            self,
-                            "a `consumer` or `claim` key",
-                            join_key(&join_key(&kp, "concurrency_limit"), "key"),
-                        );
-                    }
-                    self.concurrency_limit(cl, &join_key(&kp, "concurrency_limit"))
-                }
-                Policy::Auth(a) => {
-                    if authenticated {
-                        self.err(
-                            join_key(&kp, "auth"),
-                            "a route has at most one `auth` policy (list several methods in it)",
-                        );
-                    }
-                    authenticated = true;
-                    self.auth(a, cfg, &join_key(&kp, "auth"));
-                }
-                Policy::Authorize(a) => {
-                    needs_identity(self, "`authorize`", join_key(&kp, "authorize"));
-                    self.authorize(a, &join_key(&kp, "authorize"));
-                }
-                Policy::ExternalAuth(e) => self.external_auth(e, &join_key(&kp, "external_auth")),
-                Policy::Cors(c) => {
-                    // A preflight carries no credentials: a `cors` after an identity check would
-                    // never see one (the check refuses it first).
-                    if identity_checked {
-                        self.err(
-                            join_key(&kp, "cors"),
-                            "`cors` must come before `auth`, `authorize` and `external_auth` (preflights carry no credentials)",
-                        );
-                    }
-                    if has_cors {
-                        self.err(join_key(&kp, "cors"), "a route has at most one `cors` policy");
-                    }
-                    has_cors = true;
-                    self.cors(c, &join_key(&kp, "cors"));
-                }
-                Policy::IpFilter(f) => self.ip_filter(f, &join_key(&kp, "ip_filter")),
-            }
-            if matches!(policy, Policy::Auth(_) | Policy::Authorize(_) | Policy::ExternalAuth(_)) {
-                identity_checked = true;
-            }
+            validate_policy(self, policy, &PolicyScope { cfg, before: &policies[..k] }, &join_index(p, k));
         }
     }
 
+    /// `what` reads the identity, so an `auth` must come earlier on the route.
+    pub(super) fn needs_identity(&mut self, scope: &PolicyScope<'_>, what: &str, path: String) {
+        if !scope.authenticated() {
+            self.err(path, format!("{what} needs an `auth` policy earlier in this route's policies"));
+        }
+    }
+
+    /// A `consumer` or `claim` key counts by identity, so an `auth` must come earlier.
+    fn identity_key(&mut self, scope: &PolicyScope<'_>, key: &LimitKey, p: &str) {
+        if key.0.iter().any(|k| matches!(k, KeyPart::Consumer | KeyPart::Claim(_))) {
+            self.needs_identity(scope, "a `consumer` or `claim` key", join_key(p, "key"));
+        }
+    }
+}
+
+impl ValidatePolicy for RateLimit {
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str) {
+        v.identity_key(scope, &self.key, p);
+        v.rate_limit(self, p);
+    }
+}
+
+impl ValidatePolicy for ConcurrencyLimit {
+    fn validate(&self, v: &mut Validator<'_>, scope: &PolicyScope<'_>, p: &str) {
+        v.identity_key(scope, &self.key, p);
+        v.concurrency_limit(self, p);
+    }
+}
+
+impl Validator<'_> {
     fn rate_limit(&mut self, rl: &RateLimit, p: &str) {
         /// More units per reservation than this would make the error bound meaningless.
         const MAX_BATCH: u64 = 10_000;

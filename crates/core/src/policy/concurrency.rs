@@ -11,6 +11,9 @@
 //!   one waiter (`Notify::notify_one`, which keeps a permit if the waiter is not parked yet, so
 //!   no wake-up is lost). Waiting is not strictly FIFO: a request arriving while a slot is free
 //!   takes it, and a woken waiter that finds the slot taken waits again until its deadline.
+//! - Compiling (`CompilePolicy for cfg::ConcurrencyLimit`) attaches the limiter kept in `Limiters`
+//!   for the policy's `StateId` (max, queue, timeout and key), so a reload that keeps them keeps
+//!   the in-flight counts.
 //! - Same locking choice as the rate limiter: 64 padded shards of `std::sync::Mutex<HashMap>`
 //!   held for one map operation, never across an await.
 
@@ -24,9 +27,9 @@ use tokio::sync::Notify;
 
 pub use crate::ctx::Permit;
 
-use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
+use super::{shard_of, CompilePolicy, Flow, KeyMap, KeySpec, Policy, PolicyEnv, StateId, SHARDS};
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::GatewayError;
+use crate::error::{CompileError, GatewayError};
 use crate::http1::Headers;
 
 #[derive(Default)]
@@ -180,6 +183,29 @@ impl ConcurrencyPolicy {
     pub async fn acquire(&self, ctx: &RequestCtx, headers: &Headers) -> Option<Permit> {
         let key = self.key.hash_with(self.limiter.seed(), ctx.client_ip, headers, ctx.identity.as_deref());
         self.limiter.acquire(key).await
+    }
+}
+
+/// A `concurrency_limit` compiles over the limiter kept for its id (in-flight counts survive a
+/// reload that keeps it).
+impl CompilePolicy for cfg::ConcurrencyLimit {
+    type Runtime = ConcurrencyPolicy;
+
+    fn fingerprint(&self) -> String {
+        format!(
+            "concurrency_limit max={} queue={} timeout={:?} key={:?}",
+            self.max, self.queue, self.queue_timeout, self.key
+        )
+    }
+
+    fn compile(
+        &self,
+        env: &mut PolicyEnv<'_>,
+        _: &cfg::Route,
+        id: &StateId,
+    ) -> Result<ConcurrencyPolicy, CompileError> {
+        let limiter = env.limiters.concurrency(id.clone(), || ConcurrencyLimiter::for_config(self));
+        Ok(ConcurrencyPolicy::new(self, limiter))
     }
 }
 

@@ -22,13 +22,13 @@
 //! - Everything (patterns, header values) is compiled at load; per request only byte comparisons.
 
 use bytes::Bytes;
-use gatehouse_config::{Cors, OriginPattern};
+use gatehouse_config::{Cors, OriginPattern, Route};
 
 pub use crate::ctx::CorsGrant;
 
-use super::{Flow, Policy};
+use super::{CompilePolicy, Flow, Policy, PolicyEnv, StateId};
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::{GatewayError, LocalResponse};
+use crate::error::{CompileError, GatewayError, LocalResponse};
 use crate::http1::headers::trim;
 use crate::http1::Headers;
 
@@ -170,6 +170,19 @@ impl CorsPolicy {
     /// Removes the upstream's CORS fields (the policy owns them on this route).
     pub fn strip_upstream(h: &mut Headers) {
         h.remove_where(|n| OWNED.iter().any(|o| n.eq_ignore_ascii_case(o.as_bytes())));
+    }
+}
+
+/// A `cors` keeps no state across reloads.
+impl CompilePolicy for Cors {
+    type Runtime = Box<CorsPolicy>;
+
+    fn fingerprint(&self) -> String {
+        "cors".into()
+    }
+
+    fn compile(&self, _: &mut PolicyEnv<'_>, _: &Route, _: &StateId) -> Result<Box<CorsPolicy>, CompileError> {
+        Ok(Box::new(CorsPolicy::compile(self)))
     }
 }
 

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use gatehouse_config::{Cidr, IpFilter};
+use gatehouse_config::{Cidr, IpFilter, Route};
 
-use super::{Flow, Policy};
+use super::{CompilePolicy, Flow, Policy, PolicyEnv, StateId};
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::GatewayError;
+use crate::error::{CompileError, GatewayError};
 use crate::http1::Headers;
 
 #[derive(Debug, Clone, Default)]
@@ -66,6 +66,19 @@ pub struct IpFilterPolicy {
 impl IpFilterPolicy {
     pub fn new(filter: IpFilterRt, denials: Arc<IpDenials>) -> IpFilterPolicy {
         IpFilterPolicy { filter, denials }
+    }
+}
+
+/// An `ip_filter` counts its refusals in the registry's `ip_denied` (kept across reloads).
+impl CompilePolicy for IpFilter {
+    type Runtime = IpFilterPolicy;
+
+    fn fingerprint(&self) -> String {
+        "ip_filter".into()
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, _: &Route, _: &StateId) -> Result<IpFilterPolicy, CompileError> {
+        Ok(IpFilterPolicy::new(IpFilterRt::compile(self), env.limiters.ip_denied.clone()))
     }
 }
 

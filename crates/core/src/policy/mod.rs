@@ -1,10 +1,14 @@
 //! # The policy contract
 //!
-//! A route lists policies; each is a `RoutePolicy` (a closed enum, compiled once per snapshot by
-//! `compile.rs`, matched in code, never looked up by name per request) whose type implements
-//! `Policy`. `Stack` (`stack.rs`) runs a route's list through the phases below; the request path
-//! (`request::handle_request`, `forward`) calls the stack at the times stated here and nowhere
-//! else. A hook a policy does not implement costs a match arm that does nothing.
+//! A route lists policies; each is a `RoutePolicy` (a closed enum, compiled once per snapshot,
+//! matched in code, never looked up by name per request) whose type implements `Policy`. A
+//! policy's config type implements `CompilePolicy` (`compile.rs`: its compiled type, how it
+//! meets its long-lived state), and `RoutePolicy`, its dispatch to the hooks and the
+//! compilation of a route's list are generated in `stack.rs` from the config crate's one list of
+//! policies (`gatehouse_config::for_each_policy!`). `Stack` runs a route's list through the
+//! phases below; the request path (`request::handle_request`, `forward`) calls the stack at the
+//! times stated here and nowhere else. A hook a policy does not implement costs a match arm
+//! that does nothing.
 //!
 //! The hooks, in the order a request meets them (`at` is the policy's index in its route's list,
 //! the key for per-request state a policy keeps in `RequestCtx`):
@@ -66,6 +70,7 @@ use crate::error::{GatewayError, LocalResponse};
 use crate::http1::Headers;
 
 pub use cluster::{ClusterLimit, RedisClient};
+pub use compile::{CompilePolicy, PolicyEnv};
 pub use concurrency::{ConcurrencyLimiter, ConcurrencyPolicy, Permit};
 pub use headers::HeaderEdits;
 pub use rate_limit::{RateLimitPolicy, RateLimiter, RateReport};
@@ -148,4 +153,65 @@ pub trait Policy {
 
     /// Headers for an answer the gateway makes itself for this request.
     fn local_headers(&self, _ctx: &RequestCtx, _at: usize, _put: &mut dyn FnMut(Bytes, Bytes)) {}
+}
+
+/// A boxed policy is a policy: a large compiled type is boxed (`CompilePolicy::Runtime`) to keep
+/// `RoutePolicy` small, and every hook goes to the boxed value.
+impl<P: Policy> Policy for Box<P> {
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        at: usize,
+        headers: &mut Headers,
+        req: &RequestInfo<'_>,
+    ) -> impl Future<Output = Flow> + Send {
+        (**self).on_request(ctx, at, headers, req)
+    }
+
+    fn on_refused(
+        &self,
+        ctx: &mut RequestCtx,
+        at: usize,
+        headers: &Headers,
+        refund: bool,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).on_refused(ctx, at, headers, refund)
+    }
+
+    fn needs_request_body(&self) -> bool {
+        (**self).needs_request_body()
+    }
+
+    fn on_request_body(
+        &self,
+        ctx: &mut RequestCtx,
+        at: usize,
+        headers: &mut Headers,
+        body: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
+        (**self).on_request_body(ctx, at, headers, body)
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, at: usize, status: &mut u16, headers: &mut Headers) {
+        (**self).on_response(ctx, at, status, headers)
+    }
+
+    fn needs_response_body(&self) -> bool {
+        (**self).needs_response_body()
+    }
+
+    fn on_response_body(
+        &self,
+        ctx: &mut RequestCtx,
+        at: usize,
+        status: &mut u16,
+        headers: &mut Headers,
+        body: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
+        (**self).on_response_body(ctx, at, status, headers, body)
+    }
+
+    fn local_headers(&self, ctx: &RequestCtx, at: usize, put: &mut dyn FnMut(Bytes, Bytes)) {
+        (**self).local_headers(ctx, at, put)
+    }
 }

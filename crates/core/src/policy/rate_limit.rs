@@ -35,6 +35,10 @@
 //! the same algorithm; this limiter then only counts decisions and serves as the
 //! `on_redis_error: local` fallback. `Decision::via` records who decided, so a refund goes to the
 //! same place.
+//!
+//! Compiling (`CompilePolicy for cfg::RateLimit`): the limiter is the one kept in `Limiters` for
+//! the policy's `StateId`, whose fingerprint is the limit, burst and key, so a reload that keeps
+//! them keeps the counters. The same id, hashed, names the policy's keys in Redis.
 
 use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,9 +52,9 @@ pub use crate::ctx::RateReport;
 
 use super::cluster::ClusterLimit;
 pub use super::decision::{Decision, Via};
-use super::{shard_of, Flow, KeyMap, KeySpec, Policy, SHARDS};
+use super::{shard_of, CompilePolicy, Flow, KeyMap, KeySpec, Policy, PolicyEnv, StateId, SHARDS};
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::GatewayError;
+use crate::error::{CompileError, GatewayError};
 use crate::http1::Headers;
 
 /// Default cap on the number of keys one rate limiter tracks.
@@ -471,6 +475,45 @@ fn refund_of(code: u8) -> (Via, bool) {
         1 => (Via::Local, true),
         2 => (Via::Redis, false),
         _ => (Via::FailOpen, false),
+    }
+}
+
+/// A `rate_limit` compiles to its route's `RateLimitPolicy` over the limiter kept for its id; in
+/// cluster mode with a `ClusterLimit` on the snapshot's Redis client.
+impl CompilePolicy for cfg::RateLimit {
+    type Runtime = RateLimitPolicy;
+
+    fn fingerprint(&self) -> String {
+        format!("rate_limit {}/{}s burst={} key={:?}", self.limit.count, self.limit.period_secs, self.burst, self.key)
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, r: &cfg::Route, id: &StateId) -> Result<RateLimitPolicy, CompileError> {
+        let limiter = env.limiters.rate(id.clone(), || RateLimiter::for_config(self));
+        let (t, tau) = limiter.interval_tolerance();
+        let policy = RateLimitPolicy::new(self, &r.name, limiter);
+        Ok(match (self.mode, &env.redis) {
+            (cfg::RateLimitMode::Local, _) => policy,
+            (cfg::RateLimitMode::Cluster, Some((rc, client))) => {
+                let c = ClusterLimit::new(
+                    client.clone(),
+                    &rc.key_prefix,
+                    id,
+                    t,
+                    tau,
+                    self.on_redis_error.unwrap_or_default(),
+                );
+                policy.with_cluster(match self.batch {
+                    Some(b) => c.with_batch(b),
+                    None => c,
+                })
+            }
+            (cfg::RateLimitMode::Cluster, None) => {
+                return Err(CompileError(format!(
+                    "route `{}`: `mode: cluster` needs a `cluster.redis` section",
+                    r.name
+                )))
+            }
+        })
     }
 }
 

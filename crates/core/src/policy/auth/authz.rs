@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::{AuthState, Denial, Identity};
 use crate::ctx::RequestCtx;
-use crate::error::GatewayError;
+use crate::error::{CompileError, GatewayError};
+use crate::policy::{CompilePolicy, PolicyEnv, StateId};
 
 #[derive(Debug)]
 enum Op {
@@ -122,6 +123,19 @@ impl AuthorizePolicy {
         self.state.stats.deny(denial);
         ctx.error_kind = Some(denial.kind());
         Err(denial.error(&Bytes::from_static(b"Bearer realm=\"gatehouse\"")))
+    }
+}
+
+/// An `authorize` counts its refusals in the shared `AuthState`.
+impl CompilePolicy for cfg::Authorize {
+    type Runtime = AuthorizePolicy;
+
+    fn fingerprint(&self) -> String {
+        "authorize".into()
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, _: &cfg::Route, _: &StateId) -> Result<AuthorizePolicy, CompileError> {
+        Ok(AuthorizePolicy::compile(self, &env.limiters.auth))
     }
 }
 

@@ -17,8 +17,9 @@ use gatehouse_config as cfg;
 use super::client::{self, ServiceUrl};
 use super::{AuthState, Denial};
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::{GatewayError, LocalResponse};
+use crate::error::{CompileError, GatewayError, LocalResponse};
 use crate::http1::Headers;
+use crate::policy::{CompilePolicy, PolicyEnv, StateId};
 
 const MAX_BODY: usize = 64 * 1024;
 const RELAYED: &[&str] = &["content-type", "www-authenticate", "location"];
@@ -103,6 +104,21 @@ impl ExternalAuthPolicy {
         self.state.stats.deny(d);
         ctx.error_kind = Some(d.kind());
         d.error(&Bytes::new()).to_response(ctx.request_id_str())
+    }
+}
+
+/// An `external_auth` counts its refusals in the shared `AuthState`.
+impl CompilePolicy for cfg::ExternalAuth {
+    type Runtime = Box<ExternalAuthPolicy>;
+
+    fn fingerprint(&self) -> String {
+        "external_auth".into()
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, r: &cfg::Route, _: &StateId) -> Result<Self::Runtime, CompileError> {
+        ExternalAuthPolicy::compile(self, &env.limiters.auth)
+            .map(Box::new)
+            .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Identity: consumers, the `auth` policy (JWT, API keys, basic auth, OAuth2 introspection),
 //! `authorize`, `external_auth`, and the state that outlives a snapshot (JWKS and introspection
-//! caches, decision counters).
+//! caches, decision counters: `state.rs`).
 //!
 //! Invariants:
 //! - Authentication happens once, here; a request that reaches an upstream through an `auth`
@@ -28,26 +28,27 @@ pub mod jwk;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub mod state;
 pub mod token_cache;
 
 pub use crate::identity::{ConsumerRt, Identity};
 pub use consumers::Consumers;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+pub use state::{AuthCounts, AuthState, AuthStats, Live};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use gatehouse_config as cfg;
 use serde_json::Value;
 
 use crate::ctx::{RequestCtx, RequestInfo};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{CompileError, ErrorKind, GatewayError};
 use crate::http1::Headers;
+use crate::policy::{CompilePolicy, PolicyEnv, StateId};
 
 pub use authz::AuthorizePolicy;
 pub use external::ExternalAuthPolicy;
-use introspection::{IntrospectionCache, Introspector};
-use jwks::{JwksCache, JwksSettings};
+use introspection::Introspector;
+use jwks::JwksSettings;
 use jwt::{JwtError, JwtVerifier, KeySource, VerifyKey};
 
 /// Why a request was refused.
@@ -109,108 +110,6 @@ impl From<JwtError> for Denial {
             JwtError::KeysUnavailable => Denial::Unavailable,
             _ => Denial::Invalid,
         }
-    }
-}
-
-/// Auth decisions since start (the observability issue exports these).
-#[derive(Debug, Default)]
-pub struct AuthStats {
-    allowed: AtomicU64,
-    anonymous: AtomicU64,
-    missing: AtomicU64,
-    invalid: AtomicU64,
-    expired: AtomicU64,
-    multiple: AtomicU64,
-    forbidden: AtomicU64,
-    unavailable: AtomicU64,
-    external: AtomicU64,
-}
-
-/// A copy of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AuthCounts {
-    /// Requests authenticated with a credential (by `auth`) or allowed by `external_auth`.
-    pub allowed: u64,
-    /// Requests admitted as the `anonymous` consumer.
-    pub anonymous: u64,
-    pub denied_missing: u64,
-    pub denied_invalid: u64,
-    pub denied_expired: u64,
-    pub denied_multiple: u64,
-    pub denied_forbidden: u64,
-    pub denied_unavailable: u64,
-    pub denied_external: u64,
-}
-
-impl AuthStats {
-    pub fn allow(&self, anonymous: bool) {
-        if anonymous { &self.anonymous } else { &self.allowed }.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn deny(&self, d: Denial) {
-        let c = match d {
-            Denial::Missing => &self.missing,
-            Denial::Invalid => &self.invalid,
-            Denial::Expired => &self.expired,
-            Denial::Multiple => &self.multiple,
-            Denial::Forbidden => &self.forbidden,
-            Denial::Unavailable => &self.unavailable,
-            Denial::External => &self.external,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn counts(&self) -> AuthCounts {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        AuthCounts {
-            allowed: l(&self.allowed),
-            anonymous: l(&self.anonymous),
-            denied_missing: l(&self.missing),
-            denied_invalid: l(&self.invalid),
-            denied_expired: l(&self.expired),
-            denied_multiple: l(&self.multiple),
-            denied_forbidden: l(&self.forbidden),
-            denied_unavailable: l(&self.unavailable),
-            denied_external: l(&self.external),
-        }
-    }
-}
-
-/// Identity state that outlives snapshots: remote key sets, introspection caches, the basic-auth
-/// verification cache and the decision counters. Caches are keyed by their settings, so a reload
-/// that keeps a JWKS source keeps its keys; removed ones are dropped.
-#[derive(Debug, Default)]
-pub struct AuthState {
-    pub stats: AuthStats,
-    jwks: Mutex<HashMap<String, Arc<JwksCache>>>,
-    introspection: Mutex<HashMap<String, Arc<IntrospectionCache>>>,
-    pub basic_cache: basic::VerifiedCache,
-}
-
-impl AuthState {
-    fn jwks(&self, s: JwksSettings) -> Arc<JwksCache> {
-        let id = format!("{s:?}");
-        let mut map = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id).or_insert_with(|| Arc::new(JwksCache::new(s))).clone()
-    }
-
-    fn introspection(&self, id: String) -> Arc<IntrospectionCache> {
-        let mut map = self.introspection.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id).or_default().clone()
-    }
-
-    /// Every remote key set with its URL (or discovery URL), for the admin API and metrics.
-    pub fn jwks_caches(&self) -> Vec<Arc<JwksCache>> {
-        self.jwks.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-
-    /// Drops caches no compiled policy uses any more (after a reload).
-    pub fn retain(&self, live_jwks: &[Arc<JwksCache>], live_introspection: &[Arc<IntrospectionCache>]) {
-        self.jwks.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, c| live_jwks.iter().any(|l| Arc::ptr_eq(l, c)));
-        self.introspection
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, c| live_introspection.iter().any(|l| Arc::ptr_eq(l, c)));
     }
 }
 
@@ -652,13 +551,6 @@ pub fn check_keys(config: &cfg::Config) -> Vec<(String, String)> {
     out
 }
 
-/// What a compiled snapshot's identity policies hold on to (for `AuthState::retain`).
-#[derive(Debug, Default)]
-pub struct Live {
-    pub jwks: Vec<Arc<JwksCache>>,
-    pub introspection: Vec<Arc<IntrospectionCache>>,
-}
-
 /// Compiles an `auth` policy.
 pub fn compile_auth(
     a: &cfg::Auth,
@@ -768,6 +660,22 @@ pub fn compile_auth(
         challenge: Bytes::from(missing.join(", ")),
         challenge_invalid: Bytes::from(invalid.join(", ")),
     })
+}
+
+/// An `auth` compiles with the snapshot's consumers; its long-lived state (key sets, caches) lives
+/// in `AuthState`, keyed by its settings, and what it uses is recorded in `live_auth`.
+impl CompilePolicy for cfg::Auth {
+    type Runtime = Box<AuthPolicy>;
+
+    fn fingerprint(&self) -> String {
+        "auth".into()
+    }
+
+    fn compile(&self, env: &mut PolicyEnv<'_>, r: &cfg::Route, _: &StateId) -> Result<Box<AuthPolicy>, CompileError> {
+        compile_auth(self, &env.consumers, &env.limiters.auth, &mut env.live_auth)
+            .map(Box::new)
+            .map_err(|e| CompileError(format!("route `{}`: {e}", r.name)))
+    }
 }
 
 /// Authentication's side of the policy contract: the verified identity goes into the context

@@ -129,7 +129,10 @@ where
             let mut pre: Vec<u8> = Vec::new();
             loop {
                 match tokio::time::timeout_at(deadline, rest.data()).await {
-                    Err(_) => return Err(Fail::Before(GatewayError::RequestTimeout)),
+                    Err(_) => {
+                        s.body = Some(rest);
+                        return Err(Fail::Before(GatewayError::RequestTimeout));
+                    }
                     Ok(None) => {
                         s.bytes_in += pre.len() as u64;
                         let framing = if pre.is_empty() && head.body == BodyKind::Empty {
@@ -143,6 +146,9 @@ where
                         let _ = rest.flow_control().release_capacity(d.len());
                         pre.extend_from_slice(&d);
                         if pre.len() as u64 > limit {
+                            // Kept with the stream: drained (bounded) after the 413, not reset
+                            // before the client can read it.
+                            s.body = Some(rest);
                             return Err(Fail::Before(GatewayError::BodyTooLarge { limit }));
                         }
                         if !mode.whole && pre.len() as u64 >= PREBUFFER {

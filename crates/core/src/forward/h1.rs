@@ -116,8 +116,9 @@ pub(crate) enum Rest<'a, S> {
     None,
     /// Still on the HTTP/1.1 client connection (`rbuf` holds what was read ahead of it).
     H1 { io: &'a mut S, rbuf: &'a mut BytesMut, dec: &'a mut BodyDecoder, body_done: &'a mut bool },
-    /// Still on the HTTP/2 client stream.
-    H2(RecvStream),
+    /// Still on the HTTP/2 client stream: taken from the slot only once the head went out, so an
+    /// attempt that fails before keeps it for the answer's stream (see `forward`).
+    H2(&'a mut Option<RecvStream>),
 }
 
 /// What an HTTP/1.1 attempt needs beyond the request.
@@ -214,22 +215,25 @@ async fn send_rest<S: AsyncRead + Unpin>(
             }
             *body_done = true;
         }
-        Rest::H2(mut rx) => loop {
-            match tokio::time::timeout_at(deadline, rx.data()).await {
-                Err(_) => return Err(AttemptErr::Client(Fail::Before(GatewayError::RequestTimeout))),
-                Ok(None) => break,
-                Ok(Some(Ok(d))) => {
-                    let _ = rx.flow_control().release_capacity(d.len());
-                    sent += d.len() as u64;
-                    if sent > limit {
-                        return Err(too_large());
+        Rest::H2(slot) => {
+            let Some(mut rx) = slot.take() else { return Ok(()) };
+            loop {
+                match tokio::time::timeout_at(deadline, rx.data()).await {
+                    Err(_) => return Err(AttemptErr::Client(Fail::Before(GatewayError::RequestTimeout))),
+                    Ok(None) => break,
+                    Ok(Some(Ok(d))) => {
+                        let _ = rx.flow_control().release_capacity(d.len());
+                        sent += d.len() as u64;
+                        if sent > limit {
+                            return Err(too_large());
+                        }
+                        send_piece(conn, &mut out, &d, chunked).await?;
                     }
-                    send_piece(conn, &mut out, &d, chunked).await?;
+                    // Dropping the connection mid-chunk: the upstream never sees a complete request.
+                    Ok(Some(Err(_))) => return Err(AttemptErr::Client(Fail::After)),
                 }
-                // Dropping the connection mid-chunk: the upstream never sees a complete request.
-                Ok(Some(Err(_))) => return Err(AttemptErr::Client(Fail::After)),
             }
-        },
+        }
     }
     if chunked {
         conn.stream.write_all(b"0\r\n\r\n").await.map_err(|_| AttemptErr::Reset)?;

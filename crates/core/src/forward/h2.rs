@@ -103,7 +103,7 @@ pub(crate) async fn exchange(
     parts: &HeadParts<'_>,
     target: &Target,
     upstream: &Upstream,
-    rest: Option<RecvStream>,
+    rest: &mut Option<RecvStream>,
     adm: &Admission<'_>,
     span: Option<&ClientSpan>,
     grpc: bool,
@@ -161,7 +161,7 @@ pub(crate) async fn exchange(
     let head_by = head_deadline(adm, sent_at);
     if !end {
         let pre = Bytes::copy_from_slice(parts.pre);
-        match rest {
+        match rest.take() {
             None => {
                 let sending = send_all(&mut tx, pre, true);
                 match tokio::time::timeout_at(head_by, sending).await {

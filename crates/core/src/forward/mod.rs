@@ -192,18 +192,18 @@ where
     let mut attempt = 0u32;
     let mut last: Option<Fail> = None;
     let mut _inflight: Option<InflightGuard> = None;
-    let (ti, resp, sent_at) = loop {
+    let outcome = loop {
         attempt += 1;
         ctx.attempts = attempt;
         let Some(mut ti) = next_pick.take().or_else(|| pick_target(upstream, key, tried)) else {
             adm.record(true);
-            return Err(
+            break Err(
                 last.unwrap_or(Fail::Before(GatewayError::NoHealthyUpstream { upstream: upstream.name.clone() }))
             );
         };
         if adm.deadline.is_some_and(|d| Instant::now() >= d) {
             adm.record(true);
-            return Err(Fail::Before(GatewayError::DeadlineExceeded { upstream: upstream.name.clone() }));
+            break Err(Fail::Before(GatewayError::DeadlineExceeded { upstream: upstream.name.clone() }));
         }
         tried |= tried_bit(ti);
         ctx.target = Some(ti);
@@ -233,12 +233,13 @@ where
             let r = h1::exchange(&parts, target, upstream, &adm, &mut c.ubuf, &mut c.timer, rest, span.as_ref(), &opts);
             (ti, r.await)
         } else {
-            let rx = h2_rest.take();
-            rest_gone |= rx.is_some();
-            match cancelled(io, leg.one(target, rx, span.as_ref(), &mut c.ubuf, &mut c.timer)).await {
+            let had = h2_rest.is_some();
+            let r = match cancelled(io, leg.one(target, &mut h2_rest, span.as_ref(), &mut c.ubuf, &mut c.timer)).await {
                 Some(r) => (ti, r),
                 None => return Err(client_reset(ctx, span)),
-            }
+            };
+            rest_gone |= had && h2_rest.is_none();
+            r
         };
         if let Some(span) = span {
             match &result {
@@ -269,16 +270,31 @@ where
                         continue;
                     }
                 }
-                break (ti, resp, sent_at);
+                break Ok((ti, resp, sent_at));
             }
             Err(e) => {
                 // A streamed HTTP/2 body that went out with the failed attempt cannot go again.
                 let once = upgrade.is_some() || rest_gone;
-                let (wait, fail) = adm.attempt_failed(e, route, ti, may_resend, attempt, once)?;
+                let (wait, fail) = match adm.attempt_failed(e, route, ti, may_resend, attempt, once) {
+                    Ok(w) => w,
+                    Err(f) => break Err(f),
+                };
                 last = Some(fail);
                 tokio::time::sleep(wait).await;
                 continue;
             }
+        }
+    };
+    let (ti, resp, sent_at) = match outcome {
+        Ok(v) => v,
+        Err(f) => {
+            // An HTTP/2 client's body that no attempt sent stays with its stream until after the
+            // answer (then `serve::h2` drains it): dropped now, the answer would be followed by a
+            // reset of a stream the client is still sending on.
+            if let (Client::H2(s), Some(rx)) = (&mut *io, h2_rest.take()) {
+                s.body = Some(rx);
+            }
+            return Err(f);
         }
     };
     adm.record(resp.status() >= 500);
@@ -354,7 +370,7 @@ impl Leg<'_, '_> {
     async fn one(
         &self,
         target: &Target,
-        rest: Option<RecvStream>,
+        rest: &mut Option<RecvStream>,
         span: Option<&ClientSpan>,
         ubuf: &mut Vec<u8>,
         timer: &mut crate::timer::LazyTimer,
@@ -364,10 +380,7 @@ impl Leg<'_, '_> {
             let limits = (self.opts.limit, self.opts.body_timeout);
             h2::exchange(parts, target, upstream, rest, adm, span, self.grpc, limits).await
         } else {
-            let rest: Rest<'_, tokio::net::TcpStream> = match rest {
-                Some(rx) => Rest::H2(rx),
-                None => Rest::None,
-            };
+            let rest: Rest<'_, tokio::net::TcpStream> = if rest.is_some() { Rest::H2(rest) } else { Rest::None };
             h1::exchange(parts, target, upstream, adm, ubuf, timer, rest, span, self.opts).await
         }
     }
@@ -387,13 +400,15 @@ impl Leg<'_, '_> {
         timer: &mut crate::timer::LazyTimer,
     ) -> (usize, Attempt) {
         let upstream = self.upstream;
-        let first = self.one(&upstream.targets[ti], None, span, ubuf, timer);
+        // A hedged request is complete in memory: no streamed rest.
+        let mut no_rest = None;
+        let first = self.one(&upstream.targets[ti], &mut no_rest, span, ubuf, timer);
         race_hedge(upstream, ti, key, delay, first, |tj| async move {
             let t2 = &upstream.targets[tj];
             // The hedged attempt is an attempt of its own: its own CLIENT span, ended with its outcome.
             let span2 = client_span(server_span, &self.parts.head.method, t2);
             let (mut ubuf2, mut timer2) = (Vec::new(), crate::timer::LazyTimer::new());
-            let r = self.one(t2, None, span2.as_ref(), &mut ubuf2, &mut timer2).await;
+            let r = self.one(t2, &mut None, span2.as_ref(), &mut ubuf2, &mut timer2).await;
             if let Some(s) = span2 {
                 match &r {
                     Ok((resp, _)) => s.finish(Some(resp.status()), None),

@@ -22,6 +22,9 @@
 //!   streams finish (bounded by the drain timeout, like HTTP/1.1 connections).
 //! - Cookies split across fields (RFC 9113 §8.2.3) are joined with `; ` before the pipeline, so
 //!   an HTTP/1.1 upstream gets one `cookie` field.
+//! - An answer may go out before the request body ended (the gateway answers without waiting);
+//!   the unread body is then drained (at most 64 KiB within 1 s) so the client's END_STREAM
+//!   closes the stream, and only past that bound is the stream reset.
 
 use std::io;
 use std::net::SocketAddr;
@@ -226,6 +229,7 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
                 stream.body = Some(body);
             }
             handle_request(&mut Client::<tokio::net::TcpStream>::H2(&mut stream), &mut c, head, &snap, l).await;
+            drain_unread(stream.body.take()).await;
         }
         Err(e) => {
             // Refused before routing: answered like an unreadable HTTP/1.1 head.
@@ -238,8 +242,35 @@ async fn run_stream(req: http::Request<RecvStream>, respond: SendResponse<Bytes>
                 resp = crate::grpc::local_response(&resp, kind, Some(e.kind()));
             }
             stream.send_local_with_id(&resp, (&snap.request_id_header, &id), false);
+            drain_unread((!body.is_end_stream()).then_some(body)).await;
         }
     }
+}
+
+/// Most of an unread request body drained after the answer, and for how long.
+const DRAIN_MAX: usize = 64 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After the answer, a request body nobody read (the gateway answered itself, or refused) is
+/// read and dropped, up to `DRAIN_MAX` bytes within `DRAIN_TIME`: the stream then closes with
+/// the client's own END_STREAM. Dropped unread, h2 resets it (RST_STREAM NO_ERROR, RFC 9113
+/// §8.1), which a client still sending (curl: "Stream error in the HTTP/2 framing layer")
+/// reports as a failed request although the answer arrived. Past either bound it is reset.
+async fn drain_unread(body: Option<RecvStream>) {
+    let Some(mut body) = body else { return };
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut total = 0;
+        while total < DRAIN_MAX {
+            match body.data().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len();
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                _ => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// The HTTP/2 request as the pipeline's request head. Errors are answered before routing.

@@ -114,7 +114,7 @@ pub fn explain(snapshot: &Snapshot, req: &ExplainRequest) -> Result<String, Stri
             }
             let mut phases: Vec<String> = Vec::new();
             for p in &r.policies {
-                phases.push(one_line(&serde_json::to_value(p).unwrap_or(Value::Null)));
+                phases.push(shown(&serde_json::to_value(p).unwrap_or(Value::Null)));
             }
             if !r.request_headers.set.is_empty()
                 || !r.request_headers.add.is_empty()
@@ -210,6 +210,15 @@ fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
     keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| k.to_string()).collect()
 }
 
+/// A config value as one line, with secrets redacted the way `GET /config` redacts them
+/// (secret-named fields, credentials in URLs, secret headers): `diff` and `explain` print to
+/// terminals and CI logs.
+fn shown(v: &Value) -> String {
+    let mut v = v.clone();
+    gatehouse_core::admin::redact(&mut v);
+    one_line(&v)
+}
+
 /// Lists what differs between two configs: listeners, upstreams (and their targets) and routes
 /// (and their policies) added, removed and changed, matched by name.
 pub fn diff(old: &Config, new: &Config) -> String {
@@ -237,20 +246,20 @@ pub fn diff(old: &Config, new: &Config) -> String {
                 };
                 let (ua, ub) = (urls(va), urls(vb));
                 for u in ub.iter().filter(|u| !ua.contains(u)) {
-                    let _ = writeln!(out, "    + target {u}");
+                    let _ = writeln!(out, "    + target {}", shown(&Value::String(u.clone())));
                 }
                 for u in ua.iter().filter(|u| !ub.contains(u)) {
-                    let _ = writeln!(out, "    - target {u}");
+                    let _ = writeln!(out, "    - target {}", shown(&Value::String(u.clone())));
                 }
             }
             if section == "routes" && va.get("policies") != vb.get("policies") {
                 let pols = |v: &Value| v.get("policies").and_then(Value::as_array).cloned().unwrap_or_default();
                 let (pa, pb) = (pols(va), pols(vb));
                 for p in pb.iter().filter(|p| !pa.contains(p)) {
-                    let _ = writeln!(out, "    + policy {}", one_line(p));
+                    let _ = writeln!(out, "    + policy {}", shown(p));
                 }
                 for p in pa.iter().filter(|p| !pb.contains(p)) {
-                    let _ = writeln!(out, "    - policy {}", one_line(p));
+                    let _ = writeln!(out, "    - policy {}", shown(p));
                 }
             }
         }

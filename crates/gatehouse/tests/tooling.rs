@@ -117,5 +117,23 @@ fn diff_lists_added_removed_and_changed_by_name() {
         write(&dir, "traced.yaml", &format!("{CONFIG}tracing:\n  enabled: true\n  headers: {{x-api-key: k-secret}}\n"));
     let (ok, out, _) = run(&["diff", old.to_str().expect("p"), traced.to_str().expect("p")]);
     assert!(ok && out.contains("~ tracing changed") && !out.contains("k-secret"), "{out}");
+    // A policy added or removed is printed, its secrets redacted like `GET /config` (a diff goes
+    // to terminals and CI logs).
+    let secret = "s3cr3t-hmac-key-with-at-least-32-bytes!!";
+    let with_auth = write(
+        &dir,
+        "auth.yaml",
+        &new_text
+            .replace(
+                "      - rate_limit: { limit: 50/s, key: client_ip }\n",
+                &format!(
+                    "      - rate_limit: {{ limit: 50/s, key: client_ip }}\n      - auth: {{methods: [{{jwt: {{keys: [{{secret: \"{secret}\", alg: HS256}}]}}}}]}}\n"
+                ),
+            )
+    );
+    let (ok, out, err) = run(&["diff", new.to_str().expect("p"), with_auth.to_str().expect("p")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("+ policy auth"), "{out}");
+    assert!(!out.contains(secret), "a secret printed:\n{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -247,6 +247,32 @@ impl Headers {
         self.remove_fields(|_, n| pred(n));
     }
 
+    /// Removes the hop-by-hop fields when `Connection` names nothing else (only `keep-alive` or
+    /// `close`, the usual case); returns false, removing nothing, when it names other fields.
+    /// One pass over the received fields.
+    pub fn strip_plain_hop_by_hop(&mut self) -> bool {
+        let names_others = |v: &[u8]| {
+            v.split(|&b| b == b',')
+                .map(trim)
+                .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
+        };
+        for f in &self.raw {
+            if f.known == Known::Connection && !f.removed && names_others(self.slice(f.value)) {
+                return false;
+            }
+        }
+        if self.added.iter().any(|a| a.known == Known::Connection && names_others(&a.value)) {
+            return false;
+        }
+        for f in &mut self.raw {
+            if f.known.is_hop_by_hop() {
+                f.removed = true;
+            }
+        }
+        self.added.retain(|a| !a.known.is_hop_by_hop());
+        true
+    }
+
     /// Removes fields for which `pred(known, name)` holds; returns how many were removed.
     pub fn remove_fields(&mut self, mut pred: impl FnMut(Known, &[u8]) -> bool) -> usize {
         let mut n = 0;

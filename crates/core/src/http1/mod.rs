@@ -22,13 +22,7 @@ pub fn is_hop_by_hop(n: &[u8]) -> bool {
 /// Removes hop-by-hop fields and every field named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut Headers) {
     // Common case: `Connection` only says `keep-alive` or `close`, which name nothing extra.
-    let names_fields = h.get_all_known(Known::Connection).any(|v| {
-        v.split(|&b| b == b',')
-            .map(headers::trim)
-            .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
-    });
-    if !names_fields {
-        h.remove_fields(|k, _| k.is_hop_by_hop());
+    if h.strip_plain_hop_by_hop() {
         return;
     }
     let named: Vec<Vec<u8>> = h

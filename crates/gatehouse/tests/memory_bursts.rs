@@ -1,8 +1,9 @@
 //! Memory after a burst of client connections (issue 13, "give memory back"): the real binary,
 //! a real backend, a thousand client connections held open (half idle after one complete
 //! request, half half-open inside a head), then closed while light traffic goes on. The
-//! gateway's RSS must come back to near where it started: before the allocator and buffer changes, glibc kept about 20 MiB of a
-//! 1,000-connection burst for good (10 → 31.6 → 31.6 MiB; docs/performance.md).
+//! gateway's RSS must come back to near where it started. Before the allocator and buffer
+//! changes, glibc kept the burst for good (10.4 → 30.5 → 30.6 MiB in this order;
+//! docs/performance.md, "Memory after a burst of connections").
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,14 +35,12 @@ async fn get(addr: SocketAddr) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-// Open (issue 13): this burst, driven by tokio clients, leaves RSS where the burst took it
-// (24.7 -> 39.4 -> 39.4 MiB, 0 connections open, light traffic after). bench/conn_burst.py sees
-// the memory come back (24.9 -> 41.5 -> 26.6 MiB, same debug binary) because it opens every
-// connection before any request is answered; changed to this test's order (answer each idle
-// connection's request before opening the next) it keeps it too (24.6 -> 39.5 -> 39.5 MiB).
-// Kept as the reproduction for the next session;
-// run it with `cargo test -p gatehouse --test memory_bursts -- --ignored --nocapture`.
-#[ignore = "open: memory kept after this burst pattern (issue 13); see the comment above"]
+// The burst's order matters to the allocator: each idle connection's request answered before
+// the next connection opens (this test) interleaves request and connection memory, and with
+// mimalloc's default purge delay the freed pages then stay resident (24.7 -> 39.4 -> 39.4 MiB);
+// the heap itself is freed (valgrind massif). With `MIMALLOC_PURGE_DELAY=0`, the setting
+// docs/operations.md tells operators to run with, they are given back. mimalloc reads it at
+// process start, so the test sets it for the gateway it spawns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_given_back_after_a_burst_of_connections() {
     let backend = Backend::named("b").await;
@@ -53,6 +52,8 @@ async fn memory_is_given_back_after_a_burst_of_connections() {
         .route("all", "backend")
         .to_yaml();
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    // The only test in this binary: no other thread reads the environment meanwhile.
+    std::env::set_var("MIMALLOC_PURGE_DELAY", "0");
     let gw = tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");
     let (addr, pid) = (SocketAddr::from(([127, 0, 0, 1], port)), gw.child.id());
     for _ in 0..20 {
@@ -84,9 +85,8 @@ async fn memory_is_given_back_after_a_burst_of_connections() {
     assert!(during > before + 5.0, "{BURST} open connections: RSS {before:.1} -> {during:.1} MiB");
 
     drop(conns);
-    // mimalloc gives freed pages back after its purge delay, on the allocator's next activity
-    // in that thread: a gateway after a burst keeps serving, so the test does too (one request
-    // every 200 ms). A process left entirely idle keeps the pages until its next request.
+    // A gateway after a burst keeps serving, so the test does too (one request every 200 ms)
+    // while it waits for the memory to come back.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = rss_mib(pid);
     while after > before + KEPT_MIB && Instant::now() < deadline {

@@ -38,9 +38,8 @@ async fn get(addr: SocketAddr) -> String {
 // The burst's order matters to the allocator: each idle connection's request answered before
 // the next connection opens (this test) interleaves request and connection memory, and with
 // mimalloc's default purge delay the freed pages then stay resident (24.7 -> 39.4 -> 39.4 MiB);
-// the heap itself is freed (valgrind massif). With `MIMALLOC_PURGE_DELAY=0`, the setting
-// docs/operations.md tells operators to run with, they are given back. mimalloc reads it at
-// process start, so the test sets it for the gateway it spawns.
+// the heap itself is freed (valgrind massif). With `MIMALLOC_PURGE_DELAY=0`, which the binary
+// sets for itself (main.rs, `with_allocator_defaults`), they are given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_given_back_after_a_burst_of_connections() {
     let backend = Backend::named("b").await;
@@ -52,8 +51,6 @@ async fn memory_is_given_back_after_a_burst_of_connections() {
         .route("all", "backend")
         .to_yaml();
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
-    // The only test in this binary: no other thread reads the environment meanwhile.
-    std::env::set_var("MIMALLOC_PURGE_DELAY", "0");
     let gw = tokio::task::spawn_blocking(move || GatewayProcess::spawn(BIN, &yaml, admin_addr)).await.expect("join");
     let (addr, pid) = (SocketAddr::from(([127, 0, 0, 1], port)), gw.child.id());
     for _ in 0..20 {

@@ -10,7 +10,7 @@
 //! compiled (regexes built, names lower-cased) when the table was built.
 
 // FxHash: the maps are built from config and only looked up per request (no inserts from the
-// network, so no collision flooding); SipHash cost ~90 instructions per lookup here.
+// network, so no collision flooding); SipHash cost ~160 instructions per request here (callgrind).
 use rustc_hash::FxHashMap as HashMap;
 
 use regex::{Regex, RegexSet};

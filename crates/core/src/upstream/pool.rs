@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 // FxHash: keyed by our own target ids (nothing a peer chooses), looked up twice per request;
-// SipHash cost ~140 instructions per request here.
+// SipHash cost ~280 instructions per request here (checkout and checkin, callgrind).
 use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::pin::Pin;

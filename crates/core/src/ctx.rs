@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub request_id: Bytes,
     /// The header that carries it (`server.request_id.header`, lower-cased).
     pub request_id_header: Bytes,
+    /// `request_id_header` as the header list recognises it (from the snapshot).
+    pub request_id_known: crate::http1::Known,
     pub client_ip: IpAddr,
     pub route: Option<usize>,
     pub params: Vec<(String, String)>,
@@ -97,10 +99,15 @@ impl RequestCtx {
 
 impl RequestCtx {
     /// A fresh context for a request with this id from `client_ip`.
-    pub fn new(request_id: Bytes, request_id_header: Bytes, client_ip: IpAddr) -> RequestCtx {
+    pub fn new(
+        request_id: Bytes,
+        (request_id_header, request_id_known): (Bytes, crate::http1::Known),
+        client_ip: IpAddr,
+    ) -> RequestCtx {
         RequestCtx {
             request_id,
             request_id_header,
+            request_id_known,
             client_ip,
             route: None,
             params: Vec::new(),
@@ -131,7 +138,11 @@ impl RequestCtx {
     /// The context of a call a route terminal makes for this request: the same request id,
     /// client and identity; its own attempts, target and statuses.
     pub fn for_call(&self) -> RequestCtx {
-        let mut ctx = RequestCtx::new(self.request_id.clone(), self.request_id_header.clone(), self.client_ip);
+        let mut ctx = RequestCtx::new(
+            self.request_id.clone(),
+            (self.request_id_header.clone(), self.request_id_known),
+            self.client_ip,
+        );
         ctx.identity = self.identity.clone();
         ctx.client_cert_subject = self.client_cert_subject.clone();
         ctx

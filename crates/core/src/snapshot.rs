@@ -119,6 +119,8 @@ pub struct Snapshot {
     pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// `server.request_id.header`, lower-cased (`x-request-id` by default).
     pub request_id_header: Bytes,
+    /// `request_id_header` recognised once here (see `http1::Known`), not per request.
+    pub request_id_known: crate::http1::Known,
     /// `server.request_id.trust_incoming`.
     pub trust_request_id: bool,
     /// Per-route request counters, bound by the gateway from its metrics registry (empty when
@@ -393,6 +395,7 @@ pub fn compile(config: Config, registry: &Registry, limiters: &Limiters) -> Resu
             h if h == "x-request-id" => Bytes::from_static(b"x-request-id"),
             h => Bytes::from(h),
         },
+        request_id_known: crate::http1::Known::of(config.server.request_id.header.as_bytes()),
         trust_request_id: config.server.request_id.trust_incoming,
         metrics: Default::default(),
         drain_timeout: config.server.drain_timeout.0,

@@ -174,12 +174,11 @@ impl Headers {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.get_bytes(name.as_bytes())
+        self.get_named(Known::of(name.as_bytes()), name.as_bytes())
     }
 
-    /// `get` for a name held as bytes (a configured header name).
-    pub fn get_bytes(&self, n: &[u8]) -> Option<&[u8]> {
-        let k = Known::of(n);
+    /// `get` for a name already recognised as `k` (`Known::of(n) == k`, done once at compile).
+    pub fn get_named(&self, k: Known, n: &[u8]) -> Option<&[u8]> {
         self.fields()
             .find(|&(fk, fname, _)| fk == k && (k != Known::Other || fname.eq_ignore_ascii_case(n)))
             .map(|f| f.2)
@@ -251,11 +250,7 @@ impl Headers {
     /// `close`, the usual case); returns false, removing nothing, when it names other fields.
     /// One pass over the received fields.
     pub fn strip_plain_hop_by_hop(&mut self) -> bool {
-        let names_others = |v: &[u8]| {
-            v.split(|&b| b == b',')
-                .map(trim)
-                .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
-        };
+        let names_others = |v: &[u8]| connection_options(v).next().is_some();
         for f in &self.raw {
             if f.known == Known::Connection && !f.removed && names_others(self.slice(f.value)) {
                 return false;
@@ -293,6 +288,12 @@ impl Headers {
     pub fn append_known(&mut self, k: Known, name: &'static [u8], value: impl Into<Bytes>) {
         debug_assert_eq!(Known::of(name), k);
         self.added.push(Added { known: k, name: Bytes::from_static(name), value: value.into() });
+    }
+
+    /// Appends a field whose name was recognised as `k` already, keeping existing ones.
+    pub fn append_named(&mut self, k: Known, name: Bytes, value: impl Into<Bytes>) {
+        debug_assert_eq!(Known::of(&name), k);
+        self.added.push(Added { known: k, name, value: value.into() });
     }
 
     /// Appends a field, keeping existing ones.
@@ -348,6 +349,14 @@ impl Headers {
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// The field names a `Connection` value lists: its tokens other than the `keep-alive` and
+/// `close` options, trimmed, empty ones skipped.
+pub fn connection_options(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
 }
 
 /// Does a comma-separated header value contain `token` (case-insensitive)?

@@ -214,8 +214,8 @@ impl Stack {
 /// then our request id unless the upstream sent its own.
 pub(crate) fn response_phase(stack: &Stack, ctx: &mut RequestCtx, status: &mut u16, headers: &mut Headers) {
     stack.on_response(ctx, status, headers);
-    if headers.get_bytes(&ctx.request_id_header).is_none() {
-        headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    if headers.get_named(ctx.request_id_known, &ctx.request_id_header).is_none() {
+        headers.append_named(ctx.request_id_known, ctx.request_id_header.clone(), ctx.request_id.clone());
     }
 }
 

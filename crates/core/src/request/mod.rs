@@ -44,12 +44,12 @@ pub(crate) async fn handle_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let request_id = match head.headers.get_bytes(&snap.request_id_header) {
+    let request_id = match head.headers.get_named(snap.request_id_known, &snap.request_id_header) {
         Some(v) if snap.trust_request_id && valid_request_id(v) => head.headers.slice_of(v),
         _ => new_request_id(),
     };
     let client_ip = client_ip(c.peer.ip(), &head.headers, &l.trusted_proxies);
-    let mut ctx = RequestCtx::new(request_id, snap.request_id_header.clone(), client_ip);
+    let mut ctx = RequestCtx::new(request_id, (snap.request_id_header.clone(), snap.request_id_known), client_ip);
     ctx.client_cert_subject = c.client_subject.clone();
     ctx.grpc = head.headers.get_known(Known::ContentType).and_then(crate::grpc::classify);
     if let Some(t) = &snap.tracer {
@@ -259,7 +259,7 @@ where
     if &snap.request_id_header[..] != b"x-request-id" {
         head.headers.remove(std::str::from_utf8(&snap.request_id_header).unwrap_or("x-request-id"));
     }
-    head.headers.append(ctx.request_id_header.clone(), ctx.request_id.clone());
+    head.headers.append_named(ctx.request_id_known, ctx.request_id_header.clone(), ctx.request_id.clone());
 
     let info = crate::ctx::RequestInfo { method: &method, path, query };
     let flow = route.stack.on_request(&mut ctx, &mut head.headers, &info).await;
@@ -364,12 +364,7 @@ async fn redirect_unescaped<S: AsyncWrite + Unpin>(
     body_pending: bool,
     keep_alive: bool,
 ) -> bool {
-    let mut location = path.to_string();
-    if let Some(q) = query {
-        location.push('?');
-        location.push_str(q);
-    }
-    let answer = (308, location, ErrorKind::RedirectUnescaped);
+    let answer = (308, with_query(path.to_string(), query), ErrorKind::RedirectUnescaped);
     redirect(io, c, snap, ctx, answer, method, path, body_pending, keep_alive).await
 }
 
@@ -399,12 +394,17 @@ async fn redirect_https<S: AsyncWrite + Unpin>(
         location.push_str(&format!(":{p}"));
     }
     location.push_str(path);
+    let answer = (status, with_query(location, query), ErrorKind::RedirectHttps);
+    redirect(io, c, snap, ctx, answer, method, path, body_pending, keep_alive).await
+}
+
+/// `location` followed by `?query` when there is one.
+fn with_query(mut location: String, query: Option<&str>) -> String {
     if let Some(q) = query {
         location.push('?');
         location.push_str(q);
     }
-    let answer = (status, location, ErrorKind::RedirectHttps);
-    redirect(io, c, snap, ctx, answer, method, path, body_pending, keep_alive).await
+    location
 }
 
 /// A redirect the gateway answers itself: `status` with `Location`, the request's end logged

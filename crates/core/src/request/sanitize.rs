@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 
 use crate::downstream::Conn;
-use crate::http1::headers::trim;
+use crate::http1::headers::{connection_options, trim};
 use crate::http1::{self, BodyKind, Headers, Known, RequestHead};
 use crate::snapshot::{Rewrite, Route, TplPart};
 use crate::upstream::balancer::rand_u64;
@@ -177,15 +177,9 @@ fn drop_field(k: Known, n: &[u8], peer_trusted: bool) -> bool {
 /// other names the client listed in `Connection`, removed later (`drop_connection_named`).
 pub(crate) fn sanitize_request(h: &mut Headers, peer_trusted: bool) -> Vec<Vec<u8>> {
     let mut named: Vec<Vec<u8>> = Vec::new();
-    for v in h.get_all_known(Known::Connection) {
-        for t in v.split(|&b| b == b',').map(trim) {
-            if !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"close")
-                && !drop_on_forward(t, peer_trusted)
-            {
-                named.push(t.to_ascii_lowercase());
-            }
+    for t in h.get_all_known(Known::Connection).flat_map(connection_options) {
+        if !drop_on_forward(t, peer_trusted) {
+            named.push(t.to_ascii_lowercase());
         }
     }
     h.remove_fields(|k, n| drop_field(k, n, peer_trusted));

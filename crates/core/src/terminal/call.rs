@@ -123,7 +123,11 @@ mod tests {
         let snap = shared.snapshot.load_full();
         let peer: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
         let c = Conn::new(peer, shared.clone(), false, None);
-        let mut parent = RequestCtx::new(Bytes::from_static(b"rid"), Bytes::from_static(b"x-request-id"), peer.ip());
+        let mut parent = RequestCtx::new(
+            Bytes::from_static(b"rid"),
+            (Bytes::from_static(b"x-request-id"), crate::http1::Known::XRequestId),
+            peer.ip(),
+        );
         let route = &snap.routes[0];
         for (i, body) in ["", "hello"].into_iter().enumerate() {
             let mut ctx = parent.for_call();
